@@ -1,0 +1,257 @@
+//! The client side of the protocol: a connection that sends requests and
+//! reads their one-line replies, used by `colorsort key`, `send`, `stats`
+//! and `ping`.
+
+use crate::key::{self, PublicKey};
+use crate::protocol::{self, Code, Reply, Stored, Upload};
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// The server address used when neither `--host` nor `COLORSORT_HOST` is set.
+pub const DEFAULT_HOST: &str = "127.0.0.1:6666";
+/// The environment variable naming the server, `HOST:PORT`.
+pub const HOST_ENV: &str = "COLORSORT_HOST";
+/// How long to wait for a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for each read or write. Uploads of large images take
+/// the server a few seconds to decode; this leaves a wide margin.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The server to talk to: `COLORSORT_HOST`, or [`DEFAULT_HOST`].
+pub fn default_host() -> String {
+    std::env::var(HOST_ENV)
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| DEFAULT_HOST.to_string())
+}
+
+/// What can go wrong talking to a server.
+#[derive(Debug)]
+pub enum Error {
+    /// The host name did not resolve to any address.
+    Resolve { host: String, source: io::Error },
+    /// No address of the host accepted a connection.
+    Connect { host: String, source: io::Error },
+    /// The connection failed mid-conversation.
+    Io(io::Error),
+    /// The server closed the connection before replying.
+    Closed,
+    /// The server sent something that is not a protocol reply.
+    BadReply(String),
+    /// The server replied `ERR code message`.
+    Server { code: String, message: String },
+    /// The server's `KEY` reply is not a usable key.
+    Key(key::Error),
+}
+
+impl Error {
+    /// The server's error code, if this is an `ERR` reply with a known code.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Error::Server { code, .. } => Code::from_wire(code),
+            _ => None,
+        }
+    }
+
+    /// True if trying again later may succeed: the server was unreachable,
+    /// the connection broke, or the server said it was busy or slow.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Connect { .. } | Error::Io(_) | Error::Closed => true,
+            Error::Server { .. } => self.code().is_some_and(Code::is_transient),
+            Error::Resolve { .. } | Error::BadReply(_) | Error::Key(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Resolve { host, source } => write!(f, "cannot resolve {host}: {source}"),
+            Error::Connect { host, source } => write!(f, "cannot connect to {host}: {source}"),
+            Error::Io(e) => write!(f, "connection failed: {e}"),
+            Error::Closed => f.write_str("the server closed the connection"),
+            Error::BadReply(line) => write!(f, "unexpected reply from the server: {line}"),
+            Error::Server { code, message } => write!(f, "ERR {code} {message}"),
+            Error::Key(e) => write!(f, "the server's key is not usable: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
+    }
+}
+
+/// One connection to a colorsort server.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    /// Connects to `host` (`HOST:PORT`), trying each address it resolves to.
+    pub fn connect(host: &str) -> Result<Client, Error> {
+        let addrs: Vec<_> = host
+            .to_socket_addrs()
+            .map_err(|source| Error::Resolve {
+                host: host.to_string(),
+                source,
+            })?
+            .collect();
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no addresses");
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                Ok(stream) => return Client::from_stream(stream).map_err(Error::Io),
+                Err(e) => last = e,
+            }
+        }
+        Err(Error::Connect {
+            host: host.to_string(),
+            source: last,
+        })
+    }
+
+    fn from_stream(stream: TcpStream) -> io::Result<Client> {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        let writer = stream.try_clone()?;
+        Ok(Client {
+            reader: BufReader::new(stream),
+            writer,
+        })
+    }
+
+    /// Sends a command without payload and returns the text of its `OK`.
+    pub fn request(&mut self, line: &str) -> Result<String, Error> {
+        self.writer.write_all(format!("{line}\r\n").as_bytes())?;
+        self.reply()
+    }
+
+    /// Fetches and parses the server's public key.
+    pub fn key(&mut self) -> Result<PublicKey, Error> {
+        let line = self.request("KEY")?;
+        PublicKey::from_ssh_line(&line).map_err(Error::Key)
+    }
+
+    /// Sends one upload and returns where the server filed it.
+    pub fn upload(&mut self, kind: Upload, name: &str, payload: &[u8]) -> Result<Stored, Error> {
+        let head = format!("{} {name} {}\r\n", kind.verb(), payload.len());
+        let sent = self
+            .writer
+            .write_all(head.as_bytes())
+            .and_then(|()| self.writer.write_all(payload));
+        // A server refusing an upload early (too large, say) replies and
+        // closes while we are still writing: its reply beats our error.
+        let reply = self.reply();
+        match (sent, reply) {
+            (_, Ok(text)) => Stored::parse(&text).ok_or(Error::BadReply(text)),
+            (Err(e), Err(Error::Closed | Error::Io(_))) => Err(Error::Io(e)),
+            (_, Err(e)) => Err(e),
+        }
+    }
+
+    /// Reads one reply line: `Ok(text)` for `OK`, `Err` for `ERR` or trouble.
+    fn reply(&mut self) -> Result<String, Error> {
+        let mut line = Vec::new();
+        let n = (&mut self.reader)
+            .take(protocol::MAX_REPLY as u64)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Err(Error::Closed);
+        }
+        let text = String::from_utf8_lossy(&line);
+        let Some(text) = text.strip_suffix('\n') else {
+            return Err(Error::BadReply(protocol::printable(&line, 80)));
+        };
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        match protocol::parse_reply(text) {
+            Some(Reply::Ok(t)) => Ok(t),
+            Some(Reply::Err { code, message }) => Err(Error::Server { code, message }),
+            None => Err(Error::BadReply(protocol::printable(text.as_bytes(), 80))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::thread;
+
+    /// A one-connection fake server that reads one line and answers `reply`.
+    fn fake(reply: &'static [u8]) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(s.try_clone().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            s.write_all(reply).unwrap();
+        });
+        addr
+    }
+
+    #[test]
+    fn replies() {
+        let ok = Client::connect(&fake(b"OK PONG\r\n"))
+            .unwrap()
+            .request("PING");
+        assert_eq!(ok.unwrap(), "PONG");
+        let err = Client::connect(&fake(b"ERR busy full\r\n"))
+            .unwrap()
+            .request("PING")
+            .unwrap_err();
+        assert_eq!(err.code(), Some(Code::Busy));
+        assert!(err.is_transient());
+        type Check = fn(&Error) -> bool;
+        let cases: [(&'static [u8], Check); 4] = [
+            (b"", |e| matches!(e, Error::Closed)),
+            (b"HELLO\r\n", |e| matches!(e, Error::BadReply(_))),
+            (b"OK no newline", |e| matches!(e, Error::BadReply(_))),
+            (b"ERR not-an-image nope\n", |e| {
+                e.code() == Some(Code::NotAnImage) && !e.is_transient()
+            }),
+        ];
+        for (reply, check) in cases {
+            let e = Client::connect(&fake(reply))
+                .unwrap()
+                .request("PING")
+                .unwrap_err();
+            assert!(check(&e), "{reply:?} gave {e:?}");
+        }
+    }
+
+    #[test]
+    fn overlong_reply_is_refused() {
+        let long: &'static [u8] =
+            Box::leak(vec![b'O'; protocol::MAX_REPLY + 10].into_boxed_slice());
+        let e = Client::connect(&fake(long))
+            .unwrap()
+            .request("PING")
+            .unwrap_err();
+        assert!(matches!(e, Error::BadReply(_)), "{e:?}");
+    }
+
+    #[test]
+    fn unreachable_server_is_transient() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = Client::connect(&format!("127.0.0.1:{port}")).err().unwrap();
+        assert!(
+            matches!(e, Error::Connect { .. }) && e.is_transient(),
+            "{e:?}"
+        );
+    }
+}

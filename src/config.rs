@@ -1,0 +1,492 @@
+//! Every setting of `colorsort serve`, with its default, in one place.
+//!
+//! Each setting is a row of [`SETTINGS`]: its flag, its `COLORSORT_*`
+//! environment variable, its help text and how to parse it. The environment
+//! is read first and flags override it, so a container image can bake in
+//! variables that a command line still beats. The help text and the defaults
+//! printed by `colorsort serve --help` come from the same table, so they
+//! cannot drift apart.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Address the server listens on.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:6666";
+/// Data directory: key, class folders and staging.
+pub const DEFAULT_DATA_DIR: &str = "/data";
+/// Size of the RSA key generated on first start.
+pub const DEFAULT_KEY_BITS: usize = 3072;
+/// RSA key sizes the server will generate.
+pub const KEY_BITS_ALLOWED: [usize; 3] = [2048, 3072, 4096];
+/// Largest upload (SIZE) accepted, in bytes.
+pub const DEFAULT_MAX_UPLOAD: u64 = 64 * 1024 * 1024;
+/// Largest image accepted, in pixels (width × height), checked from the
+/// image header before any pixel is allocated.
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+/// Per-read and per-write timeout; also the time a client has to send a
+/// whole request line.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Slowest payload transfer accepted, in bytes per second, after the first
+/// [`DEFAULT_TIMEOUT`] of grace.
+pub const DEFAULT_MIN_RATE: u64 = 64 * 1024;
+/// Most connections served at once; past it, the connection idle longest is
+/// evicted, or the newcomer gets `ERR busy`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Memory the server may hold for payloads and decoded pixels together.
+pub const DEFAULT_MAX_MEMORY: u64 = 1024 * 1024 * 1024;
+/// How long a stopping server lets in-flight requests finish.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a connection closed after an error is drained, so that its
+/// `ERR` line is not destroyed by a TCP reset.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// Most connections drained at once after an error; past it, a connection
+/// is closed at once.
+pub const MAX_LINGERING: usize = 256;
+
+/// Everything `colorsort serve` needs to know.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data: PathBuf,
+    /// Size of a key generated on first start.
+    pub key_bits: usize,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+/// The resource limits that keep one client from starving the others.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Largest upload, in bytes.
+    pub max_upload: u64,
+    /// Largest image, in pixels.
+    pub max_pixels: u64,
+    /// Per-read and per-write timeout, and the request-line deadline.
+    pub timeout: Duration,
+    /// Slowest accepted payload rate, in bytes per second.
+    pub min_rate: u64,
+    /// Most connections at once.
+    pub max_connections: usize,
+    /// Memory budget for payloads and decoded pixels, in bytes.
+    pub max_memory: u64,
+    /// Time in-flight requests get to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_upload: DEFAULT_MAX_UPLOAD,
+            max_pixels: DEFAULT_MAX_PIXELS,
+            timeout: DEFAULT_TIMEOUT,
+            min_rate: DEFAULT_MIN_RATE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_memory: DEFAULT_MAX_MEMORY,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl Limits {
+    /// The deadline for a payload of `size` bytes, counted from the end of
+    /// its request line: one timeout of grace, plus the time the payload
+    /// takes at the minimum rate.
+    pub fn payload_time(&self, size: u64) -> Duration {
+        let rate = self.min_rate.max(1);
+        self.timeout
+            + Duration::from_secs(size / rate)
+            + Duration::from_millis(size % rate * 1000 / rate)
+    }
+}
+
+impl Default for ServeConfig {
+    fn default() -> ServeConfig {
+        ServeConfig {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| unreachable!("valid default address")),
+            data: PathBuf::from(DEFAULT_DATA_DIR),
+            key_bits: DEFAULT_KEY_BITS,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A setting that could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// The flag or environment variable that carried the value.
+    pub source: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.source, self.reason)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// One row of the settings table.
+pub struct Setting {
+    /// The command-line flag, e.g. `--max-upload`.
+    pub flag: &'static str,
+    /// The environment variable, e.g. `COLORSORT_MAX_UPLOAD`.
+    pub env: &'static str,
+    /// Placeholder for the value in help text.
+    pub value: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+    /// Parses a value into the configuration.
+    apply: fn(&mut ServeConfig, &str) -> Result<(), String>,
+    /// Renders the current value, for help text.
+    show: fn(&ServeConfig) -> String,
+}
+
+/// Every setting of `colorsort serve`.
+pub static SETTINGS: &[Setting] = &[
+    Setting {
+        flag: "--listen",
+        env: "COLORSORT_LISTEN",
+        value: "ADDR",
+        help: "address and port to listen on",
+        apply: |c, v| {
+            c.listen = v
+                .parse()
+                .map_err(|_| format!("{v:?} is not an address like 0.0.0.0:6666"))?;
+            Ok(())
+        },
+        show: |c| c.listen.to_string(),
+    },
+    Setting {
+        flag: "--data",
+        env: "COLORSORT_DATA",
+        value: "DIR",
+        help: "data directory: key, red/ green/ blue/ not_trusted/",
+        apply: |c, v| {
+            if v.is_empty() {
+                return Err("the data directory cannot be empty".into());
+            }
+            c.data = PathBuf::from(v);
+            Ok(())
+        },
+        show: |c| c.data.display().to_string(),
+    },
+    Setting {
+        flag: "--key-bits",
+        env: "COLORSORT_KEY_BITS",
+        value: "BITS",
+        help: "size of the RSA key generated on first start: 2048, 3072 or 4096",
+        apply: |c, v| {
+            let bits = parse_u64(v)? as usize;
+            if !KEY_BITS_ALLOWED.contains(&bits) {
+                return Err(format!("{bits} is not one of 2048, 3072, 4096"));
+            }
+            c.key_bits = bits;
+            Ok(())
+        },
+        show: |c| c.key_bits.to_string(),
+    },
+    Setting {
+        flag: "--max-upload",
+        env: "COLORSORT_MAX_UPLOAD",
+        value: "BYTES",
+        help: "largest upload accepted (suffixes K, M, G are powers of 1024)",
+        apply: |c, v| {
+            c.limits.max_upload = parse_size(v)?;
+            Ok(())
+        },
+        show: |c| show_size(c.limits.max_upload),
+    },
+    Setting {
+        flag: "--max-pixels",
+        env: "COLORSORT_MAX_PIXELS",
+        value: "N",
+        help: "largest image accepted, in pixels, checked before decoding",
+        apply: |c, v| {
+            c.limits.max_pixels = parse_positive(v)?;
+            Ok(())
+        },
+        show: |c| c.limits.max_pixels.to_string(),
+    },
+    Setting {
+        flag: "--timeout",
+        env: "COLORSORT_TIMEOUT",
+        value: "SECS",
+        help: "read/write timeout and request-line deadline (e.g. 30, 1.5, 500ms)",
+        apply: |c, v| {
+            c.limits.timeout = parse_duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.limits.timeout),
+    },
+    Setting {
+        flag: "--min-rate",
+        env: "COLORSORT_MIN_RATE",
+        value: "BYTES",
+        help: "slowest payload transfer accepted, per second, after one timeout of grace",
+        apply: |c, v| {
+            c.limits.min_rate = parse_size(v)?.max(1);
+            Ok(())
+        },
+        show: |c| show_size(c.limits.min_rate),
+    },
+    Setting {
+        flag: "--max-connections",
+        env: "COLORSORT_MAX_CONNECTIONS",
+        value: "N",
+        help: "most connections at once; then the longest-idle one is evicted",
+        apply: |c, v| {
+            c.limits.max_connections = parse_positive(v)? as usize;
+            Ok(())
+        },
+        show: |c| c.limits.max_connections.to_string(),
+    },
+    Setting {
+        flag: "--max-memory",
+        env: "COLORSORT_MAX_MEMORY",
+        value: "BYTES",
+        help: "memory for payloads and decoded pixels together; past it, ERR busy",
+        apply: |c, v| {
+            c.limits.max_memory = parse_size(v)?;
+            Ok(())
+        },
+        show: |c| show_size(c.limits.max_memory),
+    },
+    Setting {
+        flag: "--shutdown-grace",
+        env: "COLORSORT_SHUTDOWN_GRACE",
+        value: "SECS",
+        help: "time in-flight requests get to finish on SIGTERM or SIGINT",
+        apply: |c, v| {
+            c.limits.shutdown_grace = parse_duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.limits.shutdown_grace),
+    },
+];
+
+impl Setting {
+    /// Applies `value`, naming `source` (the flag or variable) on error.
+    pub fn apply(&self, config: &mut ServeConfig, value: &str, source: &str) -> Result<(), Error> {
+        (self.apply)(config, value.trim()).map_err(|reason| Error {
+            source: source.to_string(),
+            reason,
+        })
+    }
+
+    /// The value this setting has in `config`, as help text shows it.
+    pub fn show(&self, config: &ServeConfig) -> String {
+        (self.show)(config)
+    }
+}
+
+/// Finds the setting for a flag.
+pub fn setting(flag: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.flag == flag)
+}
+
+/// Applies every `COLORSORT_*` variable that `lookup` finds.
+pub fn apply_env(
+    config: &mut ServeConfig,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(), Error> {
+    for s in SETTINGS {
+        if let Some(value) = lookup(s.env) {
+            s.apply(config, &value, s.env)?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_u64(v: &str) -> Result<u64, String> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{v:?} is not a whole number"));
+    }
+    v.parse().map_err(|_| format!("{v} is too large"))
+}
+
+fn parse_positive(v: &str) -> Result<u64, String> {
+    match parse_u64(v)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+/// Parses a byte count with an optional binary suffix: `65536`, `64K`,
+/// `64M`, `1G` (also `KiB`, `MiB`, `GiB`).
+pub fn parse_size(v: &str) -> Result<u64, String> {
+    let upper = v.to_ascii_uppercase();
+    let digits_end = upper
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(upper.len());
+    let (digits, suffix) = upper.split_at(digits_end);
+    let shift = match suffix.trim() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return Err(format!("{v:?} is not a size like 65536, 64K, 64M or 1G")),
+    };
+    let n =
+        parse_u64(digits).map_err(|_| format!("{v:?} is not a size like 65536, 64K, 64M or 1G"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{v} is too large"))
+}
+
+/// Parses a duration: seconds, possibly fractional (`30`, `1.5`, `30s`), or
+/// milliseconds (`500ms`). Zero is refused: a zero timeout would mean none.
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let bad = || format!("{v:?} is not a duration like 30, 1.5, 30s or 500ms");
+    let d = if let Some(ms) = v.strip_suffix("ms") {
+        Duration::from_millis(parse_u64(ms.trim()).map_err(|_| bad())?)
+    } else {
+        let secs = v.strip_suffix('s').unwrap_or(v).trim();
+        if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Err(bad());
+        }
+        let f: f64 = secs.parse().map_err(|_| bad())?;
+        if !(f.is_finite() && f <= 1e9) {
+            return Err(bad());
+        }
+        Duration::from_secs_f64(f)
+    };
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}
+
+fn show_size(n: u64) -> String {
+    match n {
+        0 => "0".into(),
+        n if n % (1 << 30) == 0 => format!("{}G", n >> 30),
+        n if n % (1 << 20) == 0 => format!("{}M", n >> 20),
+        n if n % (1 << 10) == 0 => format!("{}K", n >> 10),
+        n => n.to_string(),
+    }
+}
+
+fn show_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("0", Some(0)),
+            ("65536", Some(65536)),
+            ("64K", Some(64 << 10)),
+            ("64k", Some(64 << 10)),
+            ("64M", Some(64 << 20)),
+            ("64MiB", Some(64 << 20)),
+            ("1G", Some(1 << 30)),
+            ("", None),
+            ("-1", None),
+            ("1.5M", None),
+            ("12X", None),
+            ("18446744073709551616", None),
+            ("17179869184G", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_size(input).ok(), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        let cases: &[(&str, Option<Duration>)] = &[
+            ("30", Some(Duration::from_secs(30))),
+            ("30s", Some(Duration::from_secs(30))),
+            ("1.5", Some(Duration::from_millis(1500))),
+            ("500ms", Some(Duration::from_millis(500))),
+            ("0", None),
+            ("0ms", None),
+            ("-1", None),
+            ("abc", None),
+            ("inf", None),
+            ("1e300", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_duration(input).ok(), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn flags_and_env_apply_and_flags_win() {
+        let mut c = ServeConfig::default();
+        let env = |name: &str| match name {
+            "COLORSORT_MAX_UPLOAD" => Some("1M".to_string()),
+            "COLORSORT_TIMEOUT" => Some("5".to_string()),
+            _ => None,
+        };
+        apply_env(&mut c, env).unwrap();
+        assert_eq!(c.limits.max_upload, 1 << 20);
+        assert_eq!(c.limits.timeout, Duration::from_secs(5));
+        setting("--max-upload")
+            .unwrap()
+            .apply(&mut c, "2M", "--max-upload")
+            .unwrap();
+        assert_eq!(c.limits.max_upload, 2 << 20);
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let mut c = ServeConfig::default();
+        let cases = [
+            ("--key-bits", "1024"),
+            ("--listen", "nowhere"),
+            ("--max-connections", "0"),
+            ("--data", ""),
+        ];
+        for (flag, value) in cases {
+            let err = setting(flag)
+                .unwrap()
+                .apply(&mut c, value, flag)
+                .unwrap_err();
+            assert_eq!(err.source, flag);
+        }
+    }
+
+    #[test]
+    fn every_setting_has_a_flag_and_a_variable() {
+        for s in SETTINGS {
+            assert!(s.flag.starts_with("--"), "{}", s.flag);
+            let expect = format!(
+                "COLORSORT_{}",
+                s.flag[2..].to_ascii_uppercase().replace('-', "_")
+            );
+            assert_eq!(s.env, expect);
+            // Showing a default and applying it back gives the same configuration.
+            let mut c = ServeConfig::default();
+            let shown = s.show(&ServeConfig::default());
+            s.apply(&mut c, &shown, s.flag).unwrap();
+            assert_eq!(s.show(&c), shown);
+        }
+    }
+
+    #[test]
+    fn payload_deadline_grows_with_size() {
+        let l = Limits {
+            timeout: Duration::from_secs(10),
+            min_rate: 1000,
+            ..Limits::default()
+        };
+        assert_eq!(l.payload_time(0), Duration::from_secs(10));
+        assert_eq!(l.payload_time(2500), Duration::from_millis(12_500));
+    }
+}

@@ -1,0 +1,985 @@
+//! The server: the accept loop, one thread per connection, the limits that
+//! keep slow or hostile clients from starving the rest, and a clean stop.
+//!
+//! Each connection reads one request line through a capped, deadline-bound
+//! reader, then, for `PUT` and `SEAL`, exactly SIZE payload bytes with
+//! `read_exact` semantics under a deadline derived from SIZE. The payload is
+//! held in memory once: a `SEAL` payload is decrypted in place, decoded
+//! from the same buffer and, if it is an image, filed from it.
+//!
+//! Limits, all in [`crate::config::Limits`]:
+//! - a request line must arrive whole within the timeout of the previous
+//!   reply (so a client trickling bytes is cut at that deadline);
+//! - a payload must arrive within one timeout plus SIZE at the minimum rate;
+//! - at most `max_connections` connections are served. When full, the
+//!   connection idle longest (waiting for a request line) is evicted to make
+//!   room; if none is idle, the newcomer gets `ERR busy` at once;
+//! - payloads and decoded pixels are reserved against a memory budget before
+//!   they are allocated; past it, `ERR busy`.
+//!
+//! A connection closed after an error is closed lingeringly: the write side
+//! is shut, and input is drained and discarded for [`LINGER`], so the client
+//! reads the `ERR` line instead of a TCP reset.
+
+use crate::age;
+use crate::classify;
+use crate::config::{LINGER, Limits, MAX_LINGERING, ServeConfig};
+use crate::key::Identity;
+
+use crate::name::{self, Name};
+use crate::protocol::{self, Code, Request, Upload};
+use crate::store::{self, Digest, Folder, Store, Trust};
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a newcomer waits for an evicted connection's slot to free up.
+const EVICTION_WAIT: Duration = Duration::from_millis(250);
+/// Read buffer per connection.
+const READ_BUFFER: usize = 8 * 1024;
+/// How often the lingering closer polls its sockets.
+const LINGER_POLL: Duration = Duration::from_millis(20);
+/// Longest reply text kept in a log line.
+const LOG_REPLY: usize = 100;
+
+/// Why the server could not start or run.
+#[derive(Debug)]
+pub enum Error {
+    /// The data directory or key could not be used.
+    Store(store::Error),
+    /// The listening socket could not be bound.
+    Bind { addr: SocketAddr, source: io::Error },
+    /// Any other I/O failure.
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Store(e) => e.fmt(f),
+            Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::Io(e) => write!(f, "i/o error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
+    }
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Error {
+        Error::Store(e)
+    }
+}
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+/// What every connection thread shares.
+struct Shared {
+    limits: Limits,
+    store: Store,
+    identity: Identity,
+    /// The `KEY` reply text.
+    key_line: String,
+    budget: Budget,
+    conns: Registry,
+    closer: Arc<Closer>,
+}
+
+/// Stops a running server from another thread (a signal handler's thread,
+/// or a test).
+#[derive(Clone)]
+pub struct Stopper {
+    shared: Arc<Shared>,
+    wake: SocketAddr,
+}
+
+impl Stopper {
+    /// Stops accepting, closes idle connections and lets in-flight requests
+    /// finish; [`Server::run`] then returns.
+    pub fn stop(&self) {
+        self.shared.conns.stop();
+        // The accept loop is blocked in accept(2); a connection wakes it.
+        let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
+    }
+}
+
+impl Server {
+    /// Opens the data directory, loads or creates the key, and binds the
+    /// listening socket.
+    pub fn bind(config: &ServeConfig) -> Result<Server, Error> {
+        let store = Store::open(&config.data)?;
+        let started = Instant::now();
+        let (identity, created) = store.load_or_create_key(config.key_bits)?;
+        let public = identity.public();
+        if created {
+            log!(
+                "generated a {}-bit RSA key in {:.1}s",
+                public.bits(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        let listener = TcpListener::bind(config.listen).map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let closer = Arc::new(Closer::default());
+        let runner = Arc::clone(&closer);
+        thread::Builder::new()
+            .name("linger".into())
+            .spawn(move || runner.run())?;
+        let shared = Shared {
+            limits: config.limits,
+            key_line: public.to_ssh_line(store::KEY_COMMENT),
+            store,
+            identity,
+            budget: Budget::new(config.limits.max_memory),
+            conns: Registry::new(config.limits.max_connections),
+            closer,
+        };
+        Ok(Server {
+            listener,
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The server key's fingerprint, `SHA256:...`.
+    pub fn fingerprint(&self) -> String {
+        self.shared.identity.public().fingerprint()
+    }
+
+    /// The server key's size in bits.
+    pub fn key_bits(&self) -> usize {
+        self.shared.identity.public().bits()
+    }
+
+    /// A handle that stops this server.
+    pub fn stopper(&self) -> io::Result<Stopper> {
+        let mut wake = self.listener.local_addr()?;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        Ok(Stopper {
+            shared: Arc::clone(&self.shared),
+            wake,
+        })
+    }
+
+    /// Serves until stopped, then waits up to the shutdown grace for
+    /// in-flight requests, closes what is left and returns.
+    pub fn run(self) -> Result<(), Error> {
+        for stream in self.listener.incoming() {
+            if self.shared.conns.stopping() {
+                break;
+            }
+            match stream {
+                Ok(stream) => self.admit(stream),
+                Err(e) => {
+                    log!("accept failed: {e}");
+                    // Out of descriptors or memory: give connections time to
+                    // close rather than spin.
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        drop(self.listener);
+        let grace = self.shared.limits.shutdown_grace;
+        let left = self.shared.conns.wait_empty(grace);
+        if left > 0 {
+            log!(
+                "stopping: closing {left} connection(s) still busy after {}s",
+                grace.as_secs_f64()
+            );
+            self.shared.conns.close_all();
+            self.shared.conns.wait_empty(Duration::from_millis(500));
+        }
+        log!("stopped");
+        Ok(())
+    }
+
+    /// Registers a new connection and starts its thread, or turns it away.
+    fn admit(&self, stream: TcpStream) {
+        let limits = &self.shared.limits;
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "?".to_string(), |a| a.to_string());
+        let configured = stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_read_timeout(Some(limits.timeout)))
+            .and_then(|()| stream.set_write_timeout(Some(limits.timeout)));
+        if configured.is_err() {
+            return;
+        }
+        let Some(id) = self.shared.conns.register(&stream) else {
+            log!(
+                "{peer} - - -> ERR busy (connection limit {})",
+                limits.max_connections
+            );
+            self.shared
+                .turn_away(stream, "server is at its connection limit; try again later");
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        let spawned = thread::Builder::new().name("conn".into()).spawn(move || {
+            let _slot = Slot {
+                conns: &shared.conns,
+                id,
+            };
+            match Connection::new(&shared, stream, id, peer) {
+                Ok(conn) => conn.serve(),
+                Err(e) => log!("cannot set up a connection: {e}"),
+            }
+        });
+        if let Err(e) = spawned {
+            // The closure, and the slot guard with it, never ran: free the slot here.
+            self.shared.conns.release(id);
+            log!("cannot start a connection thread: {e}");
+        }
+    }
+}
+
+impl Shared {
+    /// Sends one `ERR busy` line and closes lingeringly.
+    fn turn_away(&self, mut stream: TcpStream, why: &str) {
+        let _ = stream.write_all(protocol::err(Code::Busy, why).as_bytes());
+        self.closer.linger(stream);
+    }
+}
+
+/// How a request ended, for the reply, the log and the connection.
+struct Outcome {
+    reply: String,
+    /// What happened, for the log only (never sent: it may name paths).
+    detail: Option<String>,
+    after: After,
+}
+
+/// What happens to the connection after the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// Read the next request.
+    Continue,
+    /// Shut the write side, drain input briefly, close.
+    Linger,
+    /// The client is gone (EOF or I/O error mid-request): close silently.
+    Gone,
+}
+
+impl Outcome {
+    fn ok(text: impl fmt::Display) -> Outcome {
+        Outcome {
+            reply: protocol::ok(&text.to_string()),
+            detail: None,
+            after: After::Continue,
+        }
+    }
+
+    fn err(code: Code, message: impl fmt::Display) -> Outcome {
+        Outcome {
+            reply: protocol::err(code, &message.to_string()),
+            detail: None,
+            after: After::Continue,
+        }
+    }
+
+    fn gone(detail: impl fmt::Display) -> Outcome {
+        Outcome {
+            reply: String::new(),
+            detail: Some(detail.to_string()),
+            after: After::Gone,
+        }
+    }
+
+    fn closing(mut self) -> Outcome {
+        self.after = After::Linger;
+        self
+    }
+
+    fn detail(mut self, detail: impl fmt::Display) -> Outcome {
+        self.detail = Some(detail.to_string());
+        self
+    }
+}
+
+/// Why reading from the client stopped.
+#[derive(Debug)]
+enum ReadError {
+    /// The deadline passed.
+    Timeout,
+    /// The client closed its side.
+    Eof,
+    /// The request line was longer than [`protocol::MAX_LINE`].
+    TooLong,
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> ReadError {
+        ReadError::Io(e)
+    }
+}
+
+/// One client connection, served on its own thread.
+struct Connection<'a> {
+    shared: &'a Shared,
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    id: u64,
+    peer: String,
+}
+
+impl<'a> Connection<'a> {
+    /// Splits the socket into a buffered reader and a writer; fails only if
+    /// the process is out of file descriptors.
+    fn new(
+        shared: &'a Shared,
+        stream: TcpStream,
+        id: u64,
+        peer: String,
+    ) -> io::Result<Connection<'a>> {
+        let writer = stream.try_clone()?;
+        let reader = BufReader::with_capacity(READ_BUFFER, stream);
+        Ok(Connection {
+            shared,
+            reader,
+            writer,
+            id,
+            peer,
+        })
+    }
+
+    fn serve(mut self) {
+        loop {
+            if !self.shared.conns.set_idle(self.id, true) {
+                return self.end("server is shutting down");
+            }
+            let deadline = Instant::now() + self.shared.limits.timeout;
+            let line = self.read_line(deadline);
+            self.shared.conns.set_idle(self.id, false);
+            let started = Instant::now();
+            let (what, outcome) = match line {
+                Ok(line) => self.request(&line),
+                Err(ReadError::Eof) => {
+                    if self.shared.conns.evicted(self.id) {
+                        log!(
+                            "{} - - -> ERR busy (evicted: idle longest while full)",
+                            self.peer
+                        );
+                        return self.end("server is full; closed the connection idle longest");
+                    }
+                    if self.shared.conns.stopping() {
+                        return self.end("server is shutting down");
+                    }
+                    return;
+                }
+                Err(ReadError::TooLong) => {
+                    let limit = protocol::MAX_LINE;
+                    (
+                        "-".into(),
+                        Outcome::err(
+                            Code::LineTooLong,
+                            format!("request line over {limit} bytes"),
+                        )
+                        .closing(),
+                    )
+                }
+                Err(ReadError::Timeout) => (
+                    "-".into(),
+                    Outcome::err(Code::Timeout, "no complete request line in time").closing(),
+                ),
+                Err(ReadError::Io(_)) => return,
+            };
+            let after = outcome.after;
+            let sent =
+                outcome.reply.is_empty() || self.writer.write_all(outcome.reply.as_bytes()).is_ok();
+            self.log(&what, &outcome, started);
+            match after {
+                After::Continue if sent => {}
+                After::Linger if sent => return self.shared.closer.linger(self.writer),
+                _ => return,
+            }
+        }
+    }
+
+    /// Sends a last `ERR busy` line, then closes lingeringly.
+    fn end(self, why: &str) {
+        self.shared.turn_away(self.writer, why);
+    }
+
+    fn log(&self, what: &str, outcome: &Outcome, started: Instant) {
+        let reply = outcome.reply.trim_end();
+        let reply = if reply.is_empty() {
+            "(no reply)"
+        } else {
+            reply
+        };
+        let shown: String = reply.chars().take(LOG_REPLY).collect();
+        let ellipsis = if shown.len() < reply.len() { "..." } else { "" };
+        let ms = started.elapsed().as_millis();
+        match &outcome.detail {
+            Some(d) => log!("{} {what} -> {shown}{ellipsis} {ms}ms ({d})", self.peer),
+            None => log!("{} {what} -> {shown}{ellipsis} {ms}ms", self.peer),
+        }
+    }
+
+    /// Parses and answers one request line. Returns a summary for the log.
+    fn request(&mut self, line: &[u8]) -> (String, Outcome) {
+        let request = match protocol::parse_request(line) {
+            Ok(r) => r,
+            Err(e) => {
+                let outcome = Outcome::err(e.code(), &e);
+                let what = protocol::printable(line, 40);
+                return (
+                    what,
+                    if e.closes() {
+                        outcome.closing()
+                    } else {
+                        outcome
+                    },
+                );
+            }
+        };
+        let shared = self.shared;
+        match request {
+            Request::Ping => ("PING".into(), Outcome::ok("PONG")),
+            Request::Help => ("HELP".into(), Outcome::ok(protocol::HELP)),
+            Request::Key => ("KEY".into(), Outcome::ok(&shared.key_line)),
+            Request::Quit => ("QUIT".into(), Outcome::ok("BYE").closing()),
+            Request::Stats => {
+                let outcome = match shared.store.counts() {
+                    Ok([r, g, b, n]) => {
+                        Outcome::ok(format!("red={r} green={g} blue={b} not_trusted={n}"))
+                    }
+                    Err(e) => {
+                        Outcome::err(Code::StorageFailed, "cannot count the stored files").detail(e)
+                    }
+                };
+                ("STATS".into(), outcome)
+            }
+            Request::Upload { kind, name, size } => {
+                let what = format!(
+                    "{} {} {size}",
+                    kind.verb(),
+                    protocol::printable(name, name::MAX_NAME)
+                );
+                (what, self.upload(kind, name, size))
+            }
+        }
+    }
+
+    /// Receives, opens, classifies and files one upload.
+    fn upload(&mut self, kind: Upload, raw_name: &[u8], size: u64) -> Outcome {
+        let shared = self.shared;
+        let limits = &shared.limits;
+        if size > limits.max_upload {
+            let max = limits.max_upload;
+            return Outcome::err(
+                Code::TooLarge,
+                format!("SIZE {size} is over the upload limit of {max} bytes"),
+            )
+            .closing();
+        }
+        let deadline = Instant::now() + limits.payload_time(size);
+        let name = match Name::parse(raw_name) {
+            Ok(n) => n,
+            Err(e) => return self.refuse_payload(size, deadline, Outcome::err(Code::BadName, e)),
+        };
+        let Some(_payload_memory) = shared.budget.try_reserve(size) else {
+            let busy = Outcome::err(
+                Code::Busy,
+                "server is out of memory for uploads; try again later",
+            );
+            return self.refuse_payload(size, deadline, busy);
+        };
+        // `size` is at most `max_upload`, which was checked above; a budget
+        // over the address space would have failed the reservation.
+        let mut payload = vec![0u8; usize::try_from(size).unwrap_or(usize::MAX)];
+        if let Err(e) = self.read_exact(&mut payload, deadline) {
+            return self.payload_failed(e);
+        }
+        if kind == Upload::Seal
+            && let Err(e) = age::decrypt_in_place(&mut payload, &shared.identity)
+        {
+            return Outcome::err(Code::DecryptFailed, e).detail(format_args!("{e:?}"));
+        }
+        let trust = match kind {
+            Upload::Seal => Trust::Sealed,
+            Upload::Put => Trust::Plain,
+        };
+        // Content already stored is not decoded again: a re-sent folder
+        // costs a hash per file, not a decode.
+        let digest = Digest::of(&payload);
+        if let Some(existing) = shared.store.lookup(trust, &digest) {
+            return Outcome::ok(existing);
+        }
+        let classify_limits = classify::Limits::new(limits.max_pixels);
+        let image = match classify::open(&payload, &classify_limits) {
+            Ok(image) => image,
+            Err(e) => return classify_failed(e),
+        };
+        let extension = image.format();
+        let Some(pixel_memory) = shared.budget.try_reserve(image.decoded_len()) else {
+            return Outcome::err(
+                Code::Busy,
+                "server is out of memory for decoding; try again later",
+            );
+        };
+        let verdict = match image.classify() {
+            Ok(v) => v,
+            Err(e) => return classify_failed(e),
+        };
+        drop(pixel_memory);
+        let folder = match kind {
+            Upload::Seal => Folder::from(verdict.class),
+            Upload::Put => Folder::NotTrusted,
+        };
+        let name = match name {
+            Name::Given(n) => n,
+            Name::Generated => generated_name(&digest, extension),
+        };
+        match shared
+            .store
+            .file(folder, &name, &payload, &digest, verdict.mean)
+        {
+            Ok(stored) if kind == Upload::Put => {
+                Outcome::ok(stored).detail(format_args!("class {}", verdict.class.as_str()))
+            }
+            Ok(stored) => Outcome::ok(stored),
+            Err(e) => {
+                Outcome::err(Code::StorageFailed, "the server could not store the file").detail(e)
+            }
+        }
+    }
+
+    /// Consumes a refused upload's payload, so the connection stays in step.
+    fn refuse_payload(&mut self, size: u64, deadline: Instant, outcome: Outcome) -> Outcome {
+        let mut scratch = [0u8; 16 * 1024];
+        let mut left = size;
+        while left > 0 {
+            let want = scratch
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            match self.read_some(&mut scratch[..want], deadline) {
+                Ok(n) => left -= n as u64,
+                Err(e) => return self.payload_failed(e),
+            }
+        }
+        outcome
+    }
+
+    fn payload_failed(&self, e: ReadError) -> Outcome {
+        match e {
+            ReadError::Timeout => {
+                Outcome::err(Code::Timeout, "payload not received in time").closing()
+            }
+            ReadError::Eof => Outcome::gone("client closed the connection mid-payload"),
+            ReadError::Io(e) => Outcome::gone(format_args!("read failed mid-payload: {e}")),
+            ReadError::TooLong => Outcome::gone("unexpected line error"),
+        }
+    }
+
+    /// Reads one request line, without its ending, before `deadline`.
+    fn read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+        let mut line = Vec::new();
+        loop {
+            let available = self.fill(deadline)?;
+            if available.is_empty() {
+                return Err(ReadError::Eof);
+            }
+            match available.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    if line.len() + i + 1 > protocol::MAX_LINE {
+                        return Err(ReadError::TooLong);
+                    }
+                    line.extend_from_slice(&available[..i]);
+                    self.reader.consume(i + 1);
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    return Ok(line);
+                }
+                None => {
+                    let n = available.len();
+                    if line.len() + n >= protocol::MAX_LINE {
+                        return Err(ReadError::TooLong);
+                    }
+                    line.extend_from_slice(available);
+                    self.reader.consume(n);
+                }
+            }
+        }
+    }
+
+    /// Returns buffered input, reading more if there is none, before
+    /// `deadline`. An empty slice means end of input.
+    fn fill(&mut self, deadline: Instant) -> Result<&[u8], ReadError> {
+        while self.reader.buffer().is_empty() {
+            self.arm(deadline)?;
+            match self.reader.fill_buf() {
+                Ok([]) => return Ok(&[]),
+                Ok(_) => break,
+                Err(e) if retryable(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(self.reader.buffer())
+    }
+
+    /// Reads some bytes into `out` before `deadline`; never returns 0 for a
+    /// non-empty `out`.
+    fn read_some(&mut self, out: &mut [u8], deadline: Instant) -> Result<usize, ReadError> {
+        loop {
+            if self.reader.buffer().is_empty() {
+                self.arm(deadline)?;
+            }
+            match self.reader.read(out) {
+                Ok(0) => return Err(ReadError::Eof),
+                Ok(n) => return Ok(n),
+                Err(e) if retryable(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn read_exact(&mut self, mut out: &mut [u8], deadline: Instant) -> Result<(), ReadError> {
+        while !out.is_empty() {
+            let n = self.read_some(out, deadline)?;
+            out = &mut out[n..];
+        }
+        Ok(())
+    }
+
+    /// Sets the socket's read timeout to what is left before `deadline`, so
+    /// that a client trickling bytes cannot stretch a read past it.
+    fn arm(&mut self, deadline: Instant) -> Result<(), ReadError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ReadError::Timeout);
+        }
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(left.min(self.shared.limits.timeout)))?;
+        Ok(())
+    }
+}
+
+/// Timeouts surface as `WouldBlock` or `TimedOut`; the deadline decides.
+fn retryable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+fn classify_failed(e: classify::Error) -> Outcome {
+    use classify::Error as E;
+    let code = match e {
+        E::TooManyPixels { .. } | E::DecoderLimit(_) => Code::TooManyPixels,
+        // The pixel buffer could not be allocated: memory, not the image.
+        E::OutOfMemory { .. } => Code::Busy,
+        E::NotAnImage(_) | E::Unsupported(_) | E::DecoderPanic { .. } => Code::NotAnImage,
+    };
+    Outcome::err(code, e)
+}
+
+/// A name for an upload whose given name had nothing usable in it:
+/// `upload-` and the first 12 hex digits of the content's SHA-256.
+fn generated_name(digest: &Digest, extension: &str) -> String {
+    format!("upload-{}.{extension}", &digest.hex()[..12])
+}
+
+/// Bytes of memory in use by payloads and decoded pixels.
+struct Budget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+/// A reservation against the [`Budget`], released on drop.
+struct Reservation<'a> {
+    budget: &'a Budget,
+    bytes: u64,
+}
+
+impl Budget {
+    fn new(limit: u64) -> Budget {
+        Budget {
+            limit,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// Reserves `bytes`, or `None` if that would go over the limit.
+    fn try_reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .ok()?;
+        Some(Reservation {
+            budget: self,
+            bytes,
+        })
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// The live connections, for the connection cap, eviction and shutdown.
+struct Registry {
+    cap: usize,
+    state: Mutex<RegistryState>,
+    changed: Condvar,
+    /// Mirrors `state.stopping`, read without the lock by the accept loop.
+    stopping: AtomicBool,
+}
+
+#[derive(Default)]
+struct RegistryState {
+    next_id: u64,
+    conns: HashMap<u64, Entry>,
+    stopping: bool,
+}
+
+struct Entry {
+    /// A handle on the socket, to shut it down from outside its thread.
+    socket: Option<TcpStream>,
+    /// When the connection started waiting for a request line, if it is.
+    idle_since: Option<Instant>,
+    evicted: bool,
+}
+
+/// Frees a registry slot when its connection thread ends, however it ends.
+struct Slot<'a> {
+    conns: &'a Registry,
+    id: u64,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.conns.release(self.id);
+    }
+}
+
+impl Registry {
+    fn new(cap: usize) -> Registry {
+        Registry {
+            cap,
+            state: Mutex::default(),
+            changed: Condvar::new(),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RegistryState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a slot for `stream`, evicting the connection idle longest if
+    /// the registry is full. `None` if no slot could be had.
+    fn register(&self, stream: &TcpStream) -> Option<u64> {
+        let mut state = self.lock();
+        if state.stopping {
+            return None;
+        }
+        if state.conns.len() >= self.cap {
+            let victim = state
+                .conns
+                .values_mut()
+                .filter(|e| !e.evicted)
+                .filter_map(|e| e.idle_since.map(|since| (since, e)))
+                .min_by_key(|(since, _)| *since)
+                .map(|(_, e)| e)?;
+            victim.evicted = true;
+            if let Some(socket) = &victim.socket {
+                // Its blocked read returns end-of-input; its thread sees
+                // `evicted`, says why and exits, freeing the slot.
+                let _ = socket.shutdown(Shutdown::Read);
+            }
+            let (next, _) = self
+                .changed
+                .wait_timeout_while(state, EVICTION_WAIT, |s| s.conns.len() >= self.cap)
+                .unwrap_or_else(PoisonError::into_inner);
+            state = next;
+            if state.conns.len() >= self.cap {
+                return None;
+            }
+        }
+        state.next_id += 1;
+        let id = state.next_id;
+        let entry = Entry {
+            socket: stream.try_clone().ok(),
+            idle_since: None,
+            evicted: false,
+        };
+        state.conns.insert(id, entry);
+        Some(id)
+    }
+
+    fn release(&self, id: u64) {
+        self.lock().conns.remove(&id);
+        self.changed.notify_all();
+    }
+
+    /// Marks a connection idle (waiting for a request line) or busy. Returns
+    /// false if the server is stopping and an idle connection should close.
+    fn set_idle(&self, id: u64, idle: bool) -> bool {
+        let mut state = self.lock();
+        if idle && state.stopping {
+            return false;
+        }
+        if let Some(e) = state.conns.get_mut(&id) {
+            e.idle_since = idle.then(Instant::now);
+        }
+        true
+    }
+
+    fn evicted(&self, id: u64) -> bool {
+        self.lock().conns.get(&id).is_some_and(|e| e.evicted)
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Refuses new connections and ends idle ones; busy ones finish their
+    /// request first.
+    fn stop(&self) {
+        let mut state = self.lock();
+        state.stopping = true;
+        self.stopping.store(true, Ordering::Release);
+        for e in state.conns.values().filter(|e| e.idle_since.is_some()) {
+            if let Some(socket) = &e.socket {
+                let _ = socket.shutdown(Shutdown::Read);
+            }
+        }
+    }
+
+    /// Shuts every remaining connection down, busy or not.
+    fn close_all(&self) {
+        for e in self.lock().conns.values() {
+            if let Some(socket) = &e.socket {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Waits until no connection is left or `limit` passes; returns how many
+    /// are left.
+    fn wait_empty(&self, limit: Duration) -> usize {
+        let state = self.lock();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, limit, |s| !s.conns.is_empty())
+            .unwrap_or_else(PoisonError::into_inner);
+        state.conns.len()
+    }
+}
+
+/// Closes sockets lingeringly on one thread: each has its write side shut
+/// and its input drained and discarded until end of input or [`LINGER`].
+#[derive(Default)]
+struct Closer {
+    sockets: Mutex<Vec<(TcpStream, Instant)>>,
+    ready: Condvar,
+}
+
+impl Closer {
+    /// Shuts the write side of `stream` and hands it to the closer thread.
+    /// Past [`MAX_LINGERING`] sockets, it is closed at once instead.
+    fn linger(&self, stream: TcpStream) {
+        let _ = stream.shutdown(Shutdown::Write);
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+        if sockets.len() < MAX_LINGERING {
+            sockets.push((stream, Instant::now() + LINGER));
+            self.ready.notify_one();
+        }
+    }
+
+    fn run(&self) {
+        let mut scratch = vec![0u8; 64 * 1024];
+        loop {
+            let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
+            while sockets.is_empty() {
+                sockets = self
+                    .ready
+                    .wait(sockets)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            let now = Instant::now();
+            sockets.retain_mut(|(stream, until)| now < *until && drain(stream, &mut scratch));
+            drop(sockets);
+            thread::sleep(LINGER_POLL);
+        }
+    }
+}
+
+/// Reads and discards what a non-blocking socket has; false once it reaches
+/// end of input or fails.
+fn drain(stream: &mut TcpStream, scratch: &mut [u8]) -> bool {
+    for _ in 0..16 {
+        match stream.read(scratch) {
+            Ok(0) => return false,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_reserves_and_releases() {
+        let budget = Budget::new(100);
+        let a = budget.try_reserve(60).unwrap();
+        assert!(budget.try_reserve(41).is_none());
+        let b = budget.try_reserve(40).unwrap();
+        assert!(budget.try_reserve(1).is_none());
+        drop(a);
+        assert!(budget.try_reserve(60).is_some());
+        drop(b);
+        assert_eq!(budget.used.load(Ordering::Relaxed), 0);
+        assert!(budget.try_reserve(u64::MAX).is_none());
+    }
+
+    #[test]
+    fn generated_names_are_safe() {
+        let n = generated_name(&Digest::of(b"content"), "png");
+        assert_eq!(n.len(), "upload-".len() + 12 + 4);
+        assert_eq!(Name::parse(n.as_bytes()), Ok(Name::Given(n.clone())));
+    }
+}

@@ -1,0 +1,393 @@
+//! The `colorsort` binary's client commands, run as a user would run them.
+
+mod common;
+
+use common::{TestServer, bin, png, test_data};
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// Runs `colorsort ARGS` with a private config folder and no inherited host.
+fn run(args: &[&str], config: &Path) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("XDG_CONFIG_HOME", config)
+        .env_remove("COLORSORT_HOST")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn version_help_and_usage_errors() {
+    let cfg = tempfile::tempdir().unwrap();
+    let out = run(&["--version"], cfg.path());
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout),
+        format!("colorsort {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    for sub in ["serve", "key", "send", "classify", "stats", "ping"] {
+        let out = run(&[sub, "--help"], cfg.path());
+        assert!(out.status.success(), "{sub} --help");
+        assert!(text(&out.stdout).starts_with("Usage: colorsort"), "{sub}");
+        assert_eq!(run(&["help", sub], cfg.path()).stdout, out.stdout);
+    }
+    let cases: &[&[&str]] = &[
+        &[],
+        &["frobnicate"],
+        &["serve", "--max-upload", "lots"],
+        &["send"],
+        &["key", "--nope"],
+    ];
+    for args in cases {
+        let out = run(args, cfg.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("colorsort") && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn classify_prints_class_and_means() {
+    let cfg = tempfile::tempdir().unwrap();
+    let expected = fs::read_to_string(test_data("images/expected.txt")).unwrap();
+    for line in expected
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .take(6)
+    {
+        let mut words = line.split_whitespace();
+        let (file, class) = (words.next().unwrap(), words.next().unwrap());
+        let path = test_data(&format!("images/{file}"));
+        let out = run(&["classify", path.to_str().unwrap()], cfg.path());
+        assert!(out.status.success(), "{file}: {}", text(&out.stderr));
+        let printed = text(&out.stdout);
+        assert!(
+            printed.starts_with(&format!("{} {class} r=", path.display())),
+            "{printed}"
+        );
+    }
+    let out = run(
+        &[
+            "classify",
+            test_data("images/fail_not_an_image.txt").to_str().unwrap(),
+        ],
+        cfg.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("fail_not_an_image.txt"));
+}
+
+#[test]
+fn key_ping_and_stats_against_a_server() {
+    let s = TestServer::start(&[]);
+    let cfg = tempfile::tempdir().unwrap();
+    let host = s.host();
+    let out = run(&["key", "--host", &host], cfg.path());
+    assert!(out.status.success());
+    let public = fs::read_to_string(test_data("keys/test-only-server-key.pub")).unwrap();
+    let blob = public.split_whitespace().nth(1).unwrap();
+    assert_eq!(text(&out.stdout), format!("ssh-rsa {blob} colorsort\n"));
+    let out = run(&["key", "--fingerprint", "--host", &host], cfg.path());
+    assert_eq!(
+        text(&out.stdout),
+        "SHA256:V8rHUK4UazrNWiUR4b2NW6B/za3Kna/aJakJ9+G/Qcc\n"
+    );
+    assert!(
+        s.log_text()
+            .contains("SHA256:V8rHUK4UazrNWiUR4b2NW6B/za3Kna/aJakJ9+G/Qcc"),
+        "the server logs its fingerprint"
+    );
+    let out = Command::new(bin())
+        .arg("ping")
+        .env("COLORSORT_HOST", &host)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "PONG\n");
+    let out = run(&["stats", "--host", &host], cfg.path());
+    assert_eq!(text(&out.stdout), "red=0 green=0 blue=0 not_trusted=0\n");
+
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let out = run(&["ping", "--host", &dead], cfg.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot connect"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn send_a_folder_then_resend_it() {
+    let s = TestServer::start(&[]);
+    let cfg = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    fs::create_dir(photos.path().join("sub")).unwrap();
+    fs::write(photos.path().join("red.png"), png([200, 10, 10], 4, 4)).unwrap();
+    fs::write(
+        photos.path().join("sub/green photo.png"),
+        png([10, 200, 10], 4, 4),
+    )
+    .unwrap();
+    fs::write(photos.path().join("sub/blue.bin"), png([10, 10, 200], 4, 4)).unwrap();
+    fs::write(photos.path().join("notes.txt"), b"not an image").unwrap();
+    let dir = photos.path().to_str().unwrap();
+
+    let out = run(&["send", "--host", &s.host(), dir], cfg.path());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("red.png: stored red/red.png r=200.0 g=10.0 b=10.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("green photo.png: stored green/green_photo.png "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("blue.bin: stored blue/blue.bin "),
+        "picked by content, not name: {stdout}"
+    );
+    assert!(stdout.contains("stored 3 (red 1, green 1, blue 1, not_trusted 0), duplicates 0, failed 0, skipped 1 non-image(s)"), "{stdout}");
+    assert!(
+        stderr.contains("skipped ") && stderr.contains("notes.txt: not an image"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pinned the key of"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b') && !stdout.contains('\x1b'),
+        "no control characters when not on a terminal"
+    );
+
+    // Again: everything is a duplicate, and still a success.
+    let out = run(&["send", "--host", &s.host(), "--json", dir], cfg.path());
+    assert!(out.status.success());
+    let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for line in &lines {
+        assert!(
+            line.starts_with("{\"path\":") && line.contains("\"result\":\"duplicate\""),
+            "{line}"
+        );
+    }
+    assert!(text(&out.stderr).contains("duplicates 3, failed 0"));
+    assert_eq!(
+        s.files("red").len() + s.files("green").len() + s.files("blue").len(),
+        3
+    );
+
+    // --plain sends unsealed content to not_trusted/.
+    fs::write(photos.path().join("plain.png"), png([1, 2, 3], 3, 3)).unwrap();
+    let plain = photos.path().join("plain.png");
+    let out = run(
+        &[
+            "send",
+            "--plain",
+            "--host",
+            &s.host(),
+            plain.to_str().unwrap(),
+        ],
+        cfg.path(),
+    );
+    assert!(
+        text(&out.stdout).contains("stored not_trusted/plain.png"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn send_reports_failures_and_exits_1() {
+    let s = TestServer::start(&["--max-pixels", "100"]);
+    let cfg = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let big = files.path().join("big.png");
+    fs::write(&big, png([9, 9, 9], 20, 20)).unwrap();
+    let ok = files.path().join("ok.png");
+    fs::write(&ok, png([9, 9, 9], 5, 5)).unwrap();
+    let out = run(
+        &[
+            "send",
+            "--json",
+            "--host",
+            &s.host(),
+            big.to_str().unwrap(),
+            ok.to_str().unwrap(),
+        ],
+        cfg.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("\"result\":\"failed\"")
+            && stdout.contains("\"error\":\"too-many-pixels\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"attempts\":1"),
+        "permanent failures are not retried: {stdout}"
+    );
+    assert!(stdout.contains("\"stored\":\"red/ok.png\""), "{stdout}");
+    assert!(
+        text(&out.stderr).contains("failures: too-many-pixels 1"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn send_refuses_a_changed_key_unless_accepted() {
+    let s = TestServer::start(&[]);
+    let cfg = tempfile::tempdir().unwrap();
+    // Pin another key for this host, as if the server had been replaced.
+    let other = fs::read_to_string(test_data("keys/test-only-other-key.pub")).unwrap();
+    let pinned: Vec<&str> = other.split_whitespace().take(2).collect();
+    fs::create_dir_all(cfg.path().join("colorsort")).unwrap();
+    fs::write(
+        cfg.path().join("colorsort/known_hosts"),
+        format!("{} {}\n", s.host(), pinned.join(" ")),
+    )
+    .unwrap();
+    let file = cfg.path().join("x.png");
+    fs::write(&file, png([200, 0, 0], 2, 2)).unwrap();
+
+    let out = run(
+        &["send", "--host", &s.host(), file.to_str().unwrap()],
+        cfg.path(),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("CHANGED")
+            && err.contains("SHA256:V8rHUK4UazrNWiUR4b2NW6B/za3Kna/aJakJ9+G/Qcc"),
+        "{err}"
+    );
+    assert!(s.files("red").is_empty(), "nothing was sent");
+
+    let out = run(
+        &[
+            "send",
+            "--accept-new-key",
+            "--host",
+            &s.host(),
+            file.to_str().unwrap(),
+        ],
+        cfg.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(
+        &["send", "--host", &s.host(), file.to_str().unwrap()],
+        cfg.path(),
+    );
+    assert!(out.status.success(), "the accepted key is now pinned");
+}
+
+#[test]
+fn send_retries_while_the_server_is_busy() {
+    let s = TestServer::start(&["--max-connections", "1"]);
+    let cfg = tempfile::tempdir().unwrap();
+    // Hold the only slot with a request in progress, then release it.
+    let mut blocker = s.connect();
+    blocker.send(b"PUT hold.png 10\r\n12345");
+    std::thread::sleep(Duration::from_millis(100));
+    let file = cfg.path().join("r.png");
+    fs::write(&file, png([255, 0, 0], 2, 2)).unwrap();
+    let child = Command::new(bin())
+        .args([
+            "send",
+            "--json",
+            "-j",
+            "1",
+            "--host",
+            &s.host(),
+            file.to_str().unwrap(),
+        ])
+        .env("XDG_CONFIG_HOME", cfg.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    blocker.send(b"67890");
+    assert!(common::code(&blocker.line()) == "not-an-image");
+    drop(blocker);
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("\"result\":\"stored\""), "{stdout}");
+}
+
+#[test]
+fn send_gives_up_after_bounded_retries() {
+    // Every upload over the memory budget gets the transient ERR busy.
+    let s = TestServer::start(&["--max-memory", "100"]);
+    let cfg = tempfile::tempdir().unwrap();
+    let file = cfg.path().join("n.png");
+    fs::write(&file, common::noise_png(8, 8, 3)).unwrap();
+    let started = std::time::Instant::now();
+    let out = run(
+        &[
+            "send",
+            "--json",
+            "--host",
+            &s.host(),
+            file.to_str().unwrap(),
+        ],
+        cfg.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("\"error\":\"busy\"") && stdout.contains("\"attempts\":5"),
+        "{stdout}"
+    );
+    // 0.2 + 0.4 + 0.8 + 1.6 s of backoff between the five attempts.
+    assert!(
+        started.elapsed() >= Duration::from_millis(3000),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let images = tempfile::tempdir().unwrap();
+    for i in 0..200 {
+        fs::write(
+            images.path().join(format!("{i:03}.png")),
+            png([i as u8, 0, 0], 1, 1),
+        )
+        .unwrap();
+    }
+    let mut child = Command::new(bin())
+        .args(["classify", images.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}

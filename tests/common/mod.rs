@@ -1,0 +1,274 @@
+//! Shared harness for the integration tests: starts the real `colorsort`
+//! binary on 127.0.0.1:0 in a temporary data directory and talks raw TCP.
+
+#![allow(dead_code)]
+
+use colorsort::key::{Identity, PublicKey};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The committed test-only server key.
+pub const TEST_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/test-data/keys/test-only-server-key.pem"
+);
+
+pub fn test_data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("test-data")
+        .join(rel)
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_colorsort")
+}
+
+/// The test key's public half.
+pub fn test_public_key() -> PublicKey {
+    let pem = std::fs::read_to_string(TEST_KEY).unwrap();
+    Identity::from_pem(&pem).unwrap().public().clone()
+}
+
+/// Seals `plaintext` to the test key with colorsort's own encoder.
+pub fn seal(plaintext: &[u8]) -> Vec<u8> {
+    colorsort::age::encrypt(plaintext, &test_public_key()).unwrap()
+}
+
+/// A solid-colour PNG of `w`×`h` pixels.
+pub fn png(rgb: [u8; 3], w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(w, h, image::Rgb(rgb));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// A PNG of pseudo-random pixels, which barely compresses: about 3·w·h bytes.
+pub fn noise_png(w: u32, h: u32, seed: u32) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    let img = image::RgbImage::from_fn(w, h, |_, _| {
+        state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let [a, b, c, _] = state.to_le_bytes();
+        image::Rgb([a, b, c])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// Puts the test key into a data directory, as the server expects it.
+pub fn install_test_key(data: &Path) {
+    std::fs::create_dir_all(data).unwrap();
+    let dest = data.join("key.pem");
+    std::fs::copy(TEST_KEY, &dest).unwrap();
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A running server process. Killed on drop.
+pub struct TestServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    /// Keeps the temporary directory alive when the server owns it.
+    _dir: Option<tempfile::TempDir>,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestServer {
+    /// A server with the test key in a fresh temporary data directory.
+    pub fn start(args: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        install_test_key(dir.path());
+        let mut s = TestServer::start_in(dir.path(), args);
+        s._dir = Some(dir);
+        s
+    }
+
+    /// A server on an existing data directory.
+    pub fn start_in(data: &Path, args: &[&str]) -> TestServer {
+        TestServer::try_start_in(data, args)
+            .unwrap_or_else(|(status, log)| panic!("server exited with {status}: {log}"))
+    }
+
+    /// Starts a server; on failure returns its exit status and log.
+    pub fn try_start_in(data: &Path, args: &[&str]) -> Result<TestServer, (ExitStatus, String)> {
+        let mut child = Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(args)
+            .env_remove("COLORSORT_HOST")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let addr = rest.split(';').next().unwrap().to_string();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => Ok(TestServer {
+                child,
+                addr: addr.parse().unwrap(),
+                data: data.to_path_buf(),
+                _dir: None,
+                log,
+            }),
+            Err(_) => {
+                let status = child.wait().unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+                let text = log.lock().unwrap().join("\n");
+                Err((status, text))
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// A raw connection with 10 s timeouts.
+    pub fn connect(&self) -> Conn {
+        Conn::new(TcpStream::connect(self.addr).unwrap())
+    }
+
+    /// Sends a signal with kill(1).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Files in a folder of the data directory, sorted.
+    pub fn files(&self, folder: &str) -> Vec<String> {
+        files_in(&self.data.join(folder))
+    }
+
+    /// A line from /proc/PID/status, e.g. `Threads` or `VmHWM`, as a number.
+    pub fn proc_status(&self, field: &str) -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{field}:")))
+            .unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+/// A raw client connection.
+pub struct Conn {
+    pub reader: BufReader<TcpStream>,
+    pub stream: TcpStream,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream) -> Conn {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Conn {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            stream,
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one reply line, without CRLF; empty at end of input.
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        assert!(
+            line.is_empty() || line.ends_with("\r\n"),
+            "reply not CRLF-terminated: {line:?}"
+        );
+        line.trim_end_matches("\r\n").to_string()
+    }
+
+    /// Sends one line and returns the reply.
+    pub fn ask(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.line()
+    }
+
+    /// Sends an upload command and its payload, returns the reply.
+    pub fn upload(&mut self, verb: &str, name: &str, payload: &[u8]) -> String {
+        let mut msg = format!("{verb} {name} {}\r\n", payload.len()).into_bytes();
+        msg.extend_from_slice(payload);
+        self.send(&msg);
+        self.line()
+    }
+
+    /// True if the server closed the connection: reads reach end of input.
+    pub fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        self.reader.read_to_end(&mut rest).is_ok() && rest.is_empty()
+    }
+}
+
+/// The error code of an `ERR` reply, or panics.
+pub fn code(reply: &str) -> &str {
+    reply
+        .strip_prefix("ERR ")
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("not an ERR reply: {reply}"))
+}
