@@ -13,6 +13,7 @@
 use crate::classify;
 use crate::client::{self, Client};
 use crate::config::{self, ServeConfig};
+use crate::gallery;
 
 use crate::send;
 use crate::server::Server;
@@ -40,6 +41,7 @@ Usage:
   colorsort send [OPTIONS] FILE|DIR... seal images to the server's key and send them
   colorsort classify FILE|DIR...       classify local images, without a server
   colorsort stats                      files stored per folder
+  colorsort gallery [--data DIR]       write an HTML page of the sorted images
   colorsort ping                       exit 0 if the server answers
   colorsort help [COMMAND]             help on a command
 
@@ -67,6 +69,23 @@ Usage: colorsort ping [--host HOST:PORT]
 
 Exits 0 if the server answers PING, 1 otherwise. Used as the container's
 health check.
+";
+
+const GALLERY_USAGE: &str = "\
+Usage: colorsort gallery [--data DIR] [--out FILE|-] [-j N]
+
+Writes a static HTML page of the data directory: one section per folder with
+its count, and for each image a thumbnail, a swatch of its mean colour, its
+name and its means. Thumbnails are cached in DIR/.thumbs/ and made only for
+new or changed images.
+  --data DIR     data directory [$COLORSORT_DATA or /data]
+  --out FILE     the page [DIR/gallery.html]; `-` writes it to stdout. A page
+                 outside DIR, or on stdout, embeds its thumbnails, so it
+                 stands alone; one inside DIR links them and the images.
+  -j, --jobs N   threads for new thumbnails [number of CPUs]
+
+From the container's volume:
+  docker run --rm -v colorsort-data:/data colorsort gallery --out - > gallery.html
 ";
 
 const CLASSIFY_USAGE: &str = "\
@@ -127,6 +146,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Some("send") => send::run(args),
         Some("classify") => classify(args),
         Some("stats") => stats(args),
+        Some("gallery") => gallery(args),
         Some("ping") => ping(args),
         Some("help" | "--help" | "-h") => help(args),
         Some("version" | "--version" | "-V") => {
@@ -243,6 +263,7 @@ fn help(args: Vec<OsString>) -> Result<u8, Error> {
         Some("send") => send::USAGE.into(),
         Some("classify") => CLASSIFY_USAGE.into(),
         Some("stats") => STATS_USAGE.into(),
+        Some("gallery") => GALLERY_USAGE.into(),
         Some("ping") => PING_USAGE.into(),
         Some(other) => {
             return Err(Error::Usage(format!(
@@ -419,6 +440,52 @@ fn ping(args: Vec<OsString>) -> Result<u8, Error> {
         )));
     }
     print("PONG\n").map(|()| EXIT_OK)
+}
+
+fn gallery(args: Vec<OsString>) -> Result<u8, Error> {
+    let mut data = std::env::var_os("COLORSORT_DATA")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR), PathBuf::from);
+    let mut out = None;
+    let mut jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut args = Args::new(args);
+    while let Some(arg) = args.next_arg()? {
+        match arg {
+            Arg::Flag(f, _) if f == "--help" || f == "-h" => {
+                return print(GALLERY_USAGE).map(|()| EXIT_OK);
+            }
+            Arg::Flag(f, attached) if f == "--data" => {
+                data = PathBuf::from(args.value(&f, attached)?)
+            }
+            Arg::Flag(f, attached) if f == "--out" => out = Some(args.value(&f, attached)?),
+            Arg::Flag(f, attached) if f == "-j" || f == "--jobs" => {
+                let v = args.value(&f, attached)?;
+                jobs =
+                    v.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                        Error::Usage(format!("{f}: {v:?} is not a positive number"))
+                    })?;
+            }
+            Arg::Flag(f, _) => return Err(unknown(&f)),
+            Arg::Positional(p) => {
+                return Err(Error::Usage(format!("gallery takes no argument {p:?}")));
+            }
+        }
+    }
+    let out = match out.as_deref() {
+        Some("-") => gallery::Output::Stdout,
+        Some(path) => gallery::Output::File(PathBuf::from(path)),
+        None => gallery::Output::File(data.join("gallery.html")),
+    };
+    let (page, summary) =
+        gallery::run(&data, &out, jobs).map_err(|e| Error::Failed(e.to_string()))?;
+    let _ = writeln!(io::stderr(), "{summary}");
+    match &out {
+        gallery::Output::Stdout => print(&page)?,
+        gallery::Output::File(path) => {
+            let _ = writeln!(io::stderr(), "wrote {}", path.display());
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 fn classify(args: Vec<OsString>) -> Result<u8, Error> {

@@ -14,6 +14,7 @@ pub mod classify;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod gallery;
 pub mod key;
 pub mod name;
 pub mod pins;

@@ -429,35 +429,14 @@ impl Store {
         Ok(path)
     }
 
-    /// Where content with this digest is already stored, if it is: for a
-    /// sealed upload, in a class folder; for a plain one, anywhere. An entry
-    /// whose file has since been deleted does not count.
+    /// Where content with this digest is already stored, if it is; see
+    /// [`lookup`].
     pub fn lookup(&self, trust: Trust, digest: &Digest) -> Option<Stored> {
-        trust
-            .satisfied_by()
-            .iter()
-            .find_map(|&t| self.read_entry(t, digest))
+        lookup(&self.root, trust, digest)
     }
 
     fn entry_path(&self, trust: Trust, digest: &Digest) -> PathBuf {
-        self.root.join(INDEX).join(trust.dir()).join(digest.hex())
-    }
-
-    /// The stored copy an index entry names, if the entry is sound and the
-    /// file is still there.
-    fn read_entry(&self, trust: Trust, digest: &Digest) -> Option<Stored> {
-        let target = fs::read_link(self.entry_path(trust, digest)).ok()?;
-        let stored = Stored::parse(target.to_str()?)?;
-        let folder = Folder::ALL
-            .into_iter()
-            .find(|f| f.as_str() == stored.folder())?;
-        let name = stored.path.split_once('/')?.1;
-        let sound = name::Name::parse(name.as_bytes()) == Ok(name::Name::Given(name.to_string()));
-        let present = sound && self.root.join(folder.as_str()).join(name).is_file();
-        present.then_some(Stored {
-            dup: true,
-            ..stored
-        })
+        entry_path(&self.root, trust, digest)
     }
 
     /// Files `bytes` in `folder` under `name`, or under a free variant of it
@@ -527,7 +506,7 @@ impl Store {
                     return ctx(dir.sync_all(), "cannot fsync index of", &entry).map(|()| None);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if let Some(theirs) = self.read_entry(trust, digest) {
+                    if let Some(theirs) = read_entry(&self.root, trust, digest) {
                         return Ok(Some(theirs));
                     }
                     // The entry names a file that is gone: it no longer
@@ -588,6 +567,38 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Where content with this digest is stored in the data directory `root`,
+/// if it is: for a sealed upload, in a class folder; for a plain one,
+/// anywhere. An entry whose file has since been deleted does not count.
+/// Reads only; the gallery uses it without opening a [`Store`].
+pub fn lookup(root: &Path, trust: Trust, digest: &Digest) -> Option<Stored> {
+    trust
+        .satisfied_by()
+        .iter()
+        .find_map(|&t| read_entry(root, t, digest))
+}
+
+fn entry_path(root: &Path, trust: Trust, digest: &Digest) -> PathBuf {
+    root.join(INDEX).join(trust.dir()).join(digest.hex())
+}
+
+/// The stored copy an index entry names, if the entry is sound and the file
+/// is still there.
+fn read_entry(root: &Path, trust: Trust, digest: &Digest) -> Option<Stored> {
+    let target = fs::read_link(entry_path(root, trust, digest)).ok()?;
+    let stored = Stored::parse(target.to_str()?)?;
+    let folder = Folder::ALL
+        .into_iter()
+        .find(|f| f.as_str() == stored.folder())?;
+    let name = stored.path.split_once('/')?.1;
+    let sound = name::Name::parse(name.as_bytes()) == Ok(name::Name::Given(name.to_string()));
+    let present = sound && root.join(folder.as_str()).join(name).is_file();
+    present.then_some(Stored {
+        dup: true,
+        ..stored
+    })
 }
 
 fn ignore_exists(e: io::Error) -> io::Result<()> {
