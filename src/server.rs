@@ -3,17 +3,27 @@
 //!
 //! Each connection reads one request line through a capped, deadline-bound
 //! reader, then, for `PUT` and `SEAL`, exactly SIZE payload bytes with
-//! `read_exact` semantics under a deadline derived from SIZE. The payload is
+//! `read_exact` semantics under a deadline that moves with the bytes
+//! received (see below). The payload is
 //! held in memory once: a `SEAL` payload is decrypted in place, decoded
 //! from the same buffer and, if it is an image, filed from it.
 //!
 //! Limits, all in [`crate::config::Limits`]:
 //! - a request line must arrive whole within the timeout of the previous
 //!   reply (so a client trickling bytes is cut at that deadline);
-//! - a payload must arrive within one timeout plus SIZE at the minimum rate;
+//! - a payload must keep up with the minimum rate after one timeout of
+//!   grace: once `received` bytes have arrived, the next ones are due one
+//!   timeout plus `received / min_rate` after the request line. A client
+//!   that sends at the minimum rate is never cut, and the last byte is due
+//!   one timeout plus SIZE at the minimum rate after the line; a
+//!   client that announces a large SIZE and then stalls is cut a timeout
+//!   later, not after the whole SIZE's allowance;
 //! - at most `max_connections` connections are served. When full, the
-//!   connection idle longest (waiting for a request line) is evicted to make
-//!   room; if none is idle, the newcomer gets `ERR busy` at once;
+//!   connection idle longest (waiting for a request line; first among those
+//!   that never had a request answered) is evicted to make room; failing
+//!   that, the upload furthest behind the minimum rate (by more than
+//!   [`SLOW_UPLOAD_GRACE`]); if there is neither, the newcomer gets
+//!   `ERR busy` at once;
 //! - payloads and decoded pixels are reserved against a memory budget before
 //!   they are allocated; past it, `ERR busy`.
 //!
@@ -40,12 +50,24 @@ use std::time::{Duration, Instant};
 
 /// How long a newcomer waits for an evicted connection's slot to free up.
 const EVICTION_WAIT: Duration = Duration::from_millis(250);
+/// How far behind the minimum rate, in time, an upload must fall before it
+/// may be evicted for a newcomer: a client that sent its request line is
+/// given this long for its payload to start flowing.
+const SLOW_UPLOAD_GRACE: Duration = Duration::from_secs(1);
 /// Read buffer per connection.
 const READ_BUFFER: usize = 8 * 1024;
 /// How often the lingering closer polls its sockets.
 const LINGER_POLL: Duration = Duration::from_millis(20);
 /// Longest reply text kept in a log line.
 const LOG_REPLY: usize = 100;
+/// File descriptors a connection holds at most: its socket, two duplicates
+/// of it (the writer's and the registry's, to shut it from outside), and a
+/// staging file while it files an upload. After it ends, its socket may
+/// linger one more descriptor in the closer.
+const FDS_PER_CONNECTION: usize = 4;
+/// Descriptors kept for the rest of the process: stdio, the listener, the
+/// data directory's folder handles and locks, the key file at start.
+const FDS_RESERVED: usize = 64;
 
 /// Why the server could not start or run.
 #[derive(Debug)]
@@ -137,18 +159,32 @@ impl Server {
             addr: config.listen,
             source,
         })?;
-        let closer = Arc::new(Closer::default());
+        let mut limits = config.limits;
+        let mut lingering = MAX_LINGERING;
+        if let Some((soft, fit)) = connections_for_fd_limit()
+            && fit < limits.max_connections
+        {
+            log!(
+                "connection limit lowered from {} to {fit}: the open-file limit (ulimit -n) is {soft}, \
+                 and a connection needs up to {} descriptors; raise the limit to serve more",
+                limits.max_connections,
+                FDS_PER_CONNECTION + 1
+            );
+            limits.max_connections = fit;
+            lingering = lingering.min(fit);
+        }
+        let closer = Arc::new(Closer::new(lingering));
         let runner = Arc::clone(&closer);
         thread::Builder::new()
             .name("linger".into())
             .spawn(move || runner.run())?;
         let shared = Shared {
-            limits: config.limits,
+            limits,
             key_line: public.to_ssh_line(store::KEY_COMMENT),
             store,
             identity,
-            budget: Budget::new(config.limits.max_memory),
-            conns: Registry::new(config.limits.max_connections),
+            budget: Budget::new(limits.max_memory),
+            conns: Registry::new(limits.max_connections, limits.min_rate),
             closer,
         };
         Ok(Server {
@@ -232,7 +268,7 @@ impl Server {
         if configured.is_err() {
             return;
         }
-        let Some(id) = self.shared.conns.register(&stream) else {
+        let Some((id, progress)) = self.shared.conns.register(&stream) else {
             log!(
                 "{peer} - - -> ERR busy (connection limit {})",
                 limits.max_connections
@@ -247,7 +283,7 @@ impl Server {
                 conns: &shared.conns,
                 id,
             };
-            match Connection::new(&shared, stream, id, peer) {
+            match Connection::new(&shared, stream, (id, progress), peer) {
                 Ok(conn) => conn.serve(),
                 Err(e) => log!("cannot set up a connection: {e}"),
             }
@@ -349,6 +385,9 @@ struct Connection<'a> {
     writer: TcpStream,
     id: u64,
     peer: String,
+    /// Payload bytes received of the current upload, shared with the
+    /// registry, which reads it to pick the slowest upload to evict.
+    progress: Arc<AtomicU64>,
 }
 
 impl<'a> Connection<'a> {
@@ -357,7 +396,7 @@ impl<'a> Connection<'a> {
     fn new(
         shared: &'a Shared,
         stream: TcpStream,
-        id: u64,
+        (id, progress): (u64, Arc<AtomicU64>),
         peer: String,
     ) -> io::Result<Connection<'a>> {
         let writer = stream.try_clone()?;
@@ -368,10 +407,12 @@ impl<'a> Connection<'a> {
             writer,
             id,
             peer,
+            progress,
         })
     }
 
     fn serve(mut self) {
+        let mut served = false;
         loop {
             if !self.shared.conns.set_idle(self.id, true) {
                 return self.end("server is shutting down");
@@ -417,7 +458,12 @@ impl<'a> Connection<'a> {
                 outcome.reply.is_empty() || self.writer.write_all(outcome.reply.as_bytes()).is_ok();
             self.log(&what, &outcome, started);
             match after {
-                After::Continue if sent => {}
+                After::Continue if sent => {
+                    if !served {
+                        served = true;
+                        self.shared.conns.mark_served(self.id);
+                    }
+                }
                 After::Linger if sent => return self.shared.closer.linger(self.writer),
                 _ => return,
             }
@@ -502,22 +548,36 @@ impl<'a> Connection<'a> {
             )
             .closing();
         }
-        let deadline = Instant::now() + limits.payload_time(size);
+        let started = Instant::now();
+        self.progress.store(0, Ordering::Relaxed);
+        self.shared
+            .conns
+            .set_payload(self.id, Some((started, size)));
+        let outcome = self.receive(kind, raw_name, size, started);
+        self.shared.conns.set_payload(self.id, None);
+        outcome
+    }
+
+    /// The rest of [`Connection::upload`], once SIZE is known to be within
+    /// the limit and the payload (from `started`) is being received.
+    fn receive(&mut self, kind: Upload, raw_name: &[u8], size: u64, started: Instant) -> Outcome {
+        let shared = self.shared;
+        let limits = &shared.limits;
         let name = match Name::parse(raw_name) {
             Ok(n) => n,
-            Err(e) => return self.refuse_payload(size, deadline, Outcome::err(Code::BadName, e)),
+            Err(e) => return self.refuse_payload(size, started, Outcome::err(Code::BadName, e)),
         };
         let Some(_payload_memory) = shared.budget.try_reserve(size) else {
             let busy = Outcome::err(
                 Code::Busy,
                 "server is out of memory for uploads; try again later",
             );
-            return self.refuse_payload(size, deadline, busy);
+            return self.refuse_payload(size, started, busy);
         };
         // `size` is at most `max_upload`, which was checked above; a budget
         // over the address space would have failed the reservation.
         let mut payload = vec![0u8; usize::try_from(size).unwrap_or(usize::MAX)];
-        if let Err(e) = self.read_exact(&mut payload, deadline) {
+        if let Err(e) = self.read_payload(&mut payload, started) {
             return self.payload_failed(e);
         }
         if kind == Upload::Seal
@@ -575,25 +635,61 @@ impl<'a> Connection<'a> {
     }
 
     /// Consumes a refused upload's payload, so the connection stays in step.
-    fn refuse_payload(&mut self, size: u64, deadline: Instant, outcome: Outcome) -> Outcome {
+    fn refuse_payload(&mut self, size: u64, started: Instant, outcome: Outcome) -> Outcome {
         let mut scratch = [0u8; 16 * 1024];
-        let mut left = size;
-        while left > 0 {
+        let mut received = 0;
+        while received < size {
             let want = scratch
                 .len()
-                .min(usize::try_from(left).unwrap_or(usize::MAX));
-            match self.read_some(&mut scratch[..want], deadline) {
-                Ok(n) => left -= n as u64,
+                .min(usize::try_from(size - received).unwrap_or(usize::MAX));
+            match self.read_some(
+                &mut scratch[..want],
+                self.payload_deadline(started, received),
+            ) {
+                Ok(n) => received += n as u64,
                 Err(e) => return self.payload_failed(e),
             }
+            self.progress.store(received, Ordering::Relaxed);
         }
         outcome
+    }
+
+    /// Fills `out` with payload bytes, under the moving payload deadline.
+    fn read_payload(&mut self, out: &mut [u8], started: Instant) -> Result<(), ReadError> {
+        let mut received = 0;
+        while received < out.len() {
+            let deadline = self.payload_deadline(started, received as u64);
+            received += self.read_some(&mut out[received..], deadline)?;
+            self.progress.store(received as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// When the next payload bytes are due, `received` bytes into a payload
+    /// whose request line ended at `started`: one timeout of grace plus the
+    /// time the bytes so far take at the minimum rate. Counting from what
+    /// was received, not from SIZE, is what stops a client from announcing
+    /// a large SIZE and then holding its slot and memory while sending
+    /// nothing.
+    fn payload_deadline(&self, started: Instant, received: u64) -> Instant {
+        started + self.shared.limits.payload_time(received)
     }
 
     fn payload_failed(&self, e: ReadError) -> Outcome {
         match e {
             ReadError::Timeout => {
                 Outcome::err(Code::Timeout, "payload not received in time").closing()
+            }
+            ReadError::Eof if self.shared.conns.evicted(self.id) => {
+                log!(
+                    "{} - - -> ERR busy (evicted: slowest upload while full)",
+                    self.peer
+                );
+                Outcome::err(
+                    Code::Busy,
+                    "server is full; closed the upload furthest behind the minimum rate",
+                )
+                .closing()
             }
             ReadError::Eof => Outcome::gone("client closed the connection mid-payload"),
             ReadError::Io(e) => Outcome::gone(format_args!("read failed mid-payload: {e}")),
@@ -664,14 +760,6 @@ impl<'a> Connection<'a> {
         }
     }
 
-    fn read_exact(&mut self, mut out: &mut [u8], deadline: Instant) -> Result<(), ReadError> {
-        while !out.is_empty() {
-            let n = self.read_some(out, deadline)?;
-            out = &mut out[n..];
-        }
-        Ok(())
-    }
-
     /// Sets the socket's read timeout to what is left before `deadline`, so
     /// that a client trickling bytes cannot stretch a read past it.
     fn arm(&mut self, deadline: Instant) -> Result<(), ReadError> {
@@ -684,6 +772,30 @@ impl<'a> Connection<'a> {
             .set_read_timeout(Some(left.min(self.shared.limits.timeout)))?;
         Ok(())
     }
+}
+
+/// The process's soft open-file limit and how many connections it can
+/// hold, when that is fewer than unlimited: each connection needs up to
+/// [`FDS_PER_CONNECTION`] descriptors plus one lingering, besides the
+/// [`FDS_RESERVED`]. A server over its limit cannot accept(2): new clients
+/// would wait in the kernel's backlog, unanswered, instead of getting a
+/// slot by eviction or `ERR busy`. `None` if the limit cannot be read.
+fn connections_for_fd_limit() -> Option<(u64, usize)> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let soft = parse_soft_nofile(&limits)?;
+    let spare = usize::try_from(soft)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(FDS_RESERVED);
+    Some((soft, (spare / (FDS_PER_CONNECTION + 1)).max(1)))
+}
+
+/// The soft limit from the `Max open files` row of `/proc/self/limits`;
+/// `None` if it is missing or `unlimited`.
+fn parse_soft_nofile(limits: &str) -> Option<u64> {
+    let row = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))?;
+    row.split_whitespace().next()?.parse().ok()
 }
 
 /// Timeouts surface as `WouldBlock` or `TimedOut`; the deadline decides.
@@ -754,6 +866,10 @@ impl Drop for Reservation<'_> {
 /// The live connections, for the connection cap, eviction and shutdown.
 struct Registry {
     cap: usize,
+    /// The minimum payload rate, bytes per second: an upload more than
+    /// [`SLOW_UPLOAD_GRACE`] behind it may be evicted when the registry is
+    /// full and nothing is idle.
+    min_rate: u64,
     state: Mutex<RegistryState>,
     changed: Condvar,
     /// Mirrors `state.stopping`, read without the lock by the accept loop.
@@ -772,7 +888,33 @@ struct Entry {
     socket: Option<TcpStream>,
     /// When the connection started waiting for a request line, if it is.
     idle_since: Option<Instant>,
+    /// The connection has had a request answered. Among idle connections,
+    /// those that never completed a request (what a slowloris crowd is
+    /// made of) are evicted first.
+    served: bool,
+    /// When the connection's current payload started, and its SIZE, while
+    /// it is in an upload.
+    payload: Option<(Instant, u64)>,
+    /// Payload bytes received so far, written by the connection's thread.
+    progress: Arc<AtomicU64>,
     evicted: bool,
+}
+
+impl Entry {
+    /// How far the payload being received is behind the minimum rate, in
+    /// bytes, counted from [`SLOW_UPLOAD_GRACE`] after its start; `None` if
+    /// it is not behind (or not receiving a payload).
+    fn behind(&self, min_rate: u64, now: Instant) -> Option<u64> {
+        let (started, size) = self.payload?;
+        let received = self.progress.load(Ordering::Relaxed);
+        let elapsed = now
+            .saturating_duration_since(started)
+            .checked_sub(SLOW_UPLOAD_GRACE)?;
+        let due = u64::try_from(elapsed.as_millis().saturating_mul(u128::from(min_rate)) / 1000)
+            .unwrap_or(u64::MAX)
+            .min(size);
+        (received < due).then(|| due - received)
+    }
 }
 
 /// Frees a registry slot when its connection thread ends, however it ends.
@@ -788,9 +930,10 @@ impl Drop for Slot<'_> {
 }
 
 impl Registry {
-    fn new(cap: usize) -> Registry {
+    fn new(cap: usize, min_rate: u64) -> Registry {
         Registry {
             cap,
+            min_rate,
             state: Mutex::default(),
             changed: Condvar::new(),
             stopping: AtomicBool::new(false),
@@ -801,21 +944,33 @@ impl Registry {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes a slot for `stream`, evicting the connection idle longest if
-    /// the registry is full. `None` if no slot could be had.
-    fn register(&self, stream: &TcpStream) -> Option<u64> {
+    /// Takes a slot for `stream`, evicting a connection if the registry is
+    /// full: the one idle longest, or else the upload furthest behind the
+    /// minimum rate. `None` if no slot could be had. Returns the slot's id
+    /// and the progress counter its connection reports payload bytes to.
+    fn register(&self, stream: &TcpStream) -> Option<(u64, Arc<AtomicU64>)> {
         let mut state = self.lock();
         if state.stopping {
             return None;
         }
         if state.conns.len() >= self.cap {
-            let victim = state
-                .conns
-                .values_mut()
-                .filter(|e| !e.evicted)
-                .filter_map(|e| e.idle_since.map(|since| (since, e)))
-                .min_by_key(|(since, _)| *since)
-                .map(|(_, e)| e)?;
+            let now = Instant::now();
+            let candidates = || state.conns.iter().filter(|(_, e)| !e.evicted);
+            // Idle connections cost the server nothing to drop; a slow upload
+            // is dropped only when every slot is taken by a request, so that
+            // uploads trickled on purpose cannot lock everyone else out.
+            let idle = candidates()
+                .filter_map(|(id, e)| e.idle_since.map(|since| (e.served, since, *id)))
+                .min()
+                .map(|(_, _, id)| id);
+            let slow = || {
+                candidates()
+                    .filter_map(|(id, e)| e.behind(self.min_rate, now).map(|b| (b, *id)))
+                    .max()
+                    .map(|(_, id)| id)
+            };
+            let victim_id = idle.or_else(slow)?;
+            let victim = state.conns.get_mut(&victim_id)?;
             victim.evicted = true;
             if let Some(socket) = &victim.socket {
                 // Its blocked read returns end-of-input; its thread sees
@@ -833,13 +988,17 @@ impl Registry {
         }
         state.next_id += 1;
         let id = state.next_id;
+        let progress = Arc::new(AtomicU64::new(0));
         let entry = Entry {
             socket: stream.try_clone().ok(),
             idle_since: None,
+            served: false,
+            payload: None,
+            progress: Arc::clone(&progress),
             evicted: false,
         };
         state.conns.insert(id, entry);
-        Some(id)
+        Some((id, progress))
     }
 
     fn release(&self, id: u64) {
@@ -858,6 +1017,21 @@ impl Registry {
             e.idle_since = idle.then(Instant::now);
         }
         true
+    }
+
+    /// Records that a connection started (`Some((start, size))`) or ended
+    /// (`None`) receiving a payload.
+    fn set_payload(&self, id: u64, payload: Option<(Instant, u64)>) {
+        if let Some(e) = self.lock().conns.get_mut(&id) {
+            e.payload = payload;
+        }
+    }
+
+    /// Records that a connection had a request answered.
+    fn mark_served(&self, id: u64) {
+        if let Some(e) = self.lock().conns.get_mut(&id) {
+            e.served = true;
+        }
     }
 
     fn evicted(&self, id: u64) -> bool {
@@ -904,22 +1078,31 @@ impl Registry {
 
 /// Closes sockets lingeringly on one thread: each has its write side shut
 /// and its input drained and discarded until end of input or [`LINGER`].
-#[derive(Default)]
 struct Closer {
     sockets: Mutex<Vec<(TcpStream, Instant)>>,
     ready: Condvar,
+    /// Most sockets lingering at once.
+    max: usize,
 }
 
 impl Closer {
+    fn new(max: usize) -> Closer {
+        Closer {
+            sockets: Mutex::default(),
+            ready: Condvar::new(),
+            max,
+        }
+    }
+
     /// Shuts the write side of `stream` and hands it to the closer thread.
-    /// Past [`MAX_LINGERING`] sockets, it is closed at once instead.
+    /// Past `max` sockets, it is closed at once instead.
     fn linger(&self, stream: TcpStream) {
         let _ = stream.shutdown(Shutdown::Write);
         if stream.set_nonblocking(true).is_err() {
             return;
         }
         let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
-        if sockets.len() < MAX_LINGERING {
+        if sockets.len() < self.max {
             sockets.push((stream, Instant::now() + LINGER));
             self.ready.notify_one();
         }
@@ -974,6 +1157,83 @@ mod tests {
         drop(b);
         assert_eq!(budget.used.load(Ordering::Relaxed), 0);
         assert!(budget.try_reserve(u64::MAX).is_none());
+    }
+
+    #[test]
+    fn open_file_limit_is_read_from_proc() {
+        let row = "Max open files            1024                 524288               files     ";
+        let text = format!(
+            "Limit                     Soft Limit           Hard Limit           Units     \n{row}\n"
+        );
+        assert_eq!(parse_soft_nofile(&text), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_soft_nofile(unlimited), None);
+        assert_eq!(parse_soft_nofile("Max processes 10 10 processes\n"), None);
+        // This process has some limit, and room for at least one connection.
+        assert!(connections_for_fd_limit().is_some_and(|(_, fit)| fit >= 1));
+    }
+
+    #[test]
+    fn slow_uploads_are_behind_only_past_their_grace() {
+        let start = Instant::now();
+        let entry = |received: u64, size: u64| Entry {
+            socket: None,
+            idle_since: None,
+            served: false,
+            payload: Some((start, size)),
+            progress: Arc::new(AtomicU64::new(received)),
+            evicted: false,
+        };
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        // (received, size, seconds since the payload started, behind by)
+        let cases = [
+            (0, 1000, 0, None),
+            (0, 1000, 1, None),
+            (0, 1000, 2, Some(100)),
+            (50, 1000, 2, Some(50)),
+            (100, 1000, 2, None),
+            (0, 1000, 100, Some(1000)),
+            (999, 1000, 100, Some(1)),
+            (1000, 1000, 100, None),
+        ];
+        for (received, size, secs, want) in cases {
+            assert_eq!(
+                entry(received, size).behind(100, at(secs)),
+                want,
+                "{received}/{size} after {secs}s"
+            );
+        }
+        let idle = Entry {
+            payload: None,
+            ..entry(0, 0)
+        };
+        assert_eq!(idle.behind(100, at(100)), None);
+    }
+
+    #[test]
+    fn eviction_spares_idle_connections_that_were_served() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted: Vec<(TcpStream, TcpStream)> = (0..3)
+            .map(|_| {
+                let client = TcpStream::connect(addr).unwrap();
+                (client, listener.accept().unwrap().0)
+            })
+            .collect();
+        let registry = Registry::new(2, 1000);
+        let (served, _) = registry.register(&accepted[0].1).unwrap();
+        registry.set_idle(served, true);
+        registry.mark_served(served);
+        thread::sleep(Duration::from_millis(5));
+        let (fresh, _) = registry.register(&accepted[1].1).unwrap();
+        registry.set_idle(fresh, true);
+        // Full: the newcomer evicts the never-served connection, though the
+        // served one has been idle longer. No thread frees the slot here, so
+        // the newcomer itself is then refused.
+        assert!(registry.register(&accepted[2].1).is_none());
+        assert!(registry.evicted(fresh));
+        assert!(!registry.evicted(served));
     }
 
     #[test]

@@ -500,14 +500,30 @@ impl Store {
     ) -> Result<Option<Stored>, Error> {
         let entry = self.entry_path(trust, digest);
         for _ in 0..CLAIM_TRIES {
+            let dir = &self.indexes[usize::from(trust == Trust::Plain)];
             match std::os::unix::fs::symlink(stored.to_string(), &entry) {
                 Ok(()) => {
-                    let dir = &self.indexes[usize::from(trust == Trust::Plain)];
-                    return ctx(dir.sync_all(), "cannot fsync index of", &entry).map(|()| None);
+                    if let Err(e) = dir.sync_all() {
+                        // Like a published file, the entry must not outlive
+                        // the error reply: it would name a file that the
+                        // caller is about to remove.
+                        let _ = fs::remove_file(&entry);
+                        return ctx(Err(e), "cannot fsync index of", &entry);
+                    }
+                    return Ok(None);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if let Some(theirs) = read_entry(&self.root, trust, digest) {
-                        return Ok(Some(theirs));
+                    match read_entry(&self.root, trust, digest) {
+                        // A stale entry (its file was deleted) that names the
+                        // very path just published, which link(2) gave to
+                        // this call alone: it describes this copy now, and
+                        // the caller must keep it, not remove it as a dup.
+                        Some(theirs) if theirs.path == stored.path => {
+                            return ctx(dir.sync_all(), "cannot fsync index of", &entry)
+                                .map(|()| None);
+                        }
+                        Some(theirs) => return Ok(Some(theirs)),
+                        None => {}
                     }
                     // The entry names a file that is gone: it no longer
                     // describes anything, so it may be replaced.
@@ -801,6 +817,32 @@ mod tests {
             store.lookup(Trust::Sealed, &digest).unwrap().path,
             "green/b.png"
         );
+    }
+
+    #[test]
+    fn content_refiled_under_its_deleted_name_is_kept() {
+        // The index entry outlives a file deleted by hand; filing the same
+        // content under the same name publishes at the path the stale entry
+        // names. That copy is the upload's own and must stay.
+        let (dir, store) = store();
+        let first = put(&store, Folder::Red, "same.png", b"pixels");
+        fs::remove_file(dir.path().join(&first)).unwrap();
+        let again = store
+            .file(
+                Folder::Red,
+                "same.png",
+                b"pixels",
+                &Digest::of(b"pixels"),
+                [1.0, 2.0, 3.0],
+            )
+            .unwrap();
+        assert_eq!((again.path.as_str(), again.dup), ("red/same.png", false));
+        assert_eq!(
+            fs::read(dir.path().join("red/same.png")).unwrap(),
+            b"pixels"
+        );
+        let found = store.lookup(Trust::Sealed, &Digest::of(b"pixels")).unwrap();
+        assert_eq!(found.path, "red/same.png");
     }
 
     #[test]

@@ -96,7 +96,37 @@ impl TestServer {
 
     /// Starts a server; on failure returns its exit status and log.
     pub fn try_start_in(data: &Path, args: &[&str]) -> Result<TestServer, (ExitStatus, String)> {
-        let mut child = Command::new(bin())
+        TestServer::try_start_wrapped(&[], data, args)
+    }
+
+    /// A server in a fresh temporary data directory with the test key,
+    /// started through `wrapper` (a command that ends by running its
+    /// arguments, e.g. `sh -c 'ulimit -n 256 && exec "$0" "$@"'`).
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        install_test_key(dir.path());
+        let mut s = TestServer::try_start_wrapped(wrapper, dir.path(), args)
+            .unwrap_or_else(|(status, log)| panic!("server exited with {status}: {log}"));
+        s._dir = Some(dir);
+        s
+    }
+
+    /// Starts a server, through `wrapper` if it is not empty; on failure
+    /// returns its exit status and log.
+    pub fn try_start_wrapped(
+        wrapper: &[&str],
+        data: &Path,
+        args: &[&str],
+    ) -> Result<TestServer, (ExitStatus, String)> {
+        let mut command = match wrapper {
+            [] => Command::new(bin()),
+            [program, rest @ ..] => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin());
+                c
+            }
+        };
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(args)
@@ -173,6 +203,24 @@ impl TestServer {
 
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits up to `limit` for a log line containing `needle`; returns the
+    /// whole log once it appears, or `None`. The server writes a request's
+    /// log line after its reply, and the log reaches the test through a
+    /// pipe and a thread, so a reply can arrive before its log line.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> Option<String> {
+        let until = Instant::now() + limit;
+        loop {
+            let text = self.log_text();
+            if text.contains(needle) {
+                return Some(text);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Files in a folder of the data directory, sorted.
@@ -271,4 +319,67 @@ pub fn code(reply: &str) -> &str {
         .strip_prefix("ERR ")
         .and_then(|r| r.split(' ').next())
         .unwrap_or_else(|| panic!("not an ERR reply: {reply}"))
+}
+
+/// The folders uploads are filed in.
+pub const CLASS_FOLDERS: [&str; 4] = ["red", "green", "blue", "not_trusted"];
+
+/// Files left in the data directory's staging folders, as `instance/name`,
+/// other than each running server's `lock` file.
+pub fn staged_files(data: &Path) -> Vec<String> {
+    let root = data.join(".staging");
+    let mut left = Vec::new();
+    for instance in files_in(&root) {
+        let path = root.join(&instance);
+        if path.is_dir() {
+            for f in files_in(&path) {
+                if f != "lock" {
+                    left.push(format!("{instance}/{f}"));
+                }
+            }
+        }
+    }
+    left
+}
+
+/// Panics unless no upload is stored anywhere in `data`: the class folders
+/// and the content index are empty, and staging holds only lock files.
+pub fn assert_nothing_stored(data: &Path) {
+    for folder in CLASS_FOLDERS {
+        assert_eq!(
+            files_in(&data.join(folder)),
+            Vec::<String>::new(),
+            "{folder}/"
+        );
+    }
+    for index in ["sealed", "plain"] {
+        let entries = files_in(&data.join(".index").join(index));
+        assert!(entries.is_empty(), ".index/{index}: {entries:?}");
+    }
+    assert_eq!(staged_files(data), Vec::<String>::new(), "staging");
+}
+
+/// A field of /proc/PID/status (e.g. `Threads`, `VmHWM` in kB), or `None`
+/// once the process is gone.
+pub fn proc_status_of(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let prefix = format!("{field}:");
+    let line = text.lines().find(|l| l.starts_with(&prefix))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Like [`Conn::line`], but `None` on end of input or a read error (reset,
+/// timeout) instead of panicking.
+pub fn try_line(reader: &mut impl BufRead) -> Option<String> {
+    let mut line = String::new();
+    match reader.read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim_end_matches("\r\n").to_string()),
+    }
+}
+
+/// Prints why a test did not run, in the form the test logs are searched
+/// for.
+pub fn skipped(test: &str, why: &str) {
+    eprintln!("SKIPPED: {test} ({why})");
 }

@@ -1,0 +1,915 @@
+//! Hostile clients over raw TCP: malformed request lines, sizes and names,
+//! bad and bomb images, tampered age files, and crowds of slow or idle
+//! connections. Every case must get its documented `ERR` code, store
+//! nothing, and leave the server serving everyone else.
+
+mod common;
+
+use common::{Conn, TestServer, assert_nothing_stored, code, png, proc_status_of, seal, test_data};
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Peak memory allowed to a server refusing decompression bombs, in kB.
+const BOMB_VMHWM_LIMIT_KB: u64 = 100 * 1024;
+
+/// Sends `bytes` from a helper thread, ignoring errors: the server may stop
+/// reading and close while a large write is still under way.
+fn send_in_background(conn: &Conn, bytes: Vec<u8>) -> thread::JoinHandle<()> {
+    let mut stream = conn.stream.try_clone().unwrap();
+    thread::spawn(move || {
+        let _ = stream.write_all(&bytes);
+        let _ = stream.shutdown(Shutdown::Write);
+    })
+}
+
+#[test]
+fn overlong_request_lines_get_line_too_long_and_close() {
+    let s = TestServer::start(&[]);
+    let mut bystander = s.connect();
+    assert_eq!(bystander.ask("PING"), "OK PONG");
+
+    // 1 MiB without a newline, then (separately) 1 MiB ending in one.
+    for tail in [&b""[..], b"\n"] {
+        let mut c = s.connect();
+        let mut flood = vec![b'A'; 1 << 20];
+        flood.extend_from_slice(tail);
+        let started = Instant::now();
+        let writer = send_in_background(&c, flood);
+        assert_eq!(code(&c.line()), "line-too-long");
+        let answered = started.elapsed();
+        assert!(c.closed(), "the connection closes after line-too-long");
+        writer.join().unwrap();
+        assert!(answered < Duration::from_secs(2), "took {answered:?}");
+    }
+
+    // The limit is exact: 1024 bytes with the LF (or CRLF) pass, 1025 do not.
+    let mut c = s.connect();
+    let at_limit = format!("{}\n", "X".repeat(1023));
+    c.send(at_limit.as_bytes());
+    assert_eq!(code(&c.line()), "unknown-command");
+    c.send(format!("PING{}\r\n", " ".repeat(1018)).as_bytes());
+    assert_eq!(c.line(), "OK PONG");
+    c.send(format!("{}\n", "X".repeat(1024)).as_bytes());
+    assert_eq!(code(&c.line()), "line-too-long");
+    assert!(c.closed());
+
+    assert_eq!(bystander.ask("PING"), "OK PONG");
+    assert_nothing_stored(&s.data);
+}
+
+#[test]
+fn garbage_empty_and_unknown_lines_keep_the_connection() {
+    let s = TestServer::start(&[]);
+    let mut c = s.connect();
+    // Every byte value but LF, and a NUL-led binary line.
+    let all_bytes: Vec<u8> = (0u8..=255).filter(|&b| b != b'\n').collect();
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let mut random_line = || {
+        (0..200)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng as u8
+            })
+            .filter(|&b| b != b'\n')
+            .collect::<Vec<u8>>()
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (all_bytes, "unknown-command"),
+        (b"\x00\x01\x02\xff\xfe".to_vec(), "unknown-command"),
+        (random_line(), "unknown-command"),
+        (random_line(), "unknown-command"),
+        (b"".to_vec(), "bad-request"),
+        (b"\r".to_vec(), "bad-request"),
+        (b" \t  \t".to_vec(), "bad-request"),
+        (b"FROB".to_vec(), "unknown-command"),
+        (b"GET / HTTP/1.1".to_vec(), "unknown-command"),
+        (b"PINGPING".to_vec(), "unknown-command"),
+        (b"PING extra".to_vec(), "bad-request"),
+        (b"KEY please".to_vec(), "bad-request"),
+        (b"STATS 1 2 3".to_vec(), "bad-request"),
+        (b"QUIT now".to_vec(), "bad-request"),
+    ];
+    for (line, want) in &cases {
+        let mut msg = line.clone();
+        msg.push(b'\n');
+        c.send(&msg);
+        let reply = c.line();
+        assert_eq!(
+            code(&reply),
+            *want,
+            "line {:?}",
+            String::from_utf8_lossy(line)
+        );
+        assert!(reply.is_ascii(), "reply is escaped ASCII: {reply:?}");
+    }
+    assert_eq!(c.ask("PING"), "OK PONG", "the connection is still in step");
+    assert_nothing_stored(&s.data);
+}
+
+#[test]
+fn malformed_upload_lines_and_sizes_close_with_a_clear_error() {
+    let s = TestServer::start(&["--max-upload", "100000"]);
+    let cases: &[(&str, &str)] = &[
+        // Missing or extra arguments; the empty name cannot be written.
+        ("PUT", "bad-request"),
+        ("SEAL", "bad-request"),
+        ("PUT a.png", "bad-request"),
+        ("PUT  5", "bad-request"),
+        ("SEAL a.png 5 extra", "bad-request"),
+        // SIZE that is not plain decimal.
+        ("PUT a.png -1", "bad-request"),
+        ("PUT a.png -0", "bad-request"),
+        ("PUT a.png +5", "bad-request"),
+        ("PUT a.png five", "bad-request"),
+        ("PUT a.png 0x10", "bad-request"),
+        ("PUT a.png 1e3", "bad-request"),
+        ("PUT a.png 12.5", "bad-request"),
+        ("SEAL a.png 5\u{0}", "bad-request"),
+        // 2^64 and larger, the largest u64, and one past the limit.
+        ("PUT a.png 18446744073709551616", "too-large"),
+        (
+            "SEAL a.png 99999999999999999999999999999999999999",
+            "too-large",
+        ),
+        ("PUT a.png 18446744073709551615", "too-large"),
+        ("SEAL a.png 100001", "too-large"),
+    ];
+    for (line, want) in cases {
+        let mut c = s.connect();
+        // What a client would send as the payload follows at once; none of
+        // it may be stored or read as a request.
+        c.send(format!("{line}\r\nPUT x.png 3\r\nabc").as_bytes());
+        let reply = c.line();
+        assert_eq!(code(&reply), *want, "{line:?}: {reply}");
+        assert!(c.closed(), "{line:?} must close the connection");
+    }
+    // At the limit, SIZE is accepted (the payload is then judged).
+    let mut c = s.connect();
+    c.send(b"PUT zeros.png 100000\r\n");
+    c.send(&vec![0; 100_000]);
+    assert_eq!(code(&c.line()), "not-an-image");
+    assert_eq!(c.ask("PING"), "OK PONG");
+    assert_nothing_stored(&s.data);
+}
+
+#[test]
+fn truncated_uploads_store_nothing_and_leave_no_staging_file() {
+    let s = TestServer::start(&[]);
+    let image = common::noise_png(64, 64, 7);
+    let sealed = seal(&image);
+    for (verb, payload) in [("PUT", &image), ("SEAL", &sealed)] {
+        for keep in [0, 1, payload.len() / 2, payload.len() - 1] {
+            let mut c = s.connect();
+            let mut msg = format!("{verb} cut.png {}\r\n", payload.len()).into_bytes();
+            msg.extend_from_slice(&payload[..keep]);
+            c.send(&msg);
+            c.stream.shutdown(Shutdown::Write).unwrap();
+            assert!(
+                c.closed(),
+                "{verb} with {keep} bytes: closed without a reply"
+            );
+        }
+    }
+    // A client that vanishes outright mid-payload.
+    {
+        let mut c = s.connect();
+        c.send(format!("SEAL gone.png {}\r\n", sealed.len()).as_bytes());
+        c.send(&sealed[..100]);
+    }
+    let mut c = s.connect();
+    assert_eq!(c.ask("STATS"), "OK red=0 green=0 blue=0 not_trusted=0");
+    assert_nothing_stored(&s.data);
+    let logged = s.wait_log(
+        "client closed the connection mid-payload",
+        Duration::from_secs(5),
+    );
+    assert!(logged.is_some(), "{}", s.log_text());
+}
+
+#[test]
+fn hostile_names_are_refused_for_put_and_seal() {
+    let s = TestServer::start(&[]);
+    let mut c = s.connect();
+    let image = png([9, 9, 99], 2, 2);
+    let sealed = seal(&image);
+    let long = "n".repeat(300);
+    let just_over = "n".repeat(129);
+    let names: Vec<&[u8]> = vec![
+        b"../../etc/passwd",
+        b"..\\..\\windows",
+        b"/abs",
+        b"/",
+        b"a/b",
+        b"a\\b",
+        b".",
+        b"..",
+        b".hidden",
+        b"..png",
+        long.as_bytes(),
+        just_over.as_bytes(),
+        b"a\x00b",
+        b"\x00",
+        b"a\x1bb",
+        b"a\x7fb",
+        b"caf\xe9.png",
+        b"\xff\xfe",
+        b"\xc0\xaf",
+    ];
+    for name in &names {
+        for (verb, payload) in [("PUT", &image), ("SEAL", &sealed)] {
+            let mut msg = format!("{verb} ").into_bytes();
+            msg.extend_from_slice(name);
+            msg.extend_from_slice(format!(" {}\r\n", payload.len()).as_bytes());
+            msg.extend_from_slice(payload);
+            c.send(&msg);
+            assert_eq!(
+                code(&c.line()),
+                "bad-name",
+                "{verb} {:?}",
+                String::from_utf8_lossy(name)
+            );
+        }
+    }
+    assert_eq!(
+        c.ask("PING"),
+        "OK PONG",
+        "every refused payload was consumed"
+    );
+    assert_nothing_stored(&s.data);
+
+    // The empty name cannot be written as a word: a missing argument.
+    let mut c = s.connect();
+    c.send(b"PUT  5\r\nabcde");
+    assert_eq!(code(&c.line()), "bad-request");
+    assert!(c.closed());
+
+    // Exactly 128 bytes is a name; the store never overwrites.
+    let mut c = s.connect();
+    let max = format!("{}.png", "m".repeat(124));
+    let reply = c.upload("PUT", &max, &image);
+    assert!(
+        reply.starts_with(&format!("OK not_trusted/{max} ")),
+        "{reply}"
+    );
+}
+
+#[test]
+fn colliding_names_get_distinct_files() {
+    let s = TestServer::start(&[]);
+    let mut c = s.connect();
+    let img = |i: u32| png([200, 10, 10], 2, 2 + i);
+    let stored: Vec<String> = [
+        ("same.png", 0),
+        ("same.png", 1),
+        ("same.png", 2),
+        // Different names that sanitize to one.
+        ("a+b.png", 3),
+        ("a_b.png", 4),
+        ("a(b.png", 5),
+        // A name that is another's variant, then the original again.
+        ("x-1.png", 6),
+        ("x.png", 7),
+        ("x.png", 8),
+        // Case is kept: these are different files.
+        ("Case.png", 9),
+        ("case.png", 10),
+    ]
+    .iter()
+    .map(|(name, i)| {
+        let reply = c.upload("SEAL", name, &seal(&img(*i)));
+        let path = reply.split(' ').nth(1);
+        path.unwrap_or_else(|| panic!("{name}: {reply}"))
+            .to_string()
+    })
+    .collect();
+    assert_eq!(
+        stored,
+        [
+            "red/same.png",
+            "red/same-1.png",
+            "red/same-2.png",
+            "red/a_b.png",
+            "red/a_b-1.png",
+            "red/a_b-2.png",
+            "red/x-1.png",
+            "red/x.png",
+            "red/x-2.png",
+            "red/Case.png",
+            "red/case.png",
+        ]
+    );
+    for (i, path) in stored.iter().enumerate() {
+        assert_eq!(
+            fs::read(s.data.join(path)).unwrap(),
+            img(i as u32),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn bad_and_bomb_images_are_refused_within_bounded_memory() {
+    let s = TestServer::start(&[]);
+    let before = s.proc_status("VmHWM");
+    let mut c = s.connect();
+    let cases = [
+        ("fail_not_an_image.txt", "not-an-image"),
+        ("fail_empty", "not-an-image"),
+        ("fail_truncated.png", "not-an-image"),
+        ("fail_truncated.jpg", "not-an-image"),
+        ("fail_truncated_scan.jpg", "not-an-image"),
+        ("fail_corrupt.gif", "not-an-image"),
+        ("fail_bomb.png", "too-many-pixels"),
+        ("fail_bomb.gif", "too-many-pixels"),
+        ("fail_bomb.bmp", "too-many-pixels"),
+        ("fail_bomb.jpg", "too-many-pixels"),
+        ("fail_bomb.tiff", "too-many-pixels"),
+        ("fail_bomb.webp", "too-many-pixels"),
+    ];
+    for (file, want) in cases {
+        let bytes = fs::read(test_data(&format!("images/{file}"))).unwrap();
+        assert_eq!(code(&c.upload("PUT", file, &bytes)), want, "PUT {file}");
+        assert_eq!(
+            code(&c.upload("SEAL", file, &seal(&bytes))),
+            want,
+            "SEAL {file}"
+        );
+    }
+    // Not an image at all, in other shapes: text, zeros, a PNG signature
+    // with nothing after it, a PNG cut inside its header.
+    let good = png([1, 2, 3], 8, 8);
+    for junk in [
+        b"%PDF-1.7\n".to_vec(),
+        vec![0; 4096],
+        good[..8].to_vec(),
+        good[..20].to_vec(),
+        good[..good.len() - 5].to_vec(),
+    ] {
+        assert_eq!(code(&c.upload("PUT", "junk.png", &junk)), "not-an-image");
+    }
+    assert_eq!(c.ask("PING"), "OK PONG");
+    let peak = s.proc_status("VmHWM");
+    eprintln!("bombs: VmHWM {before} kB at start, {peak} kB after every bad image");
+    assert!(
+        peak < BOMB_VMHWM_LIMIT_KB,
+        "peak memory {peak} kB while refusing bombs"
+    );
+    assert_nothing_stored(&s.data);
+}
+
+/// `file` with `stanza` inserted after the version line. The MAC no longer
+/// matches, but every cap and syntax rule is checked before the MAC is.
+fn with_stanza(file: &[u8], stanza: &[u8]) -> Vec<u8> {
+    let version = b"age-encryption.org/v1\n".len();
+    [&file[..version], stanza, &file[version..]].concat()
+}
+
+/// Where the header of a binary age file ends: after its MAC line.
+fn header_end(file: &[u8]) -> usize {
+    let mac = file.windows(5).position(|w| w == b"\n--- ").unwrap() + 5;
+    mac + file[mac..].iter().position(|&b| b == b'\n').unwrap() + 1
+}
+
+/// The text of the first stanza of a sealed file, through its body's end.
+fn our_stanza(file: &[u8]) -> Vec<u8> {
+    let version = b"age-encryption.org/v1\n".len();
+    let mac = file.windows(4).position(|w| w == b"\n---").unwrap();
+    file[version..=mac].to_vec()
+}
+
+#[test]
+fn every_age_failure_gets_the_same_reply() {
+    let s = TestServer::start(&[]);
+    let mut c = s.connect();
+    let image = png([10, 200, 10], 4, 4);
+    let good = seal(&image);
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in fs::read_dir(test_data("age")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.starts_with("fail_") {
+            let bytes = fs::read(test_data(&format!("age/{name}"))).unwrap();
+            cases.push((name, bytes));
+        }
+    }
+    assert!(cases.len() >= 16, "fixtures: {}", cases.len());
+    let other_pem = fs::read_to_string(test_data("keys/test-only-other-key.pem")).unwrap();
+    let other = colorsort::key::Identity::from_pem(&other_pem).unwrap();
+    let mut tampered_chunk = good.clone();
+    let last = tampered_chunk.len() - 20;
+    tampered_chunk[last] ^= 0x40;
+    let built: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "wrong recipient",
+            colorsort::age::encrypt(&image, other.public()).unwrap(),
+        ),
+        ("tampered chunk", tampered_chunk),
+        ("truncated", good[..good.len() - 1].to_vec()),
+        ("header only", good[..header_end(&good)].to_vec()),
+        ("header and nonce", good[..header_end(&good) + 16].to_vec()),
+        ("plaintext image", image.clone()),
+        ("empty", Vec::new()),
+        ("non-canonical base64", with_stanza(&good, b"-> x\nAB\n")),
+        (
+            "oversized stanza body",
+            with_stanza(
+                &good,
+                format!("-> x\n{}\n", format!("{}\n", "A".repeat(64)).repeat(200)).as_bytes(),
+            ),
+        ),
+        (
+            "huge header line",
+            with_stanza(
+                &good,
+                format!("-> x {}\n\n", "a".repeat(200_000)).as_bytes(),
+            ),
+        ),
+        (
+            "thousands of stanzas",
+            with_stanza(&good, &b"-> g\n\n".repeat(5000)),
+        ),
+        (
+            "more stanzas to our key than are tried",
+            with_stanza(&good, &our_stanza(&good).repeat(1000)),
+        ),
+        ("armored garbage", colorsort::age::armor(b"not an age file")),
+    ];
+    cases.extend(built.into_iter().map(|(n, b)| (n.to_string(), b)));
+
+    let mut replies = Vec::new();
+    for (name, payload) in &cases {
+        let started = Instant::now();
+        let reply = c.upload("SEAL", "x.png", payload);
+        assert_eq!(code(&reply), "decrypt-failed", "{name}: {reply}");
+        replies.push((name, reply, started.elapsed()));
+    }
+    let first = &replies[0].1;
+    for (name, reply, _) in &replies {
+        assert_eq!(
+            reply, first,
+            "{name}: the reply must not say which step failed"
+        );
+    }
+    let slowest = replies.iter().map(|r| r.2).max().unwrap();
+    eprintln!(
+        "age failures: {} cases, one reply {first:?}, slowest {slowest:?}",
+        replies.len()
+    );
+    assert_eq!(c.ask("PING"), "OK PONG");
+    assert_nothing_stored(&s.data);
+    // The log keeps the variant for the operator. Its lines come in request
+    // order, so once the last PING is logged, every failure is.
+    let log = s
+        .wait_log(" PING -> OK PONG", Duration::from_secs(5))
+        .unwrap_or_else(|| s.log_text());
+    for variant in [
+        "(NoMatchingKey)",
+        "(Mac)",
+        "(Payload)",
+        "(Header)",
+        "(Armor)",
+    ] {
+        assert!(log.contains(variant), "log lacks {variant}");
+    }
+    assert!(log.contains("(TooLarge(Stanzas))") && log.contains("(TooLarge(HeaderLen))"));
+}
+
+// --- Slow and many clients -------------------------------------------------
+
+/// What a crowd connection does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Behaviour {
+    /// Connects and sends nothing.
+    Idle,
+    /// Sends a request line one byte per tick, never its end.
+    TrickleLine,
+    /// Sends an upload line, then its payload one byte per tick.
+    TricklePayload,
+}
+
+/// One crowd connection and what happened to it.
+struct Member {
+    behaviour: Behaviour,
+    stream: Option<TcpStream>,
+    opened: Instant,
+    /// The first reply line (`ERR ...`), if any, and when it came.
+    reply: Vec<u8>,
+    replied: Option<Instant>,
+    closed: Option<Instant>,
+}
+
+/// Totals over a crowd's lifetime.
+#[derive(Debug, Default)]
+struct CrowdReport {
+    connects: u64,
+    failed_connects: u64,
+    timeouts: Vec<Duration>,
+    busy: u64,
+    other_replies: Vec<String>,
+    closed_without_reply: u64,
+    still_open: u64,
+}
+
+/// `size` connections that sit idle or trickle, on one thread, until
+/// stopped. With `refill`, each connection the server closes is replaced.
+struct Crowd {
+    stop: Arc<AtomicBool>,
+    open: Arc<AtomicU64>,
+    handle: thread::JoinHandle<CrowdReport>,
+}
+
+impl Crowd {
+    fn start(addr: SocketAddr, size: usize, refill: bool) -> Crowd {
+        let stop = Arc::new(AtomicBool::new(false));
+        let open = Arc::new(AtomicU64::new(0));
+        let (flag, count) = (Arc::clone(&stop), Arc::clone(&open));
+        let handle = thread::spawn(move || crowd(addr, size, refill, &flag, &count));
+        Crowd { stop, open, handle }
+    }
+
+    /// Waits until `n` members are connected, up to `limit`.
+    fn wait_open(&self, n: u64, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if self.open.load(Ordering::Acquire) >= n {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    fn finish(self) -> CrowdReport {
+        self.stop.store(true, Ordering::Release);
+        self.handle.join().unwrap()
+    }
+}
+
+const BEHAVIOURS: [Behaviour; 3] = [
+    Behaviour::Idle,
+    Behaviour::TrickleLine,
+    Behaviour::TricklePayload,
+];
+/// Most connections a refilling crowd opens per tick. A crowd that holds
+/// its slots, not one that floods new connections: opening more new slow
+/// uploads per second than the server has slots would keep every slot
+/// within its grace (see `SLOW_UPLOAD_GRACE` in src/server.rs).
+const REFILL_PER_TICK: usize = 5;
+/// How long a crowd is left to settle before the legitimate client comes:
+/// past the grace a slow upload has before it may be evicted.
+const SETTLE: Duration = Duration::from_millis(1500);
+const TICK: Duration = Duration::from_millis(100);
+
+fn crowd(
+    addr: SocketAddr,
+    size: usize,
+    refill: bool,
+    stop: &AtomicBool,
+    open: &AtomicU64,
+) -> CrowdReport {
+    let mut report = CrowdReport::default();
+    let connect = |behaviour: Behaviour, report: &mut CrowdReport| -> Member {
+        report.connects += 1;
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok();
+        let stream = stream.and_then(|mut s| {
+            if behaviour == Behaviour::TricklePayload {
+                s.write_all(b"PUT slow.png 100\r\n").ok()?;
+            }
+            s.set_nonblocking(true).ok()?;
+            Some(s)
+        });
+        if stream.is_none() {
+            report.failed_connects += 1;
+        }
+        Member {
+            behaviour,
+            stream,
+            opened: Instant::now(),
+            reply: Vec::new(),
+            replied: None,
+            closed: None,
+        }
+    };
+    let mut members: Vec<Member> = (0..size)
+        .map(|i| {
+            let m = connect(BEHAVIOURS[i % 3], &mut report);
+            open.fetch_add(1, Ordering::AcqRel);
+            m
+        })
+        .collect();
+    let mut buf = [0u8; 512];
+    while !stop.load(Ordering::Acquire) {
+        let now = Instant::now();
+        for m in &mut members {
+            let Some(stream) = &mut m.stream else {
+                continue;
+            };
+            let mut gone = false;
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => {
+                        gone = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        if m.replied.is_none() {
+                            m.replied = Some(now);
+                        }
+                        m.reply.extend_from_slice(&buf[..n]);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        gone = true;
+                        break;
+                    }
+                }
+            }
+            if !gone && m.behaviour != Behaviour::Idle && m.replied.is_none() {
+                // Never a newline: the line stays incomplete, the payload short.
+                gone = stream.write(b"A").is_err();
+            }
+            if gone {
+                m.closed = Some(now);
+                m.stream = None;
+            }
+        }
+        // Settle what ended; refill if asked.
+        let mut refilled = 0;
+        for m in &mut members {
+            if m.stream.is_some() || m.closed.is_none() {
+                continue;
+            }
+            settle(m, &mut report);
+            if refill && refilled < REFILL_PER_TICK {
+                *m = connect(m.behaviour, &mut report);
+                refilled += 1;
+            } else {
+                // Settled: mark so it is not counted again.
+                m.closed = None;
+                m.replied = None;
+                m.reply.clear();
+            }
+        }
+        thread::sleep(TICK);
+    }
+    for m in &mut members {
+        if m.stream.is_some() {
+            report.still_open += 1;
+        } else if m.closed.is_some() {
+            settle(m, &mut report);
+        }
+    }
+    report
+}
+
+/// Records how a closed member ended.
+fn settle(m: &Member, report: &mut CrowdReport) {
+    let text = String::from_utf8_lossy(&m.reply);
+    let first = text.lines().next().unwrap_or("");
+    if first.starts_with("ERR timeout") {
+        let at = m.replied.unwrap_or(m.closed.unwrap_or(m.opened));
+        report.timeouts.push(at - m.opened);
+    } else if first.starts_with("ERR busy") {
+        report.busy += 1;
+    } else if first.is_empty() {
+        report.closed_without_reply += 1;
+    } else {
+        report.other_replies.push(first.to_string());
+    }
+}
+
+/// Samples the server's thread count until stopped; returns the maximum.
+fn sample_threads(pid: u32, stop: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
+    thread::spawn(move || {
+        let mut max = 0;
+        while !stop.load(Ordering::Acquire) {
+            if let Some(n) = proc_status_of(pid, "Threads") {
+                max = max.max(n);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        max
+    })
+}
+
+/// A legitimate client: connects, fetches the key, stores one sealed
+/// upload. Returns how long it all took.
+fn legitimate_upload(s: &TestServer, sealed: &[u8], name: &str) -> Duration {
+    let started = Instant::now();
+    let mut c = s.connect();
+    assert!(c.ask("KEY").starts_with("OK ssh-rsa "));
+    let reply = c.upload("SEAL", name, sealed);
+    let took = started.elapsed();
+    assert!(reply.starts_with(&format!("OK blue/{name} ")), "{reply}");
+    took
+}
+
+/// Threads a server runs besides its connections: main (accept), the
+/// lingering closer, the signal handler; plus slack for a connection
+/// thread that has freed its slot but not yet exited.
+const THREAD_SLACK: u64 = 8;
+
+#[test]
+fn crowd_of_300_slow_clients_under_the_default_cap() {
+    let s = TestServer::start(&["--timeout", "4"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_threads(s.pid(), Arc::clone(&stop));
+    let sealed: Vec<Vec<u8>> = (0..3).map(|i| seal(&png([0, 0, 200], 5, 5 + i))).collect();
+
+    let crowd = Crowd::start(s.addr, 300, false);
+    assert!(crowd.wait_open(300, Duration::from_secs(10)));
+    // All 300 are connected, none has reached its 4 s deadline yet. Wait
+    // until the server has accepted them all: its three threads and one per
+    // connection.
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut threads_before = s.proc_status("Threads");
+    while threads_before < 303 && Instant::now() < until {
+        thread::sleep(Duration::from_millis(5));
+        threads_before = s.proc_status("Threads");
+    }
+    let mut took = Vec::new();
+    for (i, payload) in sealed.iter().enumerate() {
+        took.push(legitimate_upload(&s, payload, &format!("legit{i}.png")));
+    }
+    // Let every deadline pass: 4 s after each connection opened.
+    thread::sleep(Duration::from_millis(5000));
+    let report = crowd.finish();
+    stop.store(true, Ordering::Release);
+    let max_threads = sampler.join().unwrap();
+    let (min_cut, max_cut) = (
+        report.timeouts.iter().min().copied().unwrap_or_default(),
+        report.timeouts.iter().max().copied().unwrap_or_default(),
+    );
+    eprintln!(
+        "300 slow clients, cap 1024, timeout 4s: legitimate KEY+SEAL took {took:?}; \
+         threads {threads_before} before it, max {max_threads}; \
+         {} cut by ERR timeout after {min_cut:?}..{max_cut:?}; \
+         {} busy, {} other replies, {} failed connects",
+        report.timeouts.len(),
+        report.busy,
+        report.other_replies.len(),
+        report.failed_connects,
+    );
+    // The legitimate client came while all 300 were held.
+    assert!(threads_before >= 303, "{threads_before} threads");
+    assert!(
+        took.iter().all(|t| *t < Duration::from_secs(1)),
+        "legitimate client took {took:?}"
+    );
+    assert_eq!(report.failed_connects, 0);
+    assert_eq!(
+        report.timeouts.len(),
+        300,
+        "every slow client is cut: {:?}",
+        report.other_replies
+    );
+    assert!(
+        min_cut >= Duration::from_millis(3900),
+        "cut early: {min_cut:?}"
+    );
+    assert!(
+        max_cut <= Duration::from_millis(5000),
+        "cut late: {max_cut:?}"
+    );
+    assert!(
+        max_threads <= 300 + THREAD_SLACK,
+        "{max_threads} threads for 300 connections"
+    );
+    assert_eq!(s.files("blue").len(), 3);
+}
+
+#[test]
+fn crowd_of_300_slow_clients_over_a_cap_of_100() {
+    let cap = 100;
+    let s = TestServer::start(&["--max-connections", &cap.to_string()]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_threads(s.pid(), Arc::clone(&stop));
+    let sealed: Vec<Vec<u8>> = (0..5).map(|i| seal(&png([0, 0, 200], 6, 5 + i))).collect();
+
+    // 300 connections, each replaced when the server evicts it: the server
+    // keeps evicting the longest idle to stay at its cap.
+    let crowd = Crowd::start(s.addr, 300, true);
+    assert!(crowd.wait_open(300, Duration::from_secs(10)));
+    thread::sleep(SETTLE);
+    let mut took = Vec::new();
+    for (i, payload) in sealed.iter().enumerate() {
+        took.push(legitimate_upload(&s, payload, &format!("legit{i}.png")));
+        thread::sleep(Duration::from_millis(200));
+    }
+    let report = crowd.finish();
+    stop.store(true, Ordering::Release);
+    let max_threads = sampler.join().unwrap();
+    eprintln!(
+        "300 slow clients, cap {cap}: legitimate KEY+SEAL took {took:?}; max threads {max_threads}; \
+         {} evicted with ERR busy; {report:?}",
+        report.busy
+    );
+    assert!(
+        took.iter().all(|t| *t < Duration::from_secs(1)),
+        "legitimate client took {took:?}"
+    );
+    assert!(
+        report.busy >= 200,
+        "at least 200 of the crowd were evicted: {report:?}"
+    );
+    assert_eq!(report.failed_connects, 0, "{report:?}");
+    assert!(report.other_replies.is_empty(), "{report:?}");
+    assert!(
+        max_threads <= cap + THREAD_SLACK,
+        "{max_threads} threads with a cap of {cap}"
+    );
+    assert_eq!(s.files("blue").len(), 5);
+}
+
+#[test]
+fn silent_payload_is_cut_at_its_deadline() {
+    // A client that announces a large upload and then sends nothing must not
+    // hold its slot for the whole SIZE/min-rate allowance.
+    let s = TestServer::start(&["--timeout", "1", "--max-upload", "64M"]);
+    let mut c = s.connect();
+    let started = Instant::now();
+    c.send(b"PUT big.png 67108864\r\n");
+    assert_eq!(code(&c.line()), "timeout");
+    let took = started.elapsed();
+    assert!(c.closed());
+    eprintln!("silent 64 MiB payload cut after {took:?}");
+    assert!(took < Duration::from_secs(3), "held for {took:?}");
+}
+
+#[test]
+fn slowest_upload_is_evicted_when_every_slot_is_uploading() {
+    // Every slot holds an upload trickled far below the minimum rate: past
+    // its grace, the one furthest behind makes room for a newcomer.
+    let s = TestServer::start(&["--max-connections", "4"]);
+    let mut slow: Vec<Conn> = (0..4).map(|_| s.connect()).collect();
+    for c in &mut slow {
+        c.send(b"PUT slow.png 100000\r\nabc");
+    }
+    thread::sleep(Duration::from_millis(1300));
+    let sealed = seal(&png([0, 0, 250], 3, 3));
+    let took = legitimate_upload(&s, &sealed, "through.png");
+    let mut evicted = 0;
+    for c in &mut slow {
+        c.stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        if common::try_line(&mut c.reader).is_some_and(|l| l.starts_with("ERR busy")) {
+            evicted += 1;
+        }
+    }
+    eprintln!("slow uploads: newcomer served in {took:?}, {evicted} upload(s) evicted");
+    assert_eq!(evicted, 1);
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+#[test]
+fn a_low_open_file_limit_lowers_the_connection_cap() {
+    // Under `ulimit -n 256` the default cap of 1024 connections cannot be
+    // held: past the limit accept(2) fails and newcomers would wait in the
+    // backlog. The server lowers its cap to what fits, so a crowd is met by
+    // eviction and a legitimate client still gets in at once.
+    let wrapper = ["sh", "-c", "ulimit -n 256 && exec \"$0\" \"$@\""];
+    let s = TestServer::start_wrapped(&wrapper, &[]);
+    assert_eq!(
+        proc_status_of(s.pid(), "Threads").map(|n| n > 0),
+        Some(true)
+    );
+    let limits = fs::read_to_string(format!("/proc/{}/limits", s.pid())).unwrap();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(" 256 ")),
+        "{limits}"
+    );
+    let log = s
+        .wait_log("connection limit lowered", Duration::from_secs(5))
+        .unwrap_or_else(|| s.log_text());
+    let line = log
+        .lines()
+        .find(|l| l.contains("connection limit lowered"))
+        .unwrap_or_else(|| panic!("no warning in the log: {log}"));
+    eprintln!("{line}");
+
+    let crowd = Crowd::start(s.addr, 300, true);
+    assert!(crowd.wait_open(300, Duration::from_secs(10)));
+    thread::sleep(SETTLE);
+    let sealed = seal(&png([0, 0, 220], 4, 4));
+    let took = legitimate_upload(&s, &sealed, "fits.png");
+    let fds = fs::read_dir(format!("/proc/{}/fd", s.pid()))
+        .unwrap()
+        .count();
+    let report = crowd.finish();
+    eprintln!(
+        "ulimit -n 256: legitimate KEY+SEAL took {took:?}; {fds} descriptors open; {} evicted",
+        report.busy
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(fds < 256, "{fds} descriptors");
+    assert!(!s.log_text().contains("accept failed"), "{}", s.log_text());
+}
