@@ -12,7 +12,9 @@ help:
 	@echo "make run           run the server natively on $(LISTEN) with $(DATA)"
 	@echo "make test          unit and integration tests (and the Docker test when Docker is up)"
 	@echo "make lint          rustfmt and clippy"
+	@echo "make fuzz          each fuzz target for FUZZ_SECONDS (default 60) on nightly (docs/FUZZING.md)"
 	@echo "make release       optimised native build in target/release/"
+	@echo "make bench         speed and memory benchmarks (release builds) into docs/BENCHMARKS.md"
 	@echo "make docker-binary static binary for the image, in $(DOCKER_ROOT)/"
 	@echo "make docker-build  build the image $(IMAGE):latest and $(IMAGE):$(VERSION)"
 	@echo "make docker-run    run it detached as '$(CONTAINER)' on port $(DOCKER_PORT), data in volume '$(VOLUME)'"
@@ -156,3 +158,64 @@ docker-stop:
 
 docker-test:
 	bash tests/docker-test.sh
+
+# --- Fuzzing ---------------------------------------------------------------
+#
+# The cargo-fuzz targets in fuzz/ (docs/FUZZING.md), on the nightly
+# toolchain, one after the other, FUZZ_SECONDS each. The committed seeds in
+# fuzz/corpus/ are only read; new inputs go to fuzz/target/corpus/ and
+# crashes to fuzz/artifacts/, neither committed.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= request_line age_decrypt classify
+FUZZ_FLAGS ?= -rss_limit_mb=4096 -timeout=20
+
+.PHONY: fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "cargo-fuzz is not installed: cargo install cargo-fuzz" >&2; exit 1; }
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/target/corpus/$$t; \
+		echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
+		$(CARGO) +nightly fuzz run $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) -print_final_stats=1; \
+	done
+
+# --- Benchmarks ------------------------------------------------------------
+#
+# Speed and memory measurements (benches/bench/), written to
+# docs/BENCHMARKS.md; not part of `make test`. The images are generated
+# into $(BENCH_DIR)/assets from the sample photos in the scikit-image wheel
+# (downloaded, not installed), with Pillow and numpy in a virtualenv there,
+# beside colorthief for the Python anchors. The static musl binary is
+# compared when its target is installed, with a static glibc build beside it.
+BENCH_DIR := target/bench
+BENCH_PY := $(BENCH_DIR)/venv/bin/python
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: $(BENCH_DIR)/assets/.done $(BENCH_DIR)/anchors.tsv
+	$(CARGO) build --release
+	RUSTFLAGS="$${RUSTFLAGS:-} -C target-feature=+crt-static" $(CARGO) build --release --target $(GLIBC_TARGET)
+	@set -eu; \
+	musl=""; \
+	if [ -d "$$(rustc --print sysroot)/lib/rustlib/$(STATIC_TARGET)/lib" ] || \
+		{ command -v rustup >/dev/null 2>&1 && rustup target add $(STATIC_TARGET) >/dev/null 2>&1; }; then \
+		$(CARGO) build --release --target $(STATIC_TARGET); \
+		musl="--musl target/$(STATIC_TARGET)/release/colorsort"; \
+	else \
+		echo "Rust target $(STATIC_TARGET) not available: no musl comparison"; \
+	fi; \
+	$(CARGO) bench --bench bench -- --assets $(BENCH_DIR)/assets --anchors $(BENCH_DIR)/anchors.tsv \
+		--work $(BENCH_DIR)/work --server target/release/colorsort $$musl \
+		--static-glibc target/$(GLIBC_TARGET)/release/colorsort --out docs/BENCHMARKS.md $(BENCH_FLAGS)
+
+$(BENCH_PY):
+	python3 -m venv $(BENCH_DIR)/venv
+	$(BENCH_PY) -m pip install -q --disable-pip-version-check pillow numpy colorthief
+
+$(BENCH_DIR)/assets/.done: benches/make-assets.py | $(BENCH_PY)
+	$(BENCH_PY) -m pip download -q --disable-pip-version-check --no-deps scikit-image==0.26.0 -d $(BENCH_DIR)/wheel
+	$(BENCH_PY) benches/make-assets.py --wheel $(BENCH_DIR)/wheel/scikit_image-0.26.0-*.whl --out $(BENCH_DIR)/assets
+	touch $@
+
+$(BENCH_DIR)/anchors.tsv: benches/anchors.py $(BENCH_DIR)/assets/.done
+	$(BENCH_PY) benches/anchors.py --assets $(BENCH_DIR)/assets --out $@

@@ -1,0 +1,228 @@
+//! `make bench`: measures colorsort's speed and memory and writes
+//! docs/BENCHMARKS.md.
+//!
+//! Sections: (1) decoding alone against decoding and classifying, per
+//! image, with the Python anchors; (1b) reduced-resolution JPEG decoding;
+//! (2) decryption; (3) a release server on loopback under load, a long run,
+//! and small uploads among large ones; (4) footprint and start times;
+//! (5) the static musl binary against glibc. Run through `make bench`,
+//! which builds the binaries and the images first; by hand:
+//!
+//! ```text
+//! cargo bench --bench bench -- --assets DIR --server BIN [--musl BIN]
+//!     [--static-glibc BIN] [--anchors FILE] [--work DIR] [--out FILE]
+//!     [--quick] [--only classify|crypto|e2e]...
+//! ```
+
+mod crypto;
+mod e2e;
+mod images;
+mod server;
+mod util;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Instant;
+use util::{Report, command_output};
+
+struct Args {
+    assets: PathBuf,
+    anchors: PathBuf,
+    server: PathBuf,
+    musl: Option<PathBuf>,
+    static_glibc: Option<PathBuf>,
+    work: PathBuf,
+    out: Option<PathBuf>,
+    quick: bool,
+    /// Runs only the sections whose names are listed (for working on one).
+    only: Vec<String>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        assets: "target/bench/assets".into(),
+        anchors: "target/bench/anchors.tsv".into(),
+        server: "target/release/colorsort".into(),
+        musl: None,
+        static_glibc: None,
+        work: "target/bench/work".into(),
+        out: None,
+        quick: false,
+        only: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value =
+            || PathBuf::from(it.next().unwrap_or_else(|| panic!("{arg} needs a value")));
+        match arg.as_str() {
+            "--assets" => args.assets = value(),
+            "--anchors" => args.anchors = value(),
+            "--server" => args.server = value(),
+            "--musl" => args.musl = Some(value()),
+            "--static-glibc" => args.static_glibc = Some(value()),
+            "--work" => args.work = value(),
+            "--out" => args.out = Some(value()),
+            "--quick" => args.quick = true,
+            "--only" => args.only.push(value().display().to_string()),
+            // `cargo bench` passes this to every bench target.
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+const INTRO: &str = "\
+# colorsort benchmarks
+
+Written by `make bench` (`benches/bench/`); do not edit by hand. Every number
+below comes from the one run described here, on one machine, all sections in
+the same run.
+
+## How the images were made
+
+There is no camera photo in the repository, so `benches/make-assets.py` builds
+the set from the public-domain and CC0 photos that ship in the scikit-image
+0.26.0 wheel (`skimage/data/`, see `test-data/images/README.md` for their
+sources): astronaut, chelsea, coffee, rocket, retina, hubble_deep_field,
+motorcycle_left/right and ihc. A large image is a mosaic of them: rows of
+photos scaled with a Lanczos filter to the row's height (1.2x to 2.5x), some
+mirrored, then a Gaussian grain of sigma 3 per channel, as a camera's sensor
+leaves at a medium ISO, which upscaling alone would have smoothed away. The
+12 MP JPEG at quality 90 comes out at about 1.9 bits per pixel, in the range of
+a camera's JPEG. Everything is seeded, so every run builds the same bytes.
+The images are generated into `target/bench/assets/`, not committed.
+";
+
+/// `--footprint FILE`: classifies FILE and prints the KiB of peak RSS it
+/// added, for the parent to read; run by the parent in a fresh process.
+fn footprint(path: &str) {
+    let (_, before) = util::rss_kib(std::process::id()).expect("own RSS");
+    let bytes = fs::read(path).expect("image");
+    colorsort::classify::classify(&bytes, &Default::default()).expect("classify");
+    drop(bytes);
+    let (_, after) = util::rss_kib(std::process::id()).expect("own RSS");
+    println!("{}", after - before);
+}
+
+fn main() {
+    let mut argv = std::env::args().skip(1);
+    if argv.next().as_deref() == Some("--footprint") {
+        return footprint(&argv.next().expect("--footprint FILE"));
+    }
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+    // target too, without it, and should not start a benchmark.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("the benchmarks run through `cargo bench` (see `make bench`); nothing to do");
+        return;
+    }
+    let args = parse_args();
+    let started = Instant::now();
+    fs::create_dir_all(&args.work).expect("work folder");
+    let mut report = Report::default();
+
+    let commit =
+        command_output("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or("unknown".into());
+    let dirty = command_output("git", &["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|s| !s.is_empty());
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or("unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = || {
+        fs::read_to_string("/proc/loadavg").map_or("unknown".into(), |l| {
+            l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        })
+    };
+    let memory = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+        })
+        .unwrap_or(0);
+    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or("unknown".into());
+    let rustc = command_output("rustc", &["--version"]).unwrap_or("unknown".into());
+    let kernel = command_output("uname", &["-r"]).unwrap_or("unknown".into());
+    let thp = fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .map_or("unknown".into(), |s| s.trim().to_string());
+    let load_before = load();
+
+    let run = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let mut classify_secs = Default::default();
+    if run("classify") {
+        let measured = images::section(&mut report, &args.assets, &args.anchors, args.quick);
+        images::approx_section(&mut report, &args.assets, &measured, args.quick);
+        classify_secs = measured.classify_secs;
+    }
+    if run("crypto") {
+        crypto::section(
+            &mut report,
+            &args.work.join("keys"),
+            &args.assets,
+            &classify_secs,
+            args.quick,
+        );
+    }
+    if run("e2e") {
+        e2e::section(
+            &mut report,
+            &e2e::Config {
+                server: &args.server,
+                musl: args.musl.as_deref(),
+                static_glibc: args.static_glibc.as_deref(),
+                assets: &args.assets,
+                work: &args.work,
+                quick: args.quick,
+            },
+        );
+    }
+
+    let mut text = String::from(INTRO);
+    text.push_str(&format!(
+        "\n## The run\n\n\
+         | | |\n| --- | --- |\n\
+         | date | {date} |\n\
+         | commit | `{commit}`{} |\n\
+         | CPU | {cpu}, {cores} cores, {} GiB of memory |\n\
+         | system | Linux {kernel}, transparent huge pages: `{thp}` |\n\
+         | compiler | {rustc}, release profile (thin LTO, 1 codegen unit) |\n\
+         | load average (1, 5, 15 min) | {load_before} before, {} after |\n\
+         | duration of the measurements | {:.0} s{} |\n",
+        if dirty {
+            " with uncommitted changes"
+        } else {
+            ""
+        },
+        memory / (1 << 20),
+        load(),
+        started.elapsed().as_secs_f64(),
+        if args.quick {
+            ", **quick mode: few rounds, not for quoting**"
+        } else {
+            ""
+        },
+    ));
+    text.push_str("\n## Goals\n\n");
+    text.push_str(&report.goals().render());
+    text.push_str(report.text());
+    eprintln!("\n== Goals\n{}", report.goals().render());
+    match &args.out {
+        Some(out) => {
+            fs::write(out, text).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+            eprintln!("wrote {}", out.display());
+        }
+        None => print!("{text}"),
+    }
+}

@@ -1,0 +1,243 @@
+//! Timing, statistics, process and markdown helpers shared by the sections.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// CPU time used so far by the calling thread.
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Wall-clock and thread CPU time of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub wall: f64,
+    pub cpu: f64,
+}
+
+/// Runs `f` and times it.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Sample) {
+    let (wall, cpu) = (Instant::now(), thread_cpu());
+    let value = f();
+    let sample = Sample {
+        cpu: (thread_cpu() - cpu).as_secs_f64(),
+        wall: wall.elapsed().as_secs_f64(),
+    };
+    (value, sample)
+}
+
+/// The median of `values` (which it sorts).
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The `p`-th percentile (0 to 100) of sorted `values`, nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `VmRSS` and `VmHWM` of a process, in KiB.
+pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// CPU seconds (user + system) a process has used so far.
+pub fn process_cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name, which may hold spaces:
+    // utime and stime are the 12th and 13th of them.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// CPU seconds the whole machine has been busy (all but idle and iowait),
+/// summed over its cores.
+pub fn machine_busy_secs() -> f64 {
+    let Ok(stat) = fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(cpu) = stat.lines().next() else {
+        return 0.0;
+    };
+    // cpu user nice system idle iowait irq softirq steal ...
+    let ticks: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let busy: f64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != 3 && i != 4 && i < 8)
+        .map(|(_, t)| t)
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    busy / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
+/// Output of a command, trimmed; `None` if it cannot run or fails.
+pub fn command_output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Size of a file in bytes, 0 if it does not exist.
+pub fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Megabytes (10^6 bytes) with one decimal.
+pub fn mb(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / 1e6)
+}
+
+/// MiB with one decimal, from KiB.
+pub fn mib_from_kib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+/// A markdown table, built row by row.
+pub struct Table {
+    head: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(head: &[&str]) -> Table {
+        Table {
+            head: head.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        assert_eq!(cells.len(), self.head.len(), "{cells:?}");
+        self.rows.push(cells);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+        out.push_str(&line(&self.head));
+        let rule: Vec<String> = self.head.iter().map(|_| "---".to_string()).collect();
+        out.push_str(&line(&rule));
+        for row in &self.rows {
+            out.push_str(&line(row));
+        }
+        out
+    }
+}
+
+/// The report: markdown written to docs/BENCHMARKS.md, also printed.
+#[derive(Default)]
+pub struct Report {
+    text: String,
+    goals: Vec<[String; 3]>,
+}
+
+impl Report {
+    /// Records a goal's outcome for the summary; returns "met" or "not met".
+    pub fn goal(&mut self, what: &str, met: bool, measured: String) -> &'static str {
+        let verdict = if met { "met" } else { "**not met**" };
+        self.goals
+            .push([what.to_string(), verdict.to_string(), measured]);
+        if met { "met" } else { "not met" }
+    }
+
+    /// The goals recorded so far, as a table.
+    pub fn goals(&self) -> Table {
+        let mut table = Table::new(&["goal", "outcome", "measured"]);
+        for goal in &self.goals {
+            table.row(goal.to_vec());
+        }
+        table
+    }
+
+    pub fn heading(&mut self, text: &str) {
+        let _ = write!(self.text, "\n## {text}\n\n");
+        eprintln!("\n== {text}");
+    }
+
+    pub fn para(&mut self, text: &str) {
+        self.text.push_str(text.trim());
+        self.text.push_str("\n\n");
+    }
+
+    pub fn table(&mut self, table: &Table) {
+        let rendered = table.render();
+        eprint!("{rendered}");
+        self.text.push_str(&rendered);
+        self.text.push('\n');
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Progress on stderr.
+pub fn note(text: impl AsRef<str>) {
+    eprintln!("  {}", text.as_ref());
+}
+
+/// A small deterministic generator (xorshift64*), for payloads.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let word = self.next().to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+    }
+}
