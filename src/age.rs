@@ -202,8 +202,18 @@ fn open(buf: &mut [u8], identity: &Identity) -> Result<usize, Error> {
     };
     let file = &mut buf[..len];
     let header = parse_header(file, identity.public())?;
-    let file_key = unwrap_file_key(&header.candidates, identity)?;
-    verify_mac(&file[..header.mac_input_end], &header.mac, &file_key)?;
+    // A stanza that does not unwrap still goes through the MAC check, with
+    // a dummy key whose result is thrown away, so that a reply's timing does
+    // not tell an RSA padding failure from a MAC failure.
+    let unwrapped = unwrap_file_key(&header.candidates, identity);
+    let file_key = match unwrapped {
+        Ok(key) => key,
+        Err(Error::UnwrapFailed) => [0; FILE_KEY_LEN],
+        Err(e) => return Err(e),
+    };
+    let mac = verify_mac(&file[..header.mac_input_end], &header.mac, &file_key);
+    unwrapped?;
+    mac?;
     decrypt_payload(file, header.end, &file_key)
 }
 

@@ -330,6 +330,13 @@ impl Store {
         Ok(store)
     }
 
+    /// Removes this server's staging folder, for a clean stop. The caller
+    /// promises that nothing is being filed any more; if removal fails, the
+    /// next server to start sweeps the folder.
+    pub fn close(&self) {
+        let _ = fs::remove_dir_all(&self.staging);
+    }
+
     /// The data directory.
     pub fn root(&self) -> &Path {
         &self.root

@@ -228,7 +228,11 @@ fn storage_failure_is_reported_and_nothing_claimed() {
     );
     assert_eq!(c.ask("PING"), "OK PONG");
     assert_no_staged_files(&s);
-    assert!(s.log_text().contains("storage-failed"), "the log says why");
+    assert!(
+        s.wait_log("storage-failed", Duration::from_secs(5))
+            .is_some(),
+        "the log says why"
+    );
 }
 
 #[test]
@@ -474,8 +478,9 @@ fn log_has_one_line_per_request() {
     let mut c = s.connect();
     c.ask("PING");
     c.upload("PUT", "logged.png", &png([1, 1, 1], 2, 2));
-    thread::sleep(Duration::from_millis(100));
-    let log = s.log_text();
+    let log = s
+        .wait_log(" PUT logged.png ", Duration::from_secs(5))
+        .unwrap_or_else(|| s.log_text());
     assert!(
         log.lines()
             .any(|l| l.contains(" PING -> OK PONG ") && l.contains("127.0.0.1:")),
