@@ -177,7 +177,8 @@ FUZZ_FLAGS ?= -rss_limit_mb=4096 -timeout=20
 
 .PHONY: fuzz
 fuzz:
-	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "cargo-fuzz is not installed: cargo install cargo-fuzz" >&2; exit 1; }
+	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "installing cargo-fuzz"; $(CARGO) install --locked cargo-fuzz; }
+	@rustup toolchain list 2>/dev/null | grep -q '^nightly' || { echo "cargo fuzz needs a nightly toolchain: rustup toolchain install nightly" >&2; exit 1; }
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		mkdir -p fuzz/target/corpus/$$t; \
 		echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \

@@ -166,6 +166,7 @@ impl Server {
         })?;
         let mut limits = config.limits;
         let mut lingering = MAX_LINGERING;
+        raise_fd_limit(limits.max_connections);
         if let Some((soft, fit)) = connections_for_fd_limit()
             && fit < limits.max_connections
         {
@@ -612,13 +613,16 @@ impl<'a> Connection<'a> {
             Err(e) => return classify_failed(e),
         };
         let extension = image.format();
+        // The turn comes first: uploads waiting for one hold no memory for
+        // their pixels, so a queue of large images does not spend the
+        // budget and turn others away as busy.
+        let turn = (image.decoded_len() > LARGE_DECODE).then(|| shared.decodes.enter());
         let Some(pixel_memory) = shared.budget.try_reserve(image.peak_memory()) else {
             return Outcome::err(
                 Code::Busy,
                 "server is out of memory for decoding; try again later",
             );
         };
-        let turn = (image.decoded_len() > LARGE_DECODE).then(|| shared.decodes.enter());
         let verdict = match image.classify() {
             Ok(v) => v,
             Err(e) => return classify_failed(e),
@@ -786,6 +790,31 @@ impl<'a> Connection<'a> {
             .get_ref()
             .set_read_timeout(Some(left.min(self.shared.limits.timeout)))?;
         Ok(())
+    }
+}
+
+/// Raises the soft open-file limit to what `connections` need, as far as
+/// the hard limit allows. The soft limit is often 1024 where the hard limit
+/// is far higher; servers commonly raise it themselves.
+fn raise_fd_limit(connections: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        let wanted = connections
+            .saturating_mul(FDS_PER_CONNECTION + 1)
+            .saturating_add(FDS_RESERVED);
+        let wanted = libc::rlim_t::try_from(wanted).unwrap_or(libc::rlim_t::MAX);
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one `rlimit` through a valid pointer, and
+        // setrlimit reads one; a failure changes nothing.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < wanted {
+                limit.rlim_cur = wanted.min(limit.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
+        }
     }
 }
 

@@ -665,7 +665,10 @@ fn small_among_large(report: &mut Report, cfg: &Config, key_from: &Path, set: &[
         small.len() / 1000,
         mb(large.bytes.len() as u64),
         if p99 < 50.0 {
-            String::new()
+            "Large decodes take turns, as many at once as there are cores (the server's \
+             decode gate), and small images skip the queue, so a small upload competes \
+             with at most one decoding thread per core instead of eight."
+                .to_string()
         } else {
             format!(
                 "What dominates: on an idle server a small upload already takes \
