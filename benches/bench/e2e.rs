@@ -173,26 +173,19 @@ struct Level {
     machine: f64,
 }
 
-/// The server build and environment of a load run.
-struct Build<'a> {
-    binary: &'a Path,
-    env: &'a [(&'a str, &'a str)],
-}
-
 /// `clients` clients sharing `uploads` uploads of `set`, against a server
-/// made from `build` with a copy of the key in `key_from`; `largest` is the
+/// run from `binary` with a copy of the key in `key_from`; `largest` is the
 /// largest single-upload footprint, for the memory bound.
 fn run_level(
     cfg: &Config,
-    build: Build,
+    binary: &Path,
     key_from: &Path,
     set: &[Item],
     (clients, uploads): (usize, usize),
     largest: u64,
 ) -> Level {
-    let Build { binary, env } = build;
     let data = data_dir(&cfg.work.join(format!("data-{clients}")), Some(key_from));
-    let server = Server::start_with(binary, &data, &cfg.work.join("server.log"), env);
+    let server = Server::start(binary, &data, &cfg.work.join("server.log"));
     let (start_rss, _) = server.rss();
     let key = server_key(&server);
     let tag = run_tag();
@@ -279,11 +272,7 @@ pub fn section(report: &mut Report, cfg: &Config) {
     let mut levels = Vec::new();
     for clients in LEVELS {
         note(format!("{clients} clients, {uploads} uploads"));
-        let build = Build {
-            binary: cfg.server,
-            env: &[],
-        };
-        let level = run_level(cfg, build, &key_dir, &set, (clients, uploads), largest);
+        let level = run_level(cfg, cfg.server, &key_dir, &set, (clients, uploads), largest);
         let o = &level.outcome;
         table.row(vec![
             clients.to_string(),
@@ -302,37 +291,6 @@ pub fn section(report: &mut Report, cfg: &Config) {
             format!("{:.0}", level.bound as f64 / (1 << 20) as f64),
         ]);
         levels.push(level);
-    }
-    // glibc raises its mmap threshold to the size of each large block freed
-    // (up to 32 MiB), after which such blocks come from the heap and stay
-    // in RSS after they are freed; a fixed threshold keeps them mapped.
-    for clients in [1, 2] {
-        note(format!(
-            "{clients} clients, glibc mmap threshold fixed at 1 MiB"
-        ));
-        let env = [("MALLOC_MMAP_THRESHOLD_", "1048576")];
-        let build = Build {
-            binary: cfg.server,
-            env: &env,
-        };
-        let level = run_level(cfg, build, &key_dir, &set, (clients, uploads), largest);
-        let o = &level.outcome;
-        table.row(vec![
-            format!("{clients}, `MALLOC_MMAP_THRESHOLD_=1048576`"),
-            o.latencies.len().to_string(),
-            format!("{:.2}", o.latencies.len() as f64 / o.wall),
-            format!("{:.2}", o.latencies.len() as f64 / o.wall / classify_rate),
-            format!("{:.1}", o.bytes as f64 / 1e6 / o.wall),
-            format!("{:.0}", percentile(&o.latencies, 50.0) * 1e3),
-            format!("{:.0}", percentile(&o.latencies, 99.0) * 1e3),
-            o.busy.to_string(),
-            format!("{:.2}", level.cores),
-            format!("{:.2}", level.machine),
-            format!("{:.2}", o.latencies.len() as f64 / (level.cores * o.wall)),
-            mib_from_kib(level.start_rss),
-            mib_from_kib(level.peak),
-            format!("{:.0}", level.bound as f64 / (1 << 20) as f64),
-        ]);
     }
     report.table(&table);
     let scaling: f64 = levels
@@ -877,8 +835,7 @@ fn musl_section(report: &mut Report, cfg: &Config, musl: &Path, key_from: &Path,
         let values: Vec<f64> = builds
             .iter()
             .map(|(_, binary)| {
-                let build = Build { binary, env: &[] };
-                let level = run_level(cfg, build, key_from, set, (clients, uploads), 0);
+                let level = run_level(cfg, binary, key_from, set, (clients, uploads), 0);
                 level.outcome.latencies.len() as f64 / level.outcome.wall
             })
             .collect();

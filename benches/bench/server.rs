@@ -25,11 +25,6 @@ impl Server {
     /// Starts `binary` on a free loopback port with data in `data`, and
     /// waits until it answers PING.
     pub fn start(binary: &Path, data: &Path, log: &Path) -> Server {
-        Server::start_with(binary, data, log, &[])
-    }
-
-    /// [`Server::start`] with extra environment variables.
-    pub fn start_with(binary: &Path, data: &Path, log: &Path, env: &[(&str, &str)]) -> Server {
         // A port the kernel just handed out and took back: free, unless
         // something grabs it in the next milliseconds.
         let port = TcpListener::bind("127.0.0.1:0")
@@ -43,7 +38,6 @@ impl Server {
             .args(["serve", "--listen", &addr, "--data"])
             .arg(data)
             .env_remove("COLORSORT_MAX_MEMORY")
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(log).expect("log file"))
