@@ -249,6 +249,43 @@ impl Format {
     }
 }
 
+/// Width and height of a GIF's first frame, from its image descriptor:
+/// after the header, the logical screen descriptor and the global colour
+/// table come extension blocks (each a label and sub-blocks ending in an
+/// empty one) until the first image descriptor. `None` if the stream ends
+/// or holds something else first.
+fn gif_first_frame(bytes: &[u8]) -> Option<(u32, u32)> {
+    let packed = *bytes.get(10)?;
+    let table = if packed & 0x80 != 0 {
+        3 << ((packed & 7) + 1)
+    } else {
+        0
+    };
+    let mut at = 13 + table;
+    loop {
+        match *bytes.get(at)? {
+            // Extension: introducer, label, then sub-blocks.
+            0x21 => {
+                at += 2;
+                loop {
+                    let len = usize::from(*bytes.get(at)?);
+                    at += 1 + len;
+                    if len == 0 {
+                        break;
+                    }
+                }
+            }
+            // Image descriptor: separator, left, top, width, height.
+            0x2C => {
+                let width = u16::from_le_bytes(bytes.get(at + 5..at + 7)?.try_into().ok()?);
+                let height = u16::from_le_bytes(bytes.get(at + 7..at + 9)?.try_into().ok()?);
+                return Some((width.into(), height.into()));
+            }
+            _ => return None,
+        }
+    }
+}
+
 type Decoder<'a> = Box<dyn ImageDecoder + Send + 'a>;
 
 /// A header-checked image, not yet decoded.
@@ -260,6 +297,9 @@ pub struct Image<'a> {
     color: ColorType,
     /// Bytes of the encoded input.
     input_len: usize,
+    /// Bytes of the RGBA frame buffer a GIF decoder fills before cropping
+    /// the first frame to the screen; 0 for other formats.
+    frame_len: u64,
 }
 
 impl fmt::Debug for Image<'_> {
@@ -300,13 +340,23 @@ pub fn open<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Image<'a>, Error> {
         None if matches!(format, Format::Png | Format::Gif) => return Err(corrupt(format)),
         None => limit,
     };
+    // A GIF frame may be larger than the GIF's screen, and the decoder holds
+    // the whole first frame before cropping it: its size counts too.
+    let frame = match format {
+        Format::Gif => {
+            let (width, height) = gif_first_frame(bytes).ok_or_else(|| corrupt(format))?;
+            check_pixels(width, height, limit)?
+        }
+        _ => 0,
+    };
+    let early = early.max(frame);
     let mut decoder = contain(format, || {
         new_decoder(format, bytes, decoder_limits(limit, early))
     })?;
     let (width, height) = decoder.dimensions();
     let pixels = check_pixels(width, height, limit)?;
     decoder
-        .set_limits(decoder_limits(limit, pixels))
+        .set_limits(decoder_limits(limit, pixels.max(frame)))
         .map_err(|e| from_image_error(format, e))?;
     Ok(Image {
         color: decoder.color_type(),
@@ -315,6 +365,7 @@ pub fn open<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Image<'a>, Error> {
         width,
         height,
         input_len: bytes.len(),
+        frame_len: frame.saturating_mul(4),
     })
 }
 
@@ -358,8 +409,9 @@ impl Image<'_> {
     /// it. A JPEG decoder copies its input and, for a progressive image,
     /// holds the DCT coefficients, about as large again as the pixels
     /// (measured: 79 MB for 39 MB of pixels); a lossy WebP decoder holds
-    /// about half as much again. The server reserves this much of its memory
-    /// budget before decoding.
+    /// about half as much again; a GIF decoder holds its first frame, which
+    /// may be larger than the screen. The server reserves this much of its
+    /// memory budget before decoding.
     pub fn peak_memory(&self) -> u64 {
         let pixels = self.decoded_len();
         match self.format {
@@ -367,7 +419,8 @@ impl Image<'_> {
                 .saturating_mul(2)
                 .saturating_add(self.input_len as u64),
             Format::WebP => pixels.saturating_add(pixels / 2),
-            Format::Png | Format::Gif | Format::Bmp | Format::Tiff => pixels,
+            Format::Gif => pixels.saturating_add(self.frame_len),
+            Format::Png | Format::Bmp | Format::Tiff => pixels,
         }
     }
 
@@ -1416,16 +1469,39 @@ mod tests {
     }
 
     #[test]
-    fn decoder_limits_bound_internal_allocations() {
-        // A GIF whose logical screen is 1x1 but whose frame claims
-        // 65535x65535: the header check passes, the frame buffer must not.
-        let mut gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\x00\x00\x00\x00\xff".to_vec();
-        gif.extend_from_slice(b",\x00\x00\x00\x00\xff\xff\xff\xff\x00\x02\x02\x4c\x01\x00;");
-        let image = open(&gif, &Limits::default()).unwrap();
+    fn a_gif_frame_larger_than_its_screen_counts() {
+        // A GIF whose logical screen is 1x1 but whose first frame claims
+        // 65535x65535: the frame is over the pixel limit, so it is refused
+        // before any decoder runs.
+        let gif = |w: u16, h: u16| {
+            let mut gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\x00\x00\x00\x00\xff".to_vec();
+            gif.extend_from_slice(b"!\xf9\x04\x00\x00\x00\x00\x00,\x00\x00\x00\x00");
+            gif.extend_from_slice(&w.to_le_bytes());
+            gif.extend_from_slice(&h.to_le_bytes());
+            gif.extend_from_slice(b"\x00\x02\x02\x4c\x01\x00;");
+            gif
+        };
+        let (result, largest) = alloc_probe::largest_allocation(|| {
+            open(&gif(65535, 65535), &Limits::default()).map(drop)
+        });
+        assert!(
+            matches!(result, Err(Error::TooManyPixels { width: 65535, .. })),
+            "{result:?}"
+        );
+        assert!(largest < 1 << 20, "allocated {largest} bytes at once");
+        // Under the limit, the frame's memory is part of the decode's peak.
+        let large_frame = gif(4000, 4000);
+        let image = open(&large_frame, &Limits::default()).unwrap();
         assert_eq!((image.width(), image.height()), (1, 1));
-        let (result, largest) = alloc_probe::largest_allocation(|| image.classify());
-        assert!(matches!(result, Err(Error::DecoderLimit(_))), "{result:?}");
-        assert!(largest < 256 << 20, "allocated {largest} bytes at once");
+        assert!(
+            image.peak_memory() >= 4000 * 4000 * 4,
+            "{}",
+            image.peak_memory()
+        );
+        assert_eq!(
+            gif_first_frame(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"),
+            None
+        );
     }
 
     #[test]

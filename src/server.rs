@@ -35,7 +35,6 @@ use crate::age;
 use crate::classify;
 use crate::config::{LINGER, Limits, MAX_LINGERING, ServeConfig};
 use crate::key::Identity;
-
 use crate::name::{self, Name};
 use crate::protocol::{self, Code, Request, Upload};
 use crate::store::{self, Digest, Folder, Store, Trust};
@@ -54,8 +53,9 @@ const EVICTION_WAIT: Duration = Duration::from_millis(250);
 /// may be evicted for a newcomer: a client that sent its request line is
 /// given this long for its payload to start flowing.
 const SLOW_UPLOAD_GRACE: Duration = Duration::from_secs(1);
-/// Decodes of more pixel bytes than this take turns at the [`DecodeGate`];
-/// smaller ones (a 4-megapixel RGBA image and below) decode at once.
+/// Decodes that may take more memory than this take turns at the
+/// [`DecodeGate`]; smaller ones (a 4-megapixel RGBA PNG and below) decode at
+/// once.
 const LARGE_DECODE: u64 = 16 * 1024 * 1024;
 /// Read buffer per connection.
 const READ_BUFFER: usize = 8 * 1024;
@@ -378,10 +378,23 @@ enum ReadError {
     Timeout,
     /// The client closed its side.
     Eof,
-    /// The request line was longer than [`protocol::MAX_LINE`].
-    TooLong,
     /// The socket failed.
     Io(io::Error),
+}
+
+/// Why no request line was read.
+#[derive(Debug)]
+enum LineError {
+    /// The line was longer than [`protocol::MAX_LINE`].
+    TooLong,
+    /// Reading stopped first.
+    Read(ReadError),
+}
+
+impl From<ReadError> for LineError {
+    fn from(e: ReadError) -> LineError {
+        LineError::Read(e)
+    }
 }
 
 impl From<io::Error> for ReadError {
@@ -435,7 +448,7 @@ impl<'a> Connection<'a> {
             let started = Instant::now();
             let (what, outcome) = match line {
                 Ok(line) => self.request(&line),
-                Err(ReadError::Eof) => {
+                Err(LineError::Read(ReadError::Eof)) => {
                     if self.shared.conns.evicted(self.id) {
                         log!(
                             "{} - - -> ERR busy (evicted: idle longest while full)",
@@ -448,7 +461,7 @@ impl<'a> Connection<'a> {
                     }
                     return;
                 }
-                Err(ReadError::TooLong) => {
+                Err(LineError::TooLong) => {
                     let limit = protocol::MAX_LINE;
                     (
                         "-".into(),
@@ -459,11 +472,11 @@ impl<'a> Connection<'a> {
                         .closing(),
                     )
                 }
-                Err(ReadError::Timeout) => (
+                Err(LineError::Read(ReadError::Timeout)) => (
                     "-".into(),
                     Outcome::err(Code::Timeout, "no complete request line in time").closing(),
                 ),
-                Err(ReadError::Io(_)) => return,
+                Err(LineError::Read(ReadError::Io(_))) => return,
             };
             let after = outcome.after;
             let sent =
@@ -552,8 +565,10 @@ impl<'a> Connection<'a> {
     fn upload(&mut self, kind: Upload, raw_name: &[u8], size: u64) -> Outcome {
         let shared = self.shared;
         let limits = &shared.limits;
-        if size > limits.max_upload {
-            let max = limits.max_upload;
+        // A payload the memory budget could never hold is as refused as one
+        // over the upload limit: `busy` would have the client retry forever.
+        let max = limits.max_upload.min(limits.max_memory);
+        if size > max {
             return Outcome::err(
                 Code::TooLarge,
                 format!("SIZE {size} is over the upload limit of {max} bytes"),
@@ -616,8 +631,16 @@ impl<'a> Connection<'a> {
         // The turn comes first: uploads waiting for one hold no memory for
         // their pixels, so a queue of large images does not spend the
         // budget and turn others away as busy.
-        let turn = (image.decoded_len() > LARGE_DECODE).then(|| shared.decodes.enter());
-        let Some(pixel_memory) = shared.budget.try_reserve(image.peak_memory()) else {
+        let peak = image.peak_memory();
+        if peak.saturating_add(size) > limits.max_memory {
+            let (max, w, h) = (limits.max_memory, image.width(), image.height());
+            let why = format!(
+                "a {w}x{h} image needs more memory to decode than the server's limit of {max} bytes"
+            );
+            return Outcome::err(Code::TooManyPixels, why);
+        }
+        let turn = (peak > LARGE_DECODE).then(|| shared.decodes.enter());
+        let Some(pixel_memory) = shared.budget.try_reserve(peak) else {
             return Outcome::err(
                 Code::Busy,
                 "server is out of memory for decoding; try again later",
@@ -640,10 +663,22 @@ impl<'a> Connection<'a> {
             .store
             .file(folder, &name, &payload, &digest, verdict.mean)
         {
-            Ok(stored) if kind == Upload::Put => {
-                Outcome::ok(stored).detail(format_args!("class {}", verdict.class.as_str()))
+            Ok(filed) => {
+                // The log says what the reply does not: a plaintext upload's
+                // class, and a copy that could not be indexed.
+                let class =
+                    (kind == Upload::Put).then(|| format!("class {}", verdict.class.as_str()));
+                let unindexed = filed
+                    .unindexed
+                    .map(|e| format!("stored, but not indexed: {e}"));
+                let detail: Vec<String> = class.into_iter().chain(unindexed).collect();
+                let outcome = Outcome::ok(filed.stored);
+                if detail.is_empty() {
+                    outcome
+                } else {
+                    outcome.detail(detail.join("; "))
+                }
             }
-            Ok(stored) => Outcome::ok(stored),
             Err(e) => {
                 Outcome::err(Code::StorageFailed, "the server could not store the file").detail(e)
             }
@@ -712,22 +747,21 @@ impl<'a> Connection<'a> {
             }
             ReadError::Eof => Outcome::gone("client closed the connection mid-payload"),
             ReadError::Io(e) => Outcome::gone(format_args!("read failed mid-payload: {e}")),
-            ReadError::TooLong => Outcome::gone("unexpected line error"),
         }
     }
 
     /// Reads one request line, without its ending, before `deadline`.
-    fn read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, ReadError> {
+    fn read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, LineError> {
         let mut line = Vec::new();
         loop {
             let available = self.fill(deadline)?;
             if available.is_empty() {
-                return Err(ReadError::Eof);
+                return Err(ReadError::Eof.into());
             }
             match available.iter().position(|&b| b == b'\n') {
                 Some(i) => {
                     if line.len() + i + 1 > protocol::MAX_LINE {
-                        return Err(ReadError::TooLong);
+                        return Err(LineError::TooLong);
                     }
                     line.extend_from_slice(&available[..i]);
                     self.reader.consume(i + 1);
@@ -739,7 +773,7 @@ impl<'a> Connection<'a> {
                 None => {
                     let n = available.len();
                     if line.len() + n >= protocol::MAX_LINE {
-                        return Err(ReadError::TooLong);
+                        return Err(LineError::TooLong);
                     }
                     line.extend_from_slice(available);
                     self.reader.consume(n);
@@ -1185,19 +1219,32 @@ impl Registry {
 /// Closes sockets lingeringly on one thread: each has its write side shut
 /// and its input drained and discarded until end of input or [`LINGER`].
 struct Closer {
-    sockets: Mutex<Vec<(TcpStream, Instant)>>,
+    state: Mutex<Lingering>,
     ready: Condvar,
     /// Most sockets lingering at once.
     max: usize,
 }
 
+/// The closer's sockets, each with the time its lingering ends.
+#[derive(Default)]
+struct Lingering {
+    /// Handed over and waiting for the next pass.
+    queued: Vec<(TcpStream, Instant)>,
+    /// Taken out by the pass under way, which drains them without the lock.
+    draining: usize,
+}
+
 impl Closer {
     fn new(max: usize) -> Closer {
         Closer {
-            sockets: Mutex::default(),
+            state: Mutex::default(),
             ready: Condvar::new(),
             max,
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Lingering> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Shuts the write side of `stream` and hands it to the closer thread.
@@ -1207,9 +1254,9 @@ impl Closer {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
-        let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
-        if sockets.len() < self.max {
-            sockets.push((stream, Instant::now() + LINGER));
+        let mut state = self.lock();
+        if state.queued.len() + state.draining < self.max {
+            state.queued.push((stream, Instant::now() + LINGER));
             self.ready.notify_one();
         }
     }
@@ -1217,16 +1264,24 @@ impl Closer {
     fn run(&self) {
         let mut scratch = vec![0u8; 64 * 1024];
         loop {
-            let mut sockets = self.sockets.lock().unwrap_or_else(PoisonError::into_inner);
-            while sockets.is_empty() {
-                sockets = self
+            let mut state = self.lock();
+            while state.queued.is_empty() {
+                state = self
                     .ready
-                    .wait(sockets)
+                    .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
             }
+            // Drain outside the lock, so that connections handing sockets
+            // over (the accept loop among them) never wait on the draining.
+            let mut pass = std::mem::take(&mut state.queued);
+            state.draining = pass.len();
+            drop(state);
             let now = Instant::now();
-            sockets.retain_mut(|(stream, until)| now < *until && drain(stream, &mut scratch));
-            drop(sockets);
+            pass.retain_mut(|(stream, until)| now < *until && drain(stream, &mut scratch));
+            let mut state = self.lock();
+            state.draining = 0;
+            state.queued.append(&mut pass);
+            drop(state);
             thread::sleep(LINGER_POLL);
         }
     }
@@ -1302,8 +1357,10 @@ mod tests {
             "Max open files            unlimited            unlimited            files\n";
         assert_eq!(parse_soft_nofile(unlimited), None);
         assert_eq!(parse_soft_nofile("Max processes 10 10 processes\n"), None);
-        // This process has some limit, and room for at least one connection.
-        assert!(connections_for_fd_limit().is_some_and(|(_, fit)| fit >= 1));
+        // This process's own limit, and what it holds.
+        let (soft, fit) = connections_for_fd_limit().unwrap();
+        let spare = usize::try_from(soft).unwrap() - FDS_RESERVED;
+        assert_eq!(fit, (spare / (FDS_PER_CONNECTION + 1)).max(1));
     }
 
     #[test]

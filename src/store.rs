@@ -91,6 +91,14 @@ impl Folder {
     fn index(self) -> usize {
         self as usize
     }
+
+    /// The content index the folder's files belong to.
+    pub fn trust(self) -> Trust {
+        match self {
+            Folder::NotTrusted => Trust::Plain,
+            Folder::Red | Folder::Green | Folder::Blue => Trust::Sealed,
+        }
+    }
 }
 
 impl From<crate::classify::Class> for Folder {
@@ -136,6 +144,18 @@ impl Trust {
     }
 }
 
+/// Where [`Store::file`] put an upload.
+#[derive(Debug)]
+pub struct Filed {
+    /// The stored copy: this upload's, or, marked `dup`, the copy of the
+    /// same content that another upload filed first.
+    pub stored: Stored,
+    /// Why the copy could not be indexed, if it could not; the file is
+    /// stored and durable all the same, but a later upload of the same
+    /// content may not be recognised as a duplicate.
+    pub unindexed: Option<Error>,
+}
+
 /// The SHA-256 of an upload's content, naming its index entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Digest(pub [u8; 32]);
@@ -145,6 +165,23 @@ impl Digest {
     pub fn of(content: &[u8]) -> Digest {
         use sha2::Digest as _;
         Digest(sha2::Sha256::digest(content).into())
+    }
+
+    /// Hashes the file at `path`, reading it in pieces.
+    pub fn of_file(path: &Path) -> io::Result<Digest> {
+        use sha2::Digest as _;
+        use std::io::Read;
+        let mut file = File::open(path)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => return Ok(Digest(hasher.finalize().into())),
+                Ok(n) => hasher.update(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Lowercase hex.
@@ -170,6 +207,8 @@ pub enum Error {
     KeyGeneration(key::Error),
     /// No free variant of the name was found.
     NameExhausted(String),
+    /// The content index entry kept changing under other servers' writes.
+    IndexContended(String),
 }
 
 impl fmt::Display for Error {
@@ -195,6 +234,7 @@ impl fmt::Display for Error {
             ),
             Error::KeyGeneration(e) => write!(f, "cannot generate a key: {e}"),
             Error::NameExhausted(name) => write!(f, "no free name for {name}"),
+            Error::IndexContended(hex) => write!(f, "index entry {hex} kept changing"),
         }
     }
 }
@@ -317,6 +357,15 @@ impl Store {
         let [sealed, plain] =
             [Trust::Sealed, Trust::Plain].map(|t| open_dir(root.join(INDEX).join(t.dir())));
         let indexes = [sealed?, plain?];
+        // The folders' own entries must be durable before any upload in them
+        // is acknowledged; after the first start this finds nothing to write.
+        for dir in [root.to_path_buf(), root.join(INDEX)] {
+            ctx(
+                File::open(&dir).and_then(|d| d.sync_all()),
+                "cannot fsync",
+                &dir,
+            )?;
+        }
         let store = Store {
             root: root.to_path_buf(),
             staging,
@@ -462,7 +511,7 @@ impl Store {
         bytes: &[u8],
         digest: &Digest,
         mean: [f64; 3],
-    ) -> Result<Stored, Error> {
+    ) -> Result<Filed, Error> {
         let temp = self.write_staged(bytes, 0o644)?;
         let published = self.publish(&temp, folder, name);
         let _ = fs::remove_file(&temp);
@@ -471,21 +520,25 @@ impl Store {
             mean,
             dup: false,
         };
-        let trust = if folder == Folder::NotTrusted {
-            Trust::Plain
-        } else {
-            Trust::Sealed
-        };
-        match self.claim(trust, digest, &stored) {
-            Ok(None) => Ok(stored),
+        match self.claim(folder.trust(), digest, &stored) {
+            Ok(None) => Ok(Filed {
+                stored,
+                unindexed: None,
+            }),
             Ok(Some(theirs)) => {
                 self.unpublish(folder, &stored.path);
-                Ok(theirs)
+                Ok(Filed {
+                    stored: theirs,
+                    unindexed: None,
+                })
             }
-            Err(e) => {
-                self.unpublish(folder, &stored.path);
-                Err(e)
-            }
+            // The file is durable already: only duplicate detection for it
+            // is at risk. Removing it now could take away the copy that
+            // another upload, which saw the entry, was just told is stored.
+            Err(e) => Ok(Filed {
+                stored,
+                unindexed: Some(e),
+            }),
         }
     }
 
@@ -506,40 +559,29 @@ impl Store {
         stored: &Stored,
     ) -> Result<Option<Stored>, Error> {
         let entry = self.entry_path(trust, digest);
+        let dir = &self.indexes[usize::from(trust == Trust::Plain)];
+        let sync = || ctx(dir.sync_all(), "cannot fsync index of", &entry);
         for _ in 0..CLAIM_TRIES {
-            let dir = &self.indexes[usize::from(trust == Trust::Plain)];
             match std::os::unix::fs::symlink(stored.to_string(), &entry) {
-                Ok(()) => {
-                    if let Err(e) = dir.sync_all() {
-                        // Like a published file, the entry must not outlive
-                        // the error reply: it would name a file that the
-                        // caller is about to remove.
-                        let _ = fs::remove_file(&entry);
-                        return ctx(Err(e), "cannot fsync index of", &entry);
-                    }
-                    return Ok(None);
-                }
+                Ok(()) => return sync().map(|()| None),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     match read_entry(&self.root, trust, digest) {
-                        // A stale entry (its file was deleted) that names the
-                        // very path just published, which link(2) gave to
-                        // this call alone: it describes this copy now, and
-                        // the caller must keep it, not remove it as a dup.
-                        Some(theirs) if theirs.path == stored.path => {
-                            return ctx(dir.sync_all(), "cannot fsync index of", &entry)
-                                .map(|()| None);
-                        }
+                        // A stale entry that names the very path just
+                        // published, which link(2) gave to this call alone,
+                        // with this content: it describes this copy now.
+                        Some(theirs) if theirs.path == stored.path => return sync().map(|()| None),
                         Some(theirs) => return Ok(Some(theirs)),
-                        None => {}
+                        // The entry names a file that is gone or holds other
+                        // content: it describes nothing, so it may be replaced.
+                        None => {
+                            let _ = fs::remove_file(&entry);
+                        }
                     }
-                    // The entry names a file that is gone: it no longer
-                    // describes anything, so it may be replaced.
-                    let _ = fs::remove_file(&entry);
                 }
                 Err(e) => return ctx(Err(e), "cannot index", &entry),
             }
         }
-        Err(Error::NameExhausted(digest.hex()))
+        Err(Error::IndexContended(digest.hex()))
     }
 
     fn publish(&self, temp: &Path, folder: Folder, name: &str) -> Result<String, Error> {
@@ -594,8 +636,10 @@ impl Store {
 
 /// Where content with this digest is stored in the data directory `root`,
 /// if it is: for a sealed upload, in a class folder; for a plain one,
-/// anywhere. An entry whose file has since been deleted does not count.
-/// Reads only; the gallery uses it without opening a [`Store`].
+/// anywhere. The file an entry names is hashed before it is believed, so
+/// an entry whose file was deleted, or replaced by other content under the
+/// same name, does not count. Reads only; the gallery uses it without
+/// opening a [`Store`].
 pub fn lookup(root: &Path, trust: Trust, digest: &Digest) -> Option<Stored> {
     trust
         .satisfied_by()
@@ -608,7 +652,7 @@ fn entry_path(root: &Path, trust: Trust, digest: &Digest) -> PathBuf {
 }
 
 /// The stored copy an index entry names, if the entry is sound and the file
-/// is still there.
+/// there still holds the content.
 fn read_entry(root: &Path, trust: Trust, digest: &Digest) -> Option<Stored> {
     let target = fs::read_link(entry_path(root, trust, digest)).ok()?;
     let stored = Stored::parse(target.to_str()?)?;
@@ -617,7 +661,8 @@ fn read_entry(root: &Path, trust: Trust, digest: &Digest) -> Option<Stored> {
         .find(|f| f.as_str() == stored.folder())?;
     let name = stored.path.split_once('/')?.1;
     let sound = name::Name::parse(name.as_bytes()) == Ok(name::Name::Given(name.to_string()));
-    let present = sound && root.join(folder.as_str()).join(name).is_file();
+    let path = root.join(folder.as_str()).join(name);
+    let present = sound && Digest::of_file(&path).is_ok_and(|d| d == *digest);
     present.then_some(Stored {
         dup: true,
         ..stored
@@ -723,7 +768,8 @@ mod tests {
     fn put(store: &Store, folder: Folder, name: &str, bytes: &[u8]) -> String {
         let stored = store
             .file(folder, name, bytes, &Digest::of(bytes), [1.0, 2.0, 3.0])
-            .unwrap();
+            .unwrap()
+            .stored;
         assert!(!stored.dup, "{name} was a duplicate");
         stored.path
     }
@@ -842,7 +888,8 @@ mod tests {
                 &Digest::of(b"pixels"),
                 [1.0, 2.0, 3.0],
             )
-            .unwrap();
+            .unwrap()
+            .stored;
         assert_eq!((again.path.as_str(), again.dup), ("red/same.png", false));
         assert_eq!(
             fs::read(dir.path().join("red/same.png")).unwrap(),
@@ -850,6 +897,26 @@ mod tests {
         );
         let found = store.lookup(Trust::Sealed, &Digest::of(b"pixels")).unwrap();
         assert_eq!(found.path, "red/same.png");
+    }
+
+    #[test]
+    fn an_entry_whose_name_now_holds_other_content_does_not_count() {
+        let (dir, store) = store();
+        put(&store, Folder::Red, "a.png", b"first content");
+        fs::remove_file(dir.path().join("red/a.png")).unwrap();
+        put(&store, Folder::Red, "a.png", b"other content");
+        // The first content's entry names red/a.png, which now holds other
+        // bytes: the first content is not stored, and must be filed again.
+        let first = Digest::of(b"first content");
+        assert_eq!(store.lookup(Trust::Sealed, &first), None);
+        assert_eq!(
+            put(&store, Folder::Red, "a.png", b"first content"),
+            "red/a-1.png"
+        );
+        assert_eq!(
+            store.lookup(Trust::Sealed, &first).unwrap().path,
+            "red/a-1.png"
+        );
     }
 
     #[test]
@@ -863,6 +930,7 @@ mod tests {
                 std::thread::spawn(move || {
                     store
                         .file(Folder::Blue, "same.png", b"same bytes", &digest, [0.0; 3])
+                        .map(|filed| filed.stored)
                         .unwrap()
                 })
             })

@@ -237,7 +237,9 @@ fn storage_failure_is_reported_and_nothing_claimed() {
 
 #[test]
 fn busy_when_every_slot_is_in_a_request() {
-    let s = TestServer::start(&["--max-connections", "1"]);
+    // At 1 byte/s the first upload is never far enough behind the minimum
+    // rate to be evicted for the second connection.
+    let s = TestServer::start(&["--max-connections", "1", "--min-rate", "1"]);
     let mut first = s.connect();
     first.send(b"PUT slow.png 100\r\npartial");
     thread::sleep(Duration::from_millis(200));
@@ -250,12 +252,22 @@ fn busy_when_every_slot_is_in_a_request() {
 
 #[test]
 fn busy_when_out_of_memory_keeps_the_connection() {
-    let s = TestServer::start(&["--max-memory", "1000"]);
+    let s = TestServer::start(&["--max-memory", "1000", "--min-rate", "1"]);
     let mut c = s.connect();
-    let image = common::noise_png(32, 32, 1);
-    assert!(image.len() > 1000);
+    // An image whose decode the budget could never hold is refused for good.
+    let wide = png([5, 5, 5], 100, 100);
+    assert!(wide.len() < 1000, "{}", wide.len());
+    assert_eq!(code(&c.upload("PUT", "wide.png", &wide)), "too-many-pixels");
+    // Another upload holds 900 bytes of the budget while it trickles in.
+    let holder = common::hold_memory(&s, 900);
+    let image = common::noise_png(8, 8, 1);
+    assert!((100..=1000).contains(&image.len()), "{}", image.len());
     assert_eq!(code(&c.upload("PUT", "g.png", &image)), "busy");
     assert_eq!(c.ask("PING"), "OK PONG");
+    // An upload the budget could never hold is refused for good too.
+    assert_eq!(code(&c.ask("PUT big.png 1001")), "too-large");
+    assert!(c.closed());
+    drop(holder);
 }
 
 #[test]

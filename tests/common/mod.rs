@@ -47,6 +47,24 @@ pub fn png(rgb: [u8; 3], w: u32, h: u32) -> Vec<u8> {
     out.into_inner()
 }
 
+/// Opens a connection that reserves `reserve` bytes of the server's memory
+/// budget (an upload announced but not sent) and returns it once the
+/// reservation is seen: once a small probe upload gets `ERR busy`. The server must run with a low `--min-rate`, so the holder is
+/// neither cut nor evicted while the test runs.
+pub fn hold_memory(s: &TestServer, reserve: u64) -> Conn {
+    let mut holder = s.connect();
+    holder.send(format!("PUT hold.png {reserve}\r\n12345").as_bytes());
+    let mut probe = s.connect();
+    for seed in 0..200 {
+        let reply = probe.upload("PUT", "probe.png", &noise_png(8, 8, 1000 + seed));
+        if reply.starts_with("ERR busy") {
+            return holder;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the server never reported the held memory as busy");
+}
+
 /// A PNG of pseudo-random pixels, which barely compresses: about 3·w·h bytes.
 pub fn noise_png(w: u32, h: u32, seed: u32) -> Vec<u8> {
     let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
@@ -378,8 +396,13 @@ pub fn try_line(reader: &mut impl BufRead) -> Option<String> {
     }
 }
 
-/// Prints why a test did not run, in the form the test logs are searched
-/// for.
+/// Reports why a test did not run, in the form the test logs are searched
+/// for. Where `COLORSORT_REQUIRE_TOOLS` is set, as CI sets it after
+/// installing every tool the tests use, a test that cannot run fails: a
+/// missing install step must not pass for a green run.
 pub fn skipped(test: &str, why: &str) {
+    if std::env::var_os("COLORSORT_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty()) {
+        panic!("{test} cannot run: {why} (COLORSORT_REQUIRE_TOOLS is set)");
+    }
     eprintln!("SKIPPED: {test} ({why})");
 }
