@@ -14,7 +14,6 @@ use crate::classify;
 use crate::client::{self, Client};
 use crate::config::{self, ServeConfig};
 use crate::gallery;
-
 use crate::send;
 use crate::server::Server;
 use std::ffi::OsString;

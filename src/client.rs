@@ -74,7 +74,7 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "connection failed: {e}"),
             Error::Closed => f.write_str("the server closed the connection"),
             Error::BadReply(line) => write!(f, "unexpected reply from the server: {line}"),
-            Error::Server { code, message } => write!(f, "ERR {code} {message}"),
+            Error::Server { code, message } => write!(f, "server replied {code}: {message}"),
             Error::Key(e) => write!(f, "the server's key is not usable: {e}"),
         }
     }

@@ -16,7 +16,7 @@
 //! server did not file are classified as `colorsort classify` would.
 
 use crate::classify;
-use crate::store::{self, Digest, Folder, Trust};
+use crate::store::{self, Digest, Folder};
 use base64ct::{Base64, Encoding};
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -312,12 +312,7 @@ fn make_one(data: &Path, item: &Item) -> Made {
     let Some(jpeg) = thumbnail(&bytes) else {
         return Made::Unreadable;
     };
-    let trust = if item.folder == Folder::NotTrusted {
-        Trust::Plain
-    } else {
-        Trust::Sealed
-    };
-    let indexed = store::lookup(data, trust, &Digest::of(&bytes)).map(|s| s.mean);
+    let indexed = store::lookup(data, item.folder.trust(), &Digest::of(&bytes)).map(|s| s.mean);
     let mean = match indexed {
         Some(mean) => mean,
         None => match classify::classify(&bytes, &classify::Limits::new(MAX_PIXELS)) {
@@ -376,7 +371,8 @@ pub fn thumbnail(bytes: &[u8]) -> Option<Vec<u8>> {
 /// reader never sees half a file.
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     fs::create_dir_all(dir)?;
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Random, not the process id: in a container every process is PID 1.
+    let temp = dir.join(format!(".{name}.{}.tmp", store::random_hex(8)));
     fs::write(&temp, bytes)?;
     fs::rename(&temp, dir.join(name)).inspect_err(|_| {
         let _ = fs::remove_file(&temp);

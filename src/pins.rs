@@ -100,7 +100,7 @@ impl Pins {
         }
         let temp = self
             .path
-            .with_extension(format!("tmp{}", std::process::id()));
+            .with_extension(format!("tmp{}", crate::store::random_hex(8)));
         fs::write(&temp, text)?;
         fs::rename(&temp, &self.path)
     }

@@ -386,7 +386,10 @@ fn send_one(
     });
     let outcome = result.map_err(|e| Failure {
         code: failure_code(&e),
-        message: e.to_string(),
+        message: match e {
+            client::Error::Server { message, .. } => message,
+            e => e.to_string(),
+        },
     });
     FileResult {
         path: path.to_path_buf(),
@@ -573,13 +576,7 @@ fn human_line(r: &FileResult) -> String {
             }
         ),
         Ok(s) => format!("{path}: stored {s}\n"),
-        Err(f) => format!(
-            "{path}: failed: {} {}\n",
-            f.code,
-            f.message
-                .strip_prefix(&format!("ERR {} ", f.code))
-                .unwrap_or(&f.message)
-        ),
+        Err(f) => format!("{path}: failed: {} {}\n", f.code, f.message),
     }
 }
 
@@ -681,7 +678,7 @@ mod tests {
         assert!(json_line(&dup).contains("\"result\":\"duplicate\""));
         let failure = Failure {
             code: "not-an-image".into(),
-            message: "ERR not-an-image unrecognised format".into(),
+            message: "unrecognised format".into(),
         };
         let bad = FileResult {
             path: "b.txt".into(),
@@ -695,7 +692,7 @@ mod tests {
         );
         assert_eq!(
             json_line(&bad),
-            "{\"path\":\"b.txt\",\"result\":\"failed\",\"stored\":null,\"r\":null,\"g\":null,\"b\":null,\"error\":\"not-an-image\",\"message\":\"ERR not-an-image unrecognised format\",\"bytes\":3,\"attempts\":1}\n"
+            "{\"path\":\"b.txt\",\"result\":\"failed\",\"stored\":null,\"r\":null,\"g\":null,\"b\":null,\"error\":\"not-an-image\",\"message\":\"unrecognised format\",\"bytes\":3,\"attempts\":1}\n"
         );
     }
 
