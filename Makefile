@@ -34,6 +34,8 @@ test:
 	$(CARGO) test --all-targets
 	@if $(DOCKER) info >/dev/null 2>&1; then \
 		$(MAKE) --no-print-directory docker-test; \
+	elif [ -n "$${COLORSORT_REQUIRE_TOOLS:-}" ]; then \
+		echo "docker test cannot run: no Docker engine reachable (COLORSORT_REQUIRE_TOOLS is set)" >&2; exit 1; \
 	else \
 		echo "SKIPPED: docker test (no Docker engine reachable)"; \
 	fi

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// Peak memory allowed to a server refusing decompression bombs, in kB.
 const BOMB_VMHWM_LIMIT_KB: u64 = 100 * 1024;
 
-/// Sends `bytes` from a helper thread, ignoring errors: the server may stop
+/// Sends `bytes` from a background thread, ignoring errors: the server may stop
 /// reading and close while a large write is still under way.
 fn send_in_background(conn: &Conn, bytes: Vec<u8>) -> thread::JoinHandle<()> {
     let mut stream = conn.stream.try_clone().unwrap();
@@ -774,7 +774,7 @@ fn crowd_of_300_slow_clients_under_the_default_cap() {
         "cut early: {min_cut:?}"
     );
     assert!(
-        max_cut <= Duration::from_millis(5000),
+        max_cut <= Duration::from_millis(6000),
         "cut late: {max_cut:?}"
     );
     assert!(

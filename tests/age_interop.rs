@@ -3,6 +3,8 @@
 //! PEM and OpenSSH encodings of a key must be ones `age` reads. Skipped,
 //! with a note on stderr, where `age` is not installed.
 
+mod common;
+
 use colorsort::age::{armor, decrypt_in_place, encrypt};
 use colorsort::key::{Identity, PublicKey};
 use std::fs;
@@ -28,7 +30,7 @@ fn age_installed() -> bool {
         .output()
         .is_ok_and(|out| out.status.success());
     if !found {
-        eprintln!("SKIPPED: age not installed");
+        common::skipped("age interoperability", "age is not installed");
     }
     found
 }
@@ -183,7 +185,7 @@ fn generated_key_works_with_ssh_keygen_and_age() {
                 ["2048", identity.public().fingerprint().as_str()]
             );
         }
-        Err(_) => eprintln!("SKIPPED: ssh-keygen not installed"),
+        Err(_) => common::skipped("ssh-keygen fingerprint", "ssh-keygen is not installed"),
     }
 
     if !age_installed() {

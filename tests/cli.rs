@@ -298,7 +298,9 @@ fn send_refuses_a_changed_key_unless_accepted() {
 
 #[test]
 fn send_retries_while_the_server_is_busy() {
-    let s = TestServer::start(&["--max-connections", "1"]);
+    // A minimum rate of 1 byte/s keeps the blocker's slow upload from being
+    // evicted for the newcomer, however long the machine takes.
+    let s = TestServer::start(&["--max-connections", "1", "--min-rate", "1"]);
     let cfg = tempfile::tempdir().unwrap();
     // Hold the only slot with a request in progress, then release it.
     let mut blocker = s.connect();
@@ -306,6 +308,7 @@ fn send_retries_while_the_server_is_busy() {
     std::thread::sleep(Duration::from_millis(100));
     let file = cfg.path().join("r.png");
     fs::write(&file, png([255, 0, 0], 2, 2)).unwrap();
+    let host = s.host();
     let child = Command::new(bin())
         .args([
             "send",
@@ -313,7 +316,7 @@ fn send_retries_while_the_server_is_busy() {
             "-j",
             "1",
             "--host",
-            &s.host(),
+            &host,
             file.to_str().unwrap(),
         ])
         .env("XDG_CONFIG_HOME", cfg.path())
@@ -321,9 +324,11 @@ fn send_retries_while_the_server_is_busy() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // The client was turned away at least once before the slot frees up.
+    let turned_away = s.wait_log("ERR busy (connection limit 1)", Duration::from_secs(10));
+    assert!(turned_away.is_some(), "{}", s.log_text());
     blocker.send(b"67890");
-    assert!(common::code(&blocker.line()) == "not-an-image");
+    assert_eq!(common::code(&blocker.line()), "not-an-image");
     drop(blocker);
     let out = child.wait_with_output().unwrap();
     let stdout = text(&out.stdout);
@@ -333,11 +338,16 @@ fn send_retries_while_the_server_is_busy() {
 
 #[test]
 fn send_gives_up_after_bounded_retries() {
-    // Every upload over the memory budget gets the transient ERR busy.
-    let s = TestServer::start(&["--max-memory", "100"]);
+    // Another upload holds 900 of the 1000 bytes of memory budget, at a
+    // minimum rate low enough that it is never cut or evicted meanwhile: every
+    // attempt of the client's upload gets the transient ERR busy.
+    let s = TestServer::start(&["--max-memory", "1000", "--min-rate", "1"]);
+    let holder = common::hold_memory(&s, 900);
     let cfg = tempfile::tempdir().unwrap();
     let file = cfg.path().join("n.png");
-    fs::write(&file, common::noise_png(8, 8, 3)).unwrap();
+    let image = common::noise_png(8, 8, 3);
+    assert!((100..=1000).contains(&image.len()), "{}", image.len());
+    fs::write(&file, image).unwrap();
     let started = std::time::Instant::now();
     let out = run(
         &[
@@ -361,6 +371,7 @@ fn send_gives_up_after_bounded_retries() {
         "{:?}",
         started.elapsed()
     );
+    drop(holder);
 }
 
 #[test]

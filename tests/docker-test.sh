@@ -83,7 +83,7 @@ trap 'echo "FAIL: unexpected error at line $LINENO: $BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# --- Helpers -------------------------------------------------------------
+# --- Functions -------------------------------------------------------------
 
 new_volume() { $DOCKER volume create --label "$LABEL" "$PREFIX-$1" >/dev/null; }
 

@@ -90,7 +90,7 @@ fn chromium() -> Option<&'static str> {
 #[test]
 fn chromium_renders_the_counts() {
     let Some(browser) = chromium() else {
-        eprintln!("SKIPPED: chromium_renders_the_counts (chromium is not installed)");
+        common::skipped("chromium_renders_the_counts", "chromium is not installed");
         return;
     };
     let s = filled_server();

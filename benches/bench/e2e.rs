@@ -875,7 +875,10 @@ fn musl_section(report: &mut Report, cfg: &Config, musl: &Path, key_from: &Path,
          where glibc picks an AVX2 or AVX-512 one at start (perf: `memcpy` is 28 % of a \
          baseline JPEG's decode under musl, 2 % under glibc). A static glibc binary keeps \
          glibc's `memcpy` and allocator and runs as fast as the dynamic one{}; it resolves \
-         numeric addresses without NSS, which is all the server and `colorsort ping` need.",
+         numeric addresses without NSS, which is all the server and `colorsort ping` need, \
+         but not host names. That is the remedy, and `make docker-build LIBC=glibc` builds \
+         the image on it; the default stays musl, whose resolver works in a `FROM scratch` \
+         image for client commands given a host name.",
         if worst_static.is_finite() {
             format!(" (slowest {worst_static:.2})")
         } else {

@@ -1,4 +1,4 @@
-//! Timing, statistics, process and markdown helpers shared by the sections.
+//! Timing, statistics, process and markdown functions shared by the sections.
 
 use std::fmt::Write as _;
 use std::fs;
