@@ -49,18 +49,29 @@ pub fn png(rgb: [u8; 3], w: u32, h: u32) -> Vec<u8> {
 
 /// Opens a connection that reserves `reserve` bytes of the server's memory
 /// budget (an upload announced but not sent) and returns it once the
-/// reservation is seen: once a small probe upload gets `ERR busy`. The server must run with a low `--min-rate`, so the holder is
-/// neither cut nor evicted while the test runs.
+/// reservation is seen: once a small probe upload gets `ERR busy`. The
+/// server must run with a low `--min-rate`, so the holder is neither cut
+/// nor evicted while the test runs.
+///
+/// The holder's reservation can itself fail if a probe holds memory at that
+/// instant; then the holder is being refused, and is finished and replaced.
 pub fn hold_memory(s: &TestServer, reserve: u64) -> Conn {
-    let mut holder = s.connect();
-    holder.send(format!("PUT hold.png {reserve}\r\n12345").as_bytes());
     let mut probe = s.connect();
-    for seed in 0..200 {
-        let reply = probe.upload("PUT", "probe.png", &noise_png(8, 8, 1000 + seed));
-        if reply.starts_with("ERR busy") {
-            return holder;
+    for round in 0..10 {
+        let mut holder = s.connect();
+        holder.send(format!("PUT hold.png {reserve}\r\n12345").as_bytes());
+        std::thread::sleep(Duration::from_millis(100 << round.min(4)));
+        for attempt in 0..3 {
+            let seed = 1000 + round * 10 + attempt;
+            let reply = probe.upload("PUT", "probe.png", &noise_png(8, 8, seed));
+            if reply.starts_with("ERR busy") {
+                return holder;
+            }
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // The probes got through: the holder holds nothing. Finish its
+        // upload so its connection ends cleanly, and try again.
+        holder.send(&vec![0u8; usize::try_from(reserve).unwrap() - 5]);
+        let _ = holder.line();
     }
     panic!("the server never reported the held memory as busy");
 }
