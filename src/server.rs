@@ -166,8 +166,8 @@ impl Server {
         })?;
         let mut limits = config.limits;
         let mut lingering = MAX_LINGERING;
-        raise_fd_limit(limits.max_connections);
-        if let Some((soft, fit)) = connections_for_fd_limit()
+        if let Some(soft) = raise_fd_limit(limits.max_connections)
+            && let fit = connections_for_fd_limit(soft)
             && fit < limits.max_connections
         {
             log!(
@@ -828,9 +828,10 @@ impl<'a> Connection<'a> {
 }
 
 /// Raises the soft open-file limit to what `connections` need, as far as
-/// the hard limit allows. The soft limit is often 1024 where the hard limit
-/// is far higher; servers commonly raise it themselves.
-fn raise_fd_limit(connections: usize) {
+/// the hard limit allows, and returns the soft limit then in force; `None`
+/// if it cannot be read or is unlimited. The soft limit is often 1024 where
+/// the hard limit is far higher; servers commonly raise it themselves.
+fn raise_fd_limit(connections: usize) -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
         let wanted = connections
@@ -844,36 +845,38 @@ fn raise_fd_limit(connections: usize) {
         // SAFETY: getrlimit writes one `rlimit` through a valid pointer, and
         // setrlimit reads one; a failure changes nothing.
         unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < wanted {
-                limit.rlim_cur = wanted.min(limit.rlim_max);
-                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return None;
+            }
+            if limit.rlim_cur < wanted {
+                let raised = libc::rlimit {
+                    rlim_cur: wanted.min(limit.rlim_max),
+                    ..limit
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit = raised;
+                }
             }
         }
+        (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = connections;
+        None
     }
 }
 
-/// The process's soft open-file limit and how many connections it can
-/// hold, when that is fewer than unlimited: each connection needs up to
-/// [`FDS_PER_CONNECTION`] descriptors plus one lingering, besides the
+/// How many connections an open-file limit of `soft` holds: each needs up
+/// to [`FDS_PER_CONNECTION`] descriptors plus one lingering, besides the
 /// [`FDS_RESERVED`]. A server over its limit cannot accept(2): new clients
 /// would wait in the kernel's backlog, unanswered, instead of getting a
-/// slot by eviction or `ERR busy`. `None` if the limit cannot be read.
-fn connections_for_fd_limit() -> Option<(u64, usize)> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let soft = parse_soft_nofile(&limits)?;
+/// slot by eviction or `ERR busy`.
+fn connections_for_fd_limit(soft: u64) -> usize {
     let spare = usize::try_from(soft)
         .unwrap_or(usize::MAX)
         .saturating_sub(FDS_RESERVED);
-    Some((soft, (spare / (FDS_PER_CONNECTION + 1)).max(1)))
-}
-
-/// The soft limit from the `Max open files` row of `/proc/self/limits`;
-/// `None` if it is missing or `unlimited`.
-fn parse_soft_nofile(limits: &str) -> Option<u64> {
-    let row = limits
-        .lines()
-        .find_map(|l| l.strip_prefix("Max open files"))?;
-    row.split_whitespace().next()?.parse().ok()
+    (spare / (FDS_PER_CONNECTION + 1)).max(1)
 }
 
 /// Timeouts surface as `WouldBlock` or `TimedOut`; the deadline decides.
@@ -1347,20 +1350,21 @@ mod tests {
     }
 
     #[test]
-    fn open_file_limit_is_read_from_proc() {
-        let row = "Max open files            1024                 524288               files     ";
-        let text = format!(
-            "Limit                     Soft Limit           Hard Limit           Units     \n{row}\n"
-        );
-        assert_eq!(parse_soft_nofile(&text), Some(1024));
-        let unlimited =
-            "Max open files            unlimited            unlimited            files\n";
-        assert_eq!(parse_soft_nofile(unlimited), None);
-        assert_eq!(parse_soft_nofile("Max processes 10 10 processes\n"), None);
-        // This process's own limit, and what it holds.
-        let (soft, fit) = connections_for_fd_limit().unwrap();
-        let spare = usize::try_from(soft).unwrap() - FDS_RESERVED;
-        assert_eq!(fit, (spare / (FDS_PER_CONNECTION + 1)).max(1));
+    fn open_file_limit_fits_the_connections() {
+        let cases = [
+            (1024, 192),
+            (256, 38),
+            (64, 1),
+            (0, 1),
+            (u64::MAX, (usize::MAX - 64) / 5),
+        ];
+        for (soft, fit) in cases {
+            assert_eq!(connections_for_fd_limit(soft), fit, "soft limit {soft}");
+        }
+        // This process has a finite limit, and raising it for a few
+        // connections never lowers it.
+        let before = raise_fd_limit(0).unwrap();
+        assert!(raise_fd_limit(10).unwrap() >= before);
     }
 
     #[test]
