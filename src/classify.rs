@@ -26,8 +26,7 @@ use std::panic::{self, AssertUnwindSafe};
 use image::codecs::{bmp, gif, jpeg, png, tiff, webp};
 use image::{ColorType, ImageDecoder, ImageError};
 
-/// The pixel limit used by [`Limits::default`]: 100 megapixels.
-pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+use crate::config::DEFAULT_MAX_PIXELS;
 
 /// The largest pixel count whose weighted sums (at most 255 · 255 per pixel)
 /// still fit a `u64`; [`open`] never admits more, whatever the limits say.

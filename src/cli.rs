@@ -415,7 +415,7 @@ fn key(args: Vec<OsString>) -> Result<u8, Error> {
     let text = if fingerprint {
         key.fingerprint()
     } else {
-        key.to_ssh_line(crate::store::KEY_COMMENT)
+        key.to_ssh_line(crate::key::COMMENT)
     };
     print(&format!("{text}\n")).map(|()| EXIT_OK)
 }

@@ -18,8 +18,6 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:6666";
 pub const DEFAULT_DATA_DIR: &str = "/data";
 /// Size of the RSA key generated on first start.
 pub const DEFAULT_KEY_BITS: usize = 3072;
-/// RSA key sizes the server will generate.
-pub const KEY_BITS_ALLOWED: [usize; 3] = [2048, 3072, 4096];
 /// Largest upload (SIZE) accepted, in bytes.
 pub const DEFAULT_MAX_UPLOAD: u64 = 64 * 1024 * 1024;
 /// Largest image accepted, in pixels (width × height), checked from the
@@ -185,8 +183,9 @@ pub static SETTINGS: &[Setting] = &[
         help: "size of the RSA key generated on first start: 2048, 3072 or 4096",
         apply: |c, v| {
             let bits = parse_u64(v)? as usize;
-            if !KEY_BITS_ALLOWED.contains(&bits) {
-                return Err(format!("{bits} is not one of 2048, 3072, 4096"));
+            if !crate::key::GENERATE_BITS.contains(&bits) {
+                let allowed = crate::key::GENERATE_BITS.map(|b| b.to_string()).join(", ");
+                return Err(format!("{bits} is not one of {allowed}"));
             }
             c.key_bits = bits;
             Ok(())

@@ -36,7 +36,7 @@ pub const THUMB_SIDE: u32 = 160;
 /// JPEG quality of thumbnails.
 const THUMB_QUALITY: u8 = 80;
 /// Largest image decoded for a thumbnail, as for classification.
-const MAX_PIXELS: u64 = classify::DEFAULT_MAX_PIXELS;
+const MAX_PIXELS: u64 = crate::config::DEFAULT_MAX_PIXELS;
 
 /// What can stop a gallery from being written.
 #[derive(Debug)]
@@ -372,7 +372,7 @@ pub fn thumbnail(bytes: &[u8]) -> Option<Vec<u8>> {
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     // Random, not the process id: in a container every process is PID 1.
-    let temp = dir.join(format!(".{name}.{}.tmp", store::random_hex(8)));
+    let temp = dir.join(format!(".{name}.{}.tmp", crate::random::hex(8)));
     fs::write(&temp, bytes)?;
     fs::rename(&temp, dir.join(name)).inspect_err(|_| {
         let _ = fs::remove_file(&temp);

@@ -13,6 +13,8 @@ use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256};
 use std::fmt;
 
+/// Comment on the public key line the server hands out (`KEY`, `key.pub`).
+pub const COMMENT: &str = "colorsort";
 /// Key sizes `Identity::generate` offers.
 pub const GENERATE_BITS: [usize; 3] = [2048, 3072, 4096];
 /// Smallest modulus, in bits, accepted anywhere.

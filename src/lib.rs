@@ -4,7 +4,22 @@
 //! uploads are kept apart in `not_trusted/`.
 //!
 //! The crate is a library so that tests, benchmarks and fuzz targets reach the
-//! same code the `colorsort` binary runs.
+//! same code the `colorsort` binary runs. docs/ARCHITECTURE.md maps the
+//! modules and what each may import.
+//!
+//! # Conventions
+//!
+//! - **Errors.** Each layer has one error enum, with a doc comment on every
+//!   variant and a lowercase `Display`. An error's `Display` prints its cause
+//!   inline (`what: cause`), so `source()` is left unimplemented: a printer
+//!   that walked the chain as well would print every cause twice. Crypto
+//!   errors stay coarse on purpose.
+//! - **Limits.** Every limit a client can run into is a named constant in
+//!   [`config`], overridable by a `serve` flag and a `COLORSORT_*` variable.
+//! - **Leaves.** `log`, `name`, `protocol`, `config`, `key` and `random`
+//!   import nothing of the crate but each other's constants; the client side
+//!   (`client`, `pins`, the client subcommands) never imports `server` or
+//!   `store`.
 
 #[macro_use]
 pub mod log;
@@ -19,6 +34,7 @@ pub mod key;
 pub mod name;
 pub mod pins;
 pub mod protocol;
+pub mod random;
 pub mod send;
 pub mod server;
 pub mod store;

@@ -100,7 +100,7 @@ impl Pins {
         }
         let temp = self
             .path
-            .with_extension(format!("tmp{}", crate::store::random_hex(8)));
+            .with_extension(format!("tmp{}", crate::random::hex(8)));
         fs::write(&temp, text)?;
         fs::rename(&temp, &self.path)
     }

@@ -186,7 +186,7 @@ impl Server {
             .spawn(move || runner.run())?;
         let shared = Shared {
             limits,
-            key_line: public.to_ssh_line(store::KEY_COMMENT),
+            key_line: public.to_ssh_line(crate::key::COMMENT),
             store,
             identity,
             budget: Budget::new(limits.max_memory),

@@ -50,8 +50,6 @@ use std::time::{Duration, SystemTime};
 pub const KEY_FILE: &str = "key.pem";
 /// Name of the public key file in the data directory.
 pub const PUB_FILE: &str = "key.pub";
-/// Comment on the public key line.
-pub const KEY_COMMENT: &str = "colorsort";
 const STAGING: &str = ".staging";
 const INDEX: &str = ".index";
 const STAGING_LOCK: &str = ".lock";
@@ -239,15 +237,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } | Error::NotWritable { source, .. } => Some(source),
-            Error::KeyInvalid { source, .. } | Error::KeyGeneration(source) => Some(source),
-            _ => None,
-        }
-    }
-}
+impl std::error::Error for Error {}
 
 impl From<io::Error> for Error {
     fn from(source: io::Error) -> Error {
@@ -453,7 +443,7 @@ impl Store {
     /// uploads it is replaced in place (atomically, by rename) when stale.
     fn write_public(&self, identity: &Identity) -> Result<(), Error> {
         let path = self.root.join(PUB_FILE);
-        let line = format!("{}\n", identity.public().to_ssh_line(KEY_COMMENT));
+        let line = format!("{}\n", identity.public().to_ssh_line(crate::key::COMMENT));
         if fs::read(&path).is_ok_and(|old| old == line.as_bytes()) {
             return Ok(());
         }
@@ -586,7 +576,7 @@ impl Store {
 
     fn publish(&self, temp: &Path, folder: Folder, name: &str) -> Result<String, Error> {
         let dir = self.root.join(folder.as_str());
-        let random = (0..RANDOM_NAME_TRIES).map(|_| name::with_suffix(name, &random_hex(4)));
+        let random = (0..RANDOM_NAME_TRIES).map(|_| name::with_suffix(name, &crate::random::hex(4)));
         for candidate in name::variants(name).chain(random) {
             let dest = dir.join(&candidate);
             match fs::hard_link(temp, &dest) {
@@ -707,7 +697,7 @@ fn load_key(path: &Path) -> Result<Option<Identity>, Error> {
 /// Creates and locks this server's staging folder, `.staging/<random>/`.
 fn create_instance(staging_root: &Path) -> Result<(PathBuf, File), Error> {
     loop {
-        let dir = staging_root.join(random_hex(8));
+        let dir = staging_root.join(crate::random::hex(8));
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -748,15 +738,6 @@ fn count_files(dir: &Path) -> io::Result<u64> {
         }
     }
     Ok(n)
-}
-
-/// `bytes` random bytes from the OS, as lowercase hex.
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    // The OS generator does not fail on Linux once booted; if it ever did,
-    // a fixed value here costs uniqueness only, which link(2) still checks.
-    let _ = getrandom::fill(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -1034,7 +1015,7 @@ mod tests {
         let public = fs::read_to_string(dir.path().join(PUB_FILE)).unwrap();
         assert_eq!(
             public.trim_end(),
-            identity.public().to_ssh_line(KEY_COMMENT)
+            identity.public().to_ssh_line(crate::key::COMMENT)
         );
     }
 }
