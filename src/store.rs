@@ -576,7 +576,8 @@ impl Store {
 
     fn publish(&self, temp: &Path, folder: Folder, name: &str) -> Result<String, Error> {
         let dir = self.root.join(folder.as_str());
-        let random = (0..RANDOM_NAME_TRIES).map(|_| name::with_suffix(name, &crate::random::hex(4)));
+        let random =
+            (0..RANDOM_NAME_TRIES).map(|_| name::with_suffix(name, &crate::random::hex(4)));
         for candidate in name::variants(name).chain(random) {
             let dest = dir.join(&candidate);
             match fs::hard_link(temp, &dest) {
