@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (width, height) = (image.width(), image.height());
-    assert!(u64::from(width) * u64::from(height) <= classify::DEFAULT_MAX_PIXELS);
+    assert!(u64::from(width) * u64::from(height) <= config::DEFAULT_MAX_PIXELS);
     if image.decoded_len() > DEFAULT_MAX_MEMORY {
         return;
     }

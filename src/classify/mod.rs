@@ -1,0 +1,768 @@
+//! Decoding an image and deciding whether it is mostly red, green or blue.
+//!
+//! The rule: decode with the `image` crate (PNG, JPEG, GIF, BMP, WebP, TIFF;
+//! for animations the first frame or default image), reduce every sample to
+//! 8 bits exactly as `image`'s `DynamicImage::to_rgba8` does (16-bit and
+//! float channels, alpha included; grey means r = g = b = l; no alpha means
+//! alpha 255), then form exact integer sums `sum_c = Σ c·a` and
+//! `weight = Σ a` over all pixels. If every pixel is fully transparent
+//! (`weight == 0`) the unweighted sums `Σ c` over the pixel count are used
+//! instead. The class is the channel with the largest sum, decided on those
+//! integers; ties go to red, then green, then blue. The reported mean of a
+//! channel is `sum_c / weight` as a float.
+//!
+//! Decoding is split in two so that a server can budget memory: [`open`]
+//! sniffs the format from its magic bytes and reads only the header, refusing
+//! images over [`Limits::max_pixels`] before any pixel buffer exists;
+//! [`Image::decoded_len`] then says how many bytes the pixels will take, and
+//! [`Image::classify`] decodes into exactly that buffer, in the decoder's own
+//! layout, and sums it in place without a conversion copy.
+//!
+//! This file holds the rule and the decode around it; the pieces it uses
+//! are leaves beside it: `sniff` recognises formats and peeks at headers,
+//! `limits` says what an image may cost, `buffer` allocates the pixel
+//! buffer, and `sums` holds the summing kernels.
+
+use std::fmt;
+use std::io::Cursor;
+use std::panic::{self, AssertUnwindSafe};
+
+use image::codecs::{bmp, gif, jpeg, png, tiff, webp};
+use image::{ColorType, ImageDecoder, ImageError};
+
+mod buffer;
+mod limits;
+mod sniff;
+mod sums;
+#[cfg(test)]
+mod testing;
+
+pub use limits::Limits;
+pub use sniff::sniff;
+
+use buffer::pixel_buffer;
+use limits::{SUMMABLE_PIXELS, check_pixels, decoder_limits};
+use sniff::{Format, gif_first_frame, jpeg_has_end};
+use sums::{channel_sums, known_layout};
+
+/// The three classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Red has the largest mean (or ties for it).
+    Red,
+    /// Green has the largest mean, strictly above red.
+    Green,
+    /// Blue has the largest mean, strictly above red and green.
+    Blue,
+}
+
+impl Class {
+    /// `red`, `green` or `blue`: also the name of the folder the image is filed in.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Red => "red",
+            Class::Green => "green",
+            Class::Blue => "blue",
+        }
+    }
+
+    /// The class of the largest of three sums, ties going to red, then green.
+    pub fn of_sums(sums: [u64; 3]) -> Class {
+        let [r, g, b] = sums;
+        if r >= g && r >= b {
+            Class::Red
+        } else if g >= b {
+            Class::Green
+        } else {
+            Class::Blue
+        }
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Result of classifying an image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// The channel with the largest sum.
+    pub class: Class,
+    /// `sums[c] / weight`, each in `0.0..=255.0`.
+    pub mean: [f64; 3],
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// The exact sums the class was decided on: `Σ c·a` per channel, or `Σ c`
+    /// when the image is fully transparent.
+    pub sums: [u64; 3],
+    /// `Σ a` (255 per pixel for images without alpha), or the pixel count
+    /// when the image is fully transparent.
+    pub weight: u64,
+    /// The container format: `png`, `jpeg`, `gif`, `bmp`, `webp` or `tiff`.
+    pub format: &'static str,
+}
+
+/// Why an input could not be classified.
+#[derive(Debug)]
+pub enum Error {
+    /// The input is not an image in a supported format, or its data is
+    /// truncated or corrupt; the reason is a short lowercase phrase.
+    NotAnImage(String),
+    /// The header claims more pixels than the limit allows.
+    TooManyPixels {
+        /// Width from the header.
+        width: u32,
+        /// Height from the header.
+        height: u32,
+        /// The limit in force, in pixels.
+        limit: u64,
+    },
+    /// The format is recognised but this variant of it (colour type,
+    /// compression, ...) is not decodable here; the text is the decoder's.
+    Unsupported(String),
+    /// The decoder needed more memory than its limit allows.
+    DecoderLimit(String),
+    /// The pixel buffer could not be allocated.
+    OutOfMemory {
+        /// Size of the buffer that was asked for.
+        bytes: u64,
+    },
+    /// The decoder panicked on this input; the panic was contained.
+    DecoderPanic {
+        /// The format being decoded.
+        format: &'static str,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotAnImage(reason) => write!(f, "not an image: {reason}"),
+            Error::TooManyPixels {
+                width,
+                height,
+                limit,
+            } => write!(
+                f,
+                "image of {width}x{height} pixels is over the limit of {limit} pixels"
+            ),
+            Error::Unsupported(detail) => write!(f, "unsupported image: {detail}"),
+            Error::DecoderLimit(detail) => write!(f, "decoder limit reached: {detail}"),
+            Error::OutOfMemory { bytes } => {
+                write!(f, "cannot allocate {bytes} bytes for the pixels")
+            }
+            Error::DecoderPanic { format } => {
+                write!(f, "the {format} decoder failed abnormally on this input")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+type Decoder<'a> = Box<dyn ImageDecoder + Send + 'a>;
+
+/// A header-checked image, not yet decoded.
+pub struct Image<'a> {
+    decoder: Decoder<'a>,
+    format: Format,
+    width: u32,
+    height: u32,
+    color: ColorType,
+    /// Bytes of the encoded input.
+    input_len: usize,
+    /// Bytes of the RGBA frame buffer a GIF decoder fills before cropping
+    /// the first frame to the screen; 0 for other formats.
+    frame_len: u64,
+}
+
+impl fmt::Debug for Image<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Image")
+            .field("format", &self.format.name())
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("color", &self.color)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Recognises the format of `bytes` by its magic bytes and reads the header.
+///
+/// Refuses an image of more than `limits.max_pixels` pixels with
+/// [`Error::TooManyPixels`] before any pixel memory is allocated, and installs
+/// limits on the decoder so that its own allocations stay in proportion to
+/// the image: no side over the pixel limit, and at most
+/// `2 × 16 bytes × pixels + 64 MiB` in all.
+pub fn open<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Image<'a>, Error> {
+    if bytes.is_empty() {
+        return Err(Error::NotAnImage("empty input".into()));
+    }
+    let format =
+        Format::sniff(bytes).ok_or_else(|| Error::NotAnImage("unrecognised format".into()))?;
+    let limit = limits.max_pixels.min(SUMMABLE_PIXELS);
+
+    // PNG's decoder takes its memory limit only when it is made, and checks
+    // side lengths as it reads the header, so PNG's pixel count is checked
+    // first, from the fixed-position IHDR; GIF's screen size is as easy to
+    // read and is checked before its decoder runs too.
+    if format == Format::Jpeg && !jpeg_has_end(bytes) {
+        return Err(corrupt(format));
+    }
+    let early = match format.peek_dimensions(bytes) {
+        Some((width, height)) => check_pixels(width, height, limit)?,
+        None if matches!(format, Format::Png | Format::Gif) => return Err(corrupt(format)),
+        None => limit,
+    };
+    // A GIF frame may be larger than the GIF's screen, and the decoder holds
+    // the whole first frame before cropping it: its size counts too.
+    let frame = match format {
+        Format::Gif => {
+            let (width, height) = gif_first_frame(bytes).ok_or_else(|| corrupt(format))?;
+            check_pixels(width, height, limit)?
+        }
+        _ => 0,
+    };
+    let early = early.max(frame);
+    let mut decoder = contain(format, || {
+        new_decoder(format, bytes, decoder_limits(limit, early))
+    })?;
+    let (width, height) = decoder.dimensions();
+    let pixels = check_pixels(width, height, limit)?;
+    decoder
+        .set_limits(decoder_limits(limit, pixels.max(frame)))
+        .map_err(|e| from_image_error(format, e))?;
+    Ok(Image {
+        color: decoder.color_type(),
+        decoder,
+        format,
+        width,
+        height,
+        input_len: bytes.len(),
+        frame_len: frame.saturating_mul(4),
+    })
+}
+
+/// `open(bytes, limits)?.classify()`.
+pub fn classify(bytes: &[u8], limits: &Limits) -> Result<Verdict, Error> {
+    open(bytes, limits)?.classify()
+}
+
+impl Image<'_> {
+    /// Width in pixels, from the header.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels, from the header.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The container format: `png`, `jpeg`, `gif`, `bmp`, `webp` or `tiff`.
+    pub fn format(&self) -> &'static str {
+        self.format.name()
+    }
+
+    /// Bytes of the pixel buffer that [`Image::classify`] and
+    /// [`Image::decode`] allocate: width × height × the decoder's bytes per
+    /// pixel. The decoder may use some scratch memory of its own besides.
+    pub fn decoded_len(&self) -> u64 {
+        self.decoder.total_bytes()
+    }
+
+    /// Bytes that decoding this image may hold at its peak, as far as the
+    /// header tells: the pixel buffer, plus what the decoder keeps beside
+    /// it. A JPEG decoder copies its input and, for a progressive image,
+    /// holds the DCT coefficients, about as large again as the pixels
+    /// (measured: 79 MB for 39 MB of pixels); a lossy WebP decoder holds
+    /// about half as much again; a GIF decoder holds its first frame, which
+    /// may be larger than the screen. The server reserves this much of its
+    /// memory budget before decoding.
+    pub fn peak_memory(&self) -> u64 {
+        let pixels = self.decoded_len();
+        match self.format {
+            Format::Jpeg => pixels
+                .saturating_mul(2)
+                .saturating_add(self.input_len as u64),
+            Format::WebP => pixels.saturating_add(pixels / 2),
+            Format::Gif => pixels.saturating_add(self.frame_len),
+            Format::Png | Format::Bmp | Format::Tiff => pixels,
+        }
+    }
+
+    /// Decodes the pixels and classifies them by the rule in the module
+    /// documentation.
+    pub fn classify(self) -> Result<Verdict, Error> {
+        let (format, width, height, color) = (self.format, self.width, self.height, self.color);
+        let pixels = self.decode_pixels()?;
+        let sums = channel_sums(color, &pixels)?;
+        let weight = sums.weight as f64;
+        Ok(Verdict {
+            class: Class::of_sums(sums.rgb),
+            mean: sums.rgb.map(|s| s as f64 / weight),
+            width,
+            height,
+            sums: sums.rgb,
+            weight: sums.weight,
+            format: format.name(),
+        })
+    }
+
+    /// Decodes the pixels and discards them: the same decoder, limits and
+    /// buffer as [`Image::classify`], without the summing. For benchmarks.
+    pub fn decode(self) -> Result<(), Error> {
+        self.decode_pixels().map(drop)
+    }
+
+    fn decode_pixels(self) -> Result<Vec<u8>, Error> {
+        let Image {
+            decoder,
+            format,
+            color,
+            ..
+        } = self;
+        if !known_layout(color) {
+            return Err(unsupported_color(color));
+        }
+        let bytes = decoder.total_bytes();
+        let mut pixels = pixel_buffer(bytes)?;
+        contain(format, || decoder.read_image(&mut pixels))?;
+        Ok(pixels)
+    }
+}
+
+fn new_decoder(
+    format: Format,
+    bytes: &[u8],
+    limits: image::Limits,
+) -> image::ImageResult<Decoder<'_>> {
+    let input = Cursor::new(bytes);
+    Ok(match format {
+        Format::Png => Box::new(png::PngDecoder::with_limits(input, limits)?),
+        Format::Jpeg => Box::new(jpeg::JpegDecoder::new(input)?),
+        Format::Gif => Box::new(gif::GifDecoder::new(input)?),
+        Format::Bmp => Box::new(bmp::BmpDecoder::new(input)?),
+        Format::WebP => Box::new(webp::WebPDecoder::new(input)?),
+        Format::Tiff => Box::new(tiff::TiffDecoder::new(input)?),
+    })
+}
+
+/// Runs a decoder step, turning its error or its panic into an [`Error`].
+///
+/// Decoders are third-party code facing hostile input. Should one panic, the
+/// panic must not unwind through the connection thread that called us: it
+/// becomes [`Error::DecoderPanic`] and the caller answers like for any other
+/// bad input. Nothing the closure touched is used again after a panic (the
+/// decoder is dropped and the buffer discarded), so asserting unwind safety
+/// is sound. The panic hook still reports the panic on stderr.
+fn contain<T>(format: Format, step: impl FnOnce() -> image::ImageResult<T>) -> Result<T, Error> {
+    match panic::catch_unwind(AssertUnwindSafe(step)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(from_image_error(format, e)),
+        Err(_) => Err(Error::DecoderPanic {
+            format: format.name(),
+        }),
+    }
+}
+
+/// The error for an image without a single pixel to sum.
+fn no_pixels() -> Error {
+    Error::NotAnImage("image has no pixels".into())
+}
+
+fn corrupt(format: Format) -> Error {
+    Error::NotAnImage(format!("truncated or corrupt {} data", format.name()))
+}
+
+fn unsupported_color(color: ColorType) -> Error {
+    Error::Unsupported(format!("pixel layout {color:?}"))
+}
+
+fn from_image_error(format: Format, e: ImageError) -> Error {
+    match e {
+        ImageError::Unsupported(e) => Error::Unsupported(format!("{}: {e}", format.name())),
+        ImageError::Limits(e) => Error::DecoderLimit(format!("{}: {e}", format.name())),
+        // Decoding errors, I/O errors (a `Cursor` only fails at its end) and
+        // parameter errors (such as a GIF without frames) all mean the data
+        // is not a decodable image.
+        ImageError::Decoding(_)
+        | ImageError::IoError(_)
+        | ImageError::Parameter(_)
+        | ImageError::Encoding(_) => corrupt(format),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{Alpha, LAYOUTS, Rng, naive_sums, synthetic};
+    use super::*;
+    use crate::config::DEFAULT_MAX_PIXELS;
+    use std::path::{Path, PathBuf};
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("test-data/images")
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(fixtures().join(name)).unwrap()
+    }
+
+    #[test]
+    fn ties_go_to_red_then_green() {
+        let cases = [
+            ([5, 5, 5], Class::Red),
+            ([9, 9, 2], Class::Red),
+            ([9, 2, 9], Class::Red),
+            ([2, 9, 9], Class::Green),
+            ([9, 2, 2], Class::Red),
+            ([2, 9, 2], Class::Green),
+            ([2, 2, 9], Class::Blue),
+            ([0, 0, 0], Class::Red),
+            ([u64::MAX, u64::MAX - 1, u64::MAX], Class::Red),
+            ([u64::MAX - 1, u64::MAX, u64::MAX], Class::Green),
+        ];
+        for (sums, class) in cases {
+            assert_eq!(Class::of_sums(sums), class, "{sums:?}");
+        }
+        // The same through the pixel sums: ties that floats could blur are
+        // decided on the integers, one unit of difference being enough.
+        let pixel_cases: [(&[u8], Class); 5] = [
+            (&[10, 10, 10, 200, 200, 200], Class::Red),
+            (&[0, 7, 7, 0, 7, 7], Class::Green),
+            (&[3, 3, 3, 3, 3, 4], Class::Blue),
+            (&[3, 3, 3, 3, 4, 3], Class::Green),
+            (&[4, 3, 3, 3, 3, 4], Class::Red),
+        ];
+        for (rgb, class) in pixel_cases {
+            let sums = channel_sums(ColorType::Rgb8, rgb).unwrap();
+            assert_eq!(Class::of_sums(sums.rgb), class, "{rgb:?}");
+        }
+        // With alpha, a tie in the weighted sums still goes to red even when
+        // the unweighted colours differ.
+        let rgba = [255, 0, 0, 1, 0, 255, 0, 1];
+        let sums = channel_sums(ColorType::Rgba8, &rgba).unwrap();
+        assert_eq!(sums.rgb, [255, 255, 0]);
+        assert_eq!(Class::of_sums(sums.rgb), Class::Red);
+    }
+
+    /// `expected.txt`: `FILE CLASS r g b`, written by make-images.py.
+    fn expected() -> Vec<(String, Class, [f64; 3])> {
+        let text = std::fs::read_to_string(fixtures().join("expected.txt")).unwrap();
+        text.lines()
+            .map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                assert_eq!(f.len(), 5, "{line}");
+                let class = match f[1] {
+                    "red" => Class::Red,
+                    "green" => Class::Green,
+                    "blue" => Class::Blue,
+                    other => panic!("class {other}"),
+                };
+                let mean = [f[2], f[3], f[4]].map(|m| m.parse::<f64>().unwrap());
+                (f[0].to_string(), class, mean)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fixtures_classify_as_expected() {
+        let expected = expected();
+        assert!(expected.len() >= 20, "{} fixtures", expected.len());
+        for (name, class, mean) in &expected {
+            let verdict = classify(&fixture(name), &Limits::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(verdict.class, *class, "{name}: {verdict:?}");
+            // Pillow decoded the lossy files for expected.txt, so JPEG means
+            // may differ a little; the file has two decimals.
+            for (c, (&ours, &theirs)) in verdict.mean.iter().zip(mean).enumerate() {
+                assert!(
+                    (ours - theirs).abs() <= 0.05,
+                    "{name}: channel {c}: {ours} against {theirs}"
+                );
+                assert_eq!(ours, verdict.sums[c] as f64 / verdict.weight as f64);
+            }
+            let extension = name.rsplit('.').next().unwrap();
+            let format = if extension == "jpg" {
+                "jpeg"
+            } else {
+                extension
+            };
+            assert_eq!(verdict.format, format, "{name}");
+        }
+    }
+
+    /// Every fixture is accounted for: in expected.txt, or a `fail_` file
+    /// below, or one of the folder's own text files.
+    #[test]
+    fn every_fixture_is_tested() {
+        let known: Vec<String> = expected().into_iter().map(|(name, ..)| name).collect();
+        let failing: Vec<&str> = FAILURES.iter().map(|&(name, ..)| name).collect();
+        for entry in std::fs::read_dir(fixtures()).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let listed = known.contains(&name) || failing.contains(&name.as_str());
+            let own = ["README.md", "expected.txt", "make-images.py"].contains(&name.as_str());
+            assert!(listed || own, "{name} is not tested");
+        }
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Stage {
+        Open,
+        Classify,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Kind {
+        NotAnImage,
+        TooManyPixels,
+    }
+
+    const FAILURES: &[(&str, Stage, Kind)] = &[
+        ("fail_empty", Stage::Open, Kind::NotAnImage),
+        ("fail_not_an_image.txt", Stage::Open, Kind::NotAnImage),
+        ("fail_truncated.png", Stage::Classify, Kind::NotAnImage),
+        ("fail_truncated.jpg", Stage::Open, Kind::NotAnImage),
+        ("fail_truncated_scan.jpg", Stage::Open, Kind::NotAnImage),
+        ("fail_corrupt.gif", Stage::Classify, Kind::NotAnImage),
+        ("fail_bomb.png", Stage::Open, Kind::TooManyPixels),
+        ("fail_bomb.gif", Stage::Open, Kind::TooManyPixels),
+        ("fail_bomb.bmp", Stage::Open, Kind::TooManyPixels),
+        ("fail_bomb.jpg", Stage::Open, Kind::TooManyPixels),
+        ("fail_bomb.tiff", Stage::Open, Kind::TooManyPixels),
+        ("fail_bomb.webp", Stage::Open, Kind::TooManyPixels),
+    ];
+
+    #[test]
+    fn failing_fixtures_fail_with_the_expected_kind_at_the_expected_stage() {
+        for &(name, stage, kind) in FAILURES {
+            let bytes = fixture(name);
+            let (error, at) = match open(&bytes, &Limits::default()) {
+                Err(e) => (e, Stage::Open),
+                Ok(image) => (image.classify().unwrap_err(), Stage::Classify),
+            };
+            assert_eq!(at, stage, "{name}: {error}");
+            let matched = match kind {
+                Kind::NotAnImage => matches!(error, Error::NotAnImage(_)),
+                Kind::TooManyPixels => matches!(error, Error::TooManyPixels { .. }),
+            };
+            assert!(matched, "{name}: {error:?}");
+        }
+    }
+
+    #[test]
+    fn bombs_are_refused_at_open_without_a_large_allocation() {
+        // The probe sees a pixel-sized allocation when there is one.
+        let bytes = fixture("red_solid.png");
+        let ((), largest) = alloc_probe::largest_allocation(|| {
+            open(&bytes, &Limits::default()).unwrap().decode().unwrap();
+        });
+        assert!(largest >= 61 * 37 * 3, "{largest}");
+        for &(name, ..) in FAILURES.iter().filter(|f| f.0.starts_with("fail_bomb")) {
+            let bytes = fixture(name);
+            let (result, largest) =
+                alloc_probe::largest_allocation(|| open(&bytes, &Limits::default()).map(drop));
+            assert!(
+                matches!(result, Err(Error::TooManyPixels { width, height, limit: DEFAULT_MAX_PIXELS })
+                    if u64::from(width) * u64::from(height) > DEFAULT_MAX_PIXELS),
+                "{name}: {result:?}"
+            );
+            assert!(
+                largest < 1 << 20,
+                "{name}: allocated {largest} bytes at once"
+            );
+        }
+    }
+
+    #[test]
+    fn a_gif_frame_larger_than_its_screen_counts() {
+        // A GIF whose logical screen is 1x1 but whose first frame claims
+        // 65535x65535: the frame is over the pixel limit, so it is refused
+        // before any decoder runs.
+        let gif = |w: u16, h: u16| {
+            let mut gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\x00\x00\x00\x00\xff".to_vec();
+            gif.extend_from_slice(b"!\xf9\x04\x00\x00\x00\x00\x00,\x00\x00\x00\x00");
+            gif.extend_from_slice(&w.to_le_bytes());
+            gif.extend_from_slice(&h.to_le_bytes());
+            gif.extend_from_slice(b"\x00\x02\x02\x4c\x01\x00;");
+            gif
+        };
+        let (result, largest) = alloc_probe::largest_allocation(|| {
+            open(&gif(65535, 65535), &Limits::default()).map(drop)
+        });
+        assert!(
+            matches!(result, Err(Error::TooManyPixels { width: 65535, .. })),
+            "{result:?}"
+        );
+        assert!(largest < 1 << 20, "allocated {largest} bytes at once");
+        // Under the limit, the frame's memory is part of the decode's peak.
+        let large_frame = gif(4000, 4000);
+        let image = open(&large_frame, &Limits::default()).unwrap();
+        assert_eq!((image.width(), image.height()), (1, 1));
+        assert!(
+            image.peak_memory() >= 4000 * 4000 * 4,
+            "{}",
+            image.peak_memory()
+        );
+        assert_eq!(
+            gif_first_frame(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_pixel_limit_is_inclusive_for_every_format() {
+        for name in [
+            "red_solid.png",
+            "green_solid.jpg",
+            "blue_solid.bmp",
+            "blue_palette.gif",
+            "green.webp",
+            "blue.tiff",
+        ] {
+            let bytes = fixture(name);
+            let image = open(&bytes, &Limits::new(61 * 37)).unwrap();
+            assert_eq!((image.width(), image.height()), (61, 37), "{name}");
+            let bpp = u64::from(image.color.bytes_per_pixel());
+            assert_eq!(image.decoded_len(), 61 * 37 * bpp, "{name}");
+            assert!(image.classify().is_ok(), "{name}");
+            // One pixel short, and a limit below the width alone (which PNG's
+            // decoder would report as its own limit if asked first).
+            for limit in [61 * 37 - 1, 60] {
+                let error = open(&bytes, &Limits::new(limit)).unwrap_err();
+                assert!(
+                    matches!(error, Error::TooManyPixels { width: 61, height: 37, limit: l } if l == limit),
+                    "{name}: {error:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn layouts_from_real_encoders_classify_like_to_rgba8() {
+        // Each layout through an encoder and back through `classify`,
+        // against the naive sums of what `image` itself decodes.
+        let mut rng = Rng(3);
+        for color in LAYOUTS {
+            let format = match color {
+                ColorType::Rgb32F | ColorType::Rgba32F => image::ImageFormat::Tiff,
+                _ => image::ImageFormat::Png,
+            };
+            let image = synthetic(color, 29, 19, &mut rng, Alpha::Random);
+            let mut encoded = Cursor::new(Vec::new());
+            image.write_to(&mut encoded, format).unwrap();
+            let encoded = encoded.into_inner();
+            let decoded = image::load_from_memory(&encoded).unwrap();
+            let verdict = classify(&encoded, &Limits::default()).unwrap();
+            let naive = naive_sums(&decoded);
+            assert_eq!(decoded.color(), color, "{color:?}");
+            assert_eq!(
+                (verdict.sums, verdict.weight),
+                (naive.rgb, naive.weight),
+                "{color:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn damaged_inputs_give_errors_not_panics() {
+        // Truncations and single-byte corruptions of every fixture: the
+        // answer may be a verdict or an error, but never a panic of ours nor
+        // of a decoder.
+        let mut rng = Rng(11);
+        let mut checked = 0;
+        for (name, ..) in expected() {
+            let bytes = fixture(&name);
+            for i in 0..24 {
+                let cut = bytes.len() * i / 24;
+                let mut damaged = bytes[..cut].to_vec();
+                if i % 2 == 1 && cut > 0 {
+                    let at = rng.below(cut as u64) as usize;
+                    damaged[at] ^= 1 << rng.below(8);
+                }
+                let result = classify(&damaged, &Limits::default());
+                assert!(
+                    !matches!(result, Err(Error::DecoderPanic { .. })),
+                    "{name} cut at {cut}"
+                );
+                if cut < 8 {
+                    assert!(
+                        matches!(result, Err(Error::NotAnImage(_))),
+                        "{name} cut at {cut}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 400);
+    }
+
+    #[test]
+    fn a_decoder_panic_becomes_an_error() {
+        let result: Result<(), Error> = contain(Format::Gif, || panic!("decoder bug"));
+        assert!(
+            matches!(result, Err(Error::DecoderPanic { format: "gif" })),
+            "{result:?}"
+        );
+    }
+
+    /// Counts the largest single allocation made on the current thread while
+    /// a closure runs, so tests can show that no pixel buffer was allocated.
+    mod alloc_probe {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        struct Probe;
+
+        thread_local! {
+            static ARMED: Cell<bool> = const { Cell::new(false) };
+            static LARGEST: Cell<usize> = const { Cell::new(0) };
+        }
+
+        fn note(size: usize) {
+            // `try_with`: the allocator also runs while thread-locals are torn down.
+            if ARMED.try_with(Cell::get).unwrap_or(false) {
+                let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(size)));
+            }
+        }
+
+        // SAFETY: every call is passed straight to `System`, which upholds
+        // the `GlobalAlloc` contract; `note` neither allocates nor panics.
+        unsafe impl GlobalAlloc for Probe {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                note(layout.size());
+                unsafe { System.alloc(layout) }
+            }
+
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                note(layout.size());
+                unsafe { System.alloc_zeroed(layout) }
+            }
+
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                note(new_size);
+                unsafe { System.realloc(ptr, layout, new_size) }
+            }
+
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                unsafe { System.dealloc(ptr, layout) }
+            }
+        }
+
+        #[global_allocator]
+        static PROBE: Probe = Probe;
+
+        /// Runs `f`, returning its result and the largest single allocation
+        /// it made on this thread.
+        pub fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
+            LARGEST.with(|largest| largest.set(0));
+            ARMED.with(|armed| armed.set(true));
+            let result = f();
+            ARMED.with(|armed| armed.set(false));
+            (result, LARGEST.with(Cell::get))
+        }
+    }
+}

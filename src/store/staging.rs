@@ -1,0 +1,242 @@
+//! Staging and publishing: each server's own staging folder under
+//! `.staging/`, held by an instance lock for the process's life; the sweep
+//! that removes the folders of servers no longer running; writing a file
+//! there durably; and publishing it into a class folder by `link(2)` under
+//! the first free variant of its name.
+
+use super::{Error, Folder, Store, ctx, ignore_exists};
+use crate::name;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+/// The folder, in the data directory, that holds every server's staging folder.
+const STAGING: &str = ".staging";
+/// The lock, in [`STAGING`], under which folders are created and swept.
+const STAGING_LOCK: &str = ".lock";
+/// The lock in each staging folder that its server holds while it runs.
+const INSTANCE_LOCK: &str = "lock";
+/// Random suffixes tried after the numbered variants of a taken name.
+const RANDOM_NAME_TRIES: usize = 16;
+
+/// Creates and locks this server's staging folder in the data directory
+/// `root`, and removes those of servers no longer running. Returns the
+/// folder and its lock, which must be held for as long as the folder is used.
+pub(super) fn open_instance(root: &Path) -> Result<(PathBuf, File), Error> {
+    let staging_root = root.join(STAGING);
+    fs::create_dir(&staging_root)
+        .or_else(ignore_exists)
+        .map_err(|source| Error::NotWritable {
+            path: root.to_path_buf(),
+            source,
+        })?;
+
+    // Creating our staging folder and sweeping dead ones happen under one
+    // lock shared by every server on this directory, so that no server
+    // sees another's folder between its creation and its locking.
+    let sweep_path = staging_root.join(STAGING_LOCK);
+    let sweep = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&sweep_path)
+        .map_err(|source| Error::NotWritable {
+            path: root.to_path_buf(),
+            source,
+        })?;
+    ctx(sweep.lock(), "cannot lock", &sweep_path)?;
+    let (staging, staging_lock) = create_instance(&staging_root)?;
+    sweep_dead_instances(&staging_root, &staging);
+    drop(sweep);
+    Ok((staging, staging_lock))
+}
+
+/// Creates and locks this server's staging folder, `.staging/<random>/`.
+fn create_instance(staging_root: &Path) -> Result<(PathBuf, File), Error> {
+    loop {
+        let dir = staging_root.join(crate::random::hex(8));
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return ctx(Err(e), "cannot create", &dir),
+        }
+        let lock_path = dir.join(INSTANCE_LOCK);
+        let lock = ctx(File::create(&lock_path), "cannot create", &lock_path)?;
+        ctx(lock.lock(), "cannot lock", &lock_path)?;
+        return Ok((dir, lock));
+    }
+}
+
+/// Removes every staging folder whose lock no running server holds.
+/// Failures are left for the next start: they cost disk space, not data.
+fn sweep_dead_instances(staging_root: &Path, ours: &Path) {
+    let Ok(entries) = fs::read_dir(staging_root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path == ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let alive = File::open(path.join(INSTANCE_LOCK)).is_ok_and(|f| f.try_lock().is_err());
+        if !alive {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
+impl Store {
+    /// Removes this server's staging folder, for a clean stop. The caller
+    /// promises that nothing is being filed any more; if removal fails, the
+    /// next server to start sweeps the folder.
+    pub fn close(&self) {
+        let _ = fs::remove_dir_all(&self.staging);
+    }
+
+    /// Writes `bytes` to a new file in this server's staging folder and
+    /// fsyncs it. The caller publishes or removes it.
+    pub(super) fn write_staged(&self, bytes: &[u8], mode: u32) -> Result<PathBuf, Error> {
+        let n = self.next_temp.fetch_add(1, Ordering::Relaxed);
+        let path = self.staging.join(format!("{n}.tmp"));
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(bytes)?;
+                // A failed fsync is a failed store: the page cache may already
+                // have dropped the dirty pages, so retrying could "succeed" with
+                // the data lost.
+                f.sync_all()
+            });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&path);
+            return ctx(Err(e), "cannot write", &path);
+        }
+        Ok(path)
+    }
+
+    /// Links the staged file `temp` into `folder` under `name`, or under the
+    /// first free variant of it, and fsyncs the folder. Returns the stored
+    /// path, `folder/name`.
+    pub(super) fn publish(&self, temp: &Path, folder: Folder, name: &str) -> Result<String, Error> {
+        let dir = self.root.join(folder.as_str());
+        let random =
+            (0..RANDOM_NAME_TRIES).map(|_| name::with_suffix(name, &crate::random::hex(4)));
+        for candidate in name::variants(name).chain(random) {
+            let dest = dir.join(&candidate);
+            match fs::hard_link(temp, &dest) {
+                Ok(()) => {
+                    if let Err(e) = self.folders[folder.index()].sync_all() {
+                        // The entry may or may not survive a crash; it must
+                        // not stay behind an error reply.
+                        let _ = fs::remove_file(&dest);
+                        return ctx(Err(e), "cannot fsync", &dir);
+                    }
+                    return Ok(format!("{folder}/{candidate}"));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return ctx(Err(e), "cannot publish", &dest),
+            }
+        }
+        Err(Error::NameExhausted(name.to_string()))
+    }
+
+    /// Removes a file this call published but must not keep. Best effort:
+    /// if it fails, a duplicate copy stays, which loses nothing.
+    pub(super) fn unpublish(&self, folder: Folder, path: &str) {
+        if fs::remove_file(self.root.join(path)).is_ok() {
+            let _ = self.folders[folder.index()].sync_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::count_files;
+    use super::super::tests::{put, store};
+    use super::*;
+    use std::sync::Arc;
+    #[test]
+    fn taken_names_get_variants_and_nothing_is_overwritten() {
+        let (dir, store) = store();
+        let a = put(&store, Folder::Red, "a.png", b"one");
+        let b = put(&store, Folder::Red, "a.png", b"two");
+        let c = put(&store, Folder::Blue, "a.png", b"three");
+        assert_eq!(
+            (a.as_str(), b.as_str(), c.as_str()),
+            ("red/a.png", "red/a-1.png", "blue/a.png")
+        );
+        assert_eq!(fs::read(dir.path().join("red/a.png")).unwrap(), b"one");
+        assert_eq!(fs::read(dir.path().join("red/a-1.png")).unwrap(), b"two");
+        // Staging holds only the lock once files are filed.
+        let left: Vec<_> = fs::read_dir(&store.staging)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("lock")]);
+    }
+
+    #[test]
+    fn concurrent_filing_of_one_name_loses_nothing() {
+        let (dir, store) = store();
+        let store = Arc::new(store);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    (0..10)
+                        .map(|i| {
+                            put(
+                                &store,
+                                Folder::Green,
+                                "same.jpg",
+                                format!("{t}-{i}").as_bytes(),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut paths: Vec<String> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), 80);
+        assert_eq!(count_files(&dir.path().join("green")).unwrap(), 80);
+    }
+
+    #[test]
+    fn dead_staging_is_swept_and_live_staging_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let dead = dir.path().join(".staging/deadbeef");
+        fs::create_dir_all(&dead).unwrap();
+        fs::write(dead.join("lock"), b"").unwrap();
+        fs::write(dead.join("7.tmp"), b"half a file").unwrap();
+        let no_lock = dir.path().join(".staging/nolock");
+        fs::create_dir_all(&no_lock).unwrap();
+        let second = Store::open(dir.path()).unwrap();
+        assert!(!dead.exists());
+        assert!(!no_lock.exists());
+        assert!(
+            first.staging.exists(),
+            "a running server's staging folder must survive"
+        );
+        assert!(second.staging.exists());
+        assert_ne!(first.staging, second.staging);
+        let first_staging = first.staging.clone();
+        drop(first);
+        let _third = Store::open(dir.path()).unwrap();
+        assert!(
+            !first_staging.exists(),
+            "a stopped server's staging folder is swept"
+        );
+        assert!(second.staging.exists());
+    }
+}
