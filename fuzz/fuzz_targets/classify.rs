@@ -9,7 +9,7 @@
 #![no_main]
 
 use colorsort::classify;
-use colorsort::config::DEFAULT_MAX_MEMORY;
+use colorsort::config::{self, DEFAULT_MAX_MEMORY};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
