@@ -38,7 +38,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Error::Empty => "name is empty",
-            Error::TooLong => "name is longer than 128 bytes",
+            Error::TooLong => return write!(f, "name is longer than {MAX_NAME} bytes"),
             Error::NotUtf8 => "name is not UTF-8",
             Error::Control => "name holds a control character",
             Error::Path => "name must be a plain file name, not a path",
