@@ -35,6 +35,5 @@ pub mod name;
 pub mod pins;
 pub mod protocol;
 pub mod random;
-pub mod send;
 pub mod server;
 pub mod store;
