@@ -37,4 +37,6 @@ pub mod protocol;
 pub mod random;
 pub mod send;
 pub mod server;
+pub mod signers;
+pub mod sshsig;
 pub mod store;
