@@ -7,10 +7,11 @@ LISTEN ?= 127.0.0.1:6666
 
 .PHONY: help build release run test unit lint clean
 .PHONY: docker-binary docker-build docker-run docker-stop docker-test
+.PHONY: swarm-up swarm-down swarm-test k8s-validate
 
 help:
 	@echo "make run           run the server natively on $(LISTEN) with $(DATA)"
-	@echo "make test          unit and integration tests (and the Docker test when Docker is up)"
+	@echo "make test          unit and integration tests, the Docker and Swarm tests when Docker is up, the Kubernetes validation"
 	@echo "make lint          rustfmt and clippy"
 	@echo "make fuzz          each fuzz target for FUZZ_SECONDS (default 60) on nightly (docs/FUZZING.md)"
 	@echo "make release       optimised native build in target/release/"
@@ -20,6 +21,10 @@ help:
 	@echo "make docker-run    run it detached as '$(CONTAINER)' on port $(DOCKER_PORT), data in volume '$(VOLUME)'"
 	@echo "make docker-stop   stop and remove the container '$(CONTAINER)' (the volume stays)"
 	@echo "make docker-test   end-to-end test of the image (tests/docker-test.sh)"
+	@echo "make swarm-up      deploy the stack '$(STACK)' (deploy/swarm.yaml) on this node's swarm, creating one if needed"
+	@echo "make swarm-down    remove the stack '$(STACK)' (the volume stays); leave the swarm if swarm-up created it"
+	@echo "make swarm-test    the stack under rolling updates, kills and scaling (tests/swarm-test.sh)"
+	@echo "make k8s-validate  render deploy/kubernetes and validate it against the Kubernetes schemas"
 
 build:
 	$(CARGO) build
@@ -30,15 +35,36 @@ release:
 run: release
 	./target/release/colorsort serve --listen $(LISTEN) --data $(DATA)
 
+# Each step in turn, stopping at the first failure; the output is kept in
+# $(TEST_LOG), and the lines it holds that report a SKIPPED test are listed
+# at the end. (Tests run by cargo print theirs only when they fail, or run
+# with --nocapture; with COLORSORT_REQUIRE_TOOLS set they fail instead.)
+TEST_LOG := target/test.log
+
 test:
+	@mkdir -p target
+	@{ $(MAKE) --no-print-directory test-steps 2>&1; echo $$? >$(TEST_LOG).rc; } | tee $(TEST_LOG); \
+	rc=$$(cat $(TEST_LOG).rc); rm -f $(TEST_LOG).rc; \
+	skipped=$$(grep -E '(^|[^A-Za-z])SKIPPED' $(TEST_LOG) | grep -v '^make' | sed 's/^==> //' || true); \
+	echo; \
+	if [ -n "$$skipped" ]; then echo "skipped:"; echo "$$skipped" | sed 's/^/  /'; else echo "skipped: none"; fi; \
+	if [ "$$rc" = 0 ]; then echo "make test: all steps passed (log: $(TEST_LOG))"; \
+	else echo "make test: FAILED (log: $(TEST_LOG))"; fi; \
+	exit $$rc
+
+.PHONY: test-steps
+test-steps:
 	$(CARGO) test --all-targets
 	@if $(DOCKER) info >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory docker-test; \
+		$(MAKE) --no-print-directory docker-test && \
+		$(MAKE) --no-print-directory swarm-test; \
 	elif [ -n "$${COLORSORT_REQUIRE_TOOLS:-}" ]; then \
-		echo "docker test cannot run: no Docker engine reachable (COLORSORT_REQUIRE_TOOLS is set)" >&2; exit 1; \
+		echo "docker and swarm tests cannot run: no Docker engine reachable (COLORSORT_REQUIRE_TOOLS is set)" >&2; exit 1; \
 	else \
 		echo "SKIPPED: docker test (no Docker engine reachable)"; \
+		echo "SKIPPED: swarm test (no Docker engine reachable)"; \
 	fi
+	@$(MAKE) --no-print-directory k8s-validate
 
 lint:
 	$(CARGO) fmt --check
@@ -166,6 +192,125 @@ docker-stop:
 
 docker-test:
 	bash tests/docker-test.sh
+
+# --- Docker Swarm ----------------------------------------------------------
+#
+# The stack in deploy/swarm.yaml (see deploy/README.md), deployed as
+# $(STACK) on the swarm this engine belongs to. With no swarm active,
+# swarm-up makes this node a single-node swarm and notes it in
+# $(SWARM_MARKER), so that swarm-down leaves only a swarm it created.
+# COLORSORT_ENDPOINT_MODE=dnsrr for kernels without IPVS (no VIP, no
+# routing mesh: the service is then reached from the network $(STACK)_net).
+STACK ?= colorsort
+COLORSORT_REPLICAS ?= 3
+COLORSORT_ENDPOINT_MODE ?= vip
+COLORSORT_PORT ?= 6666
+SWARM_WAIT ?= 180
+SWARM_MARKER := target/swarm-created-by-make
+SWARM_FILES = -c deploy/swarm.yaml $(if $(filter vip,$(COLORSORT_ENDPOINT_MODE)),-c deploy/swarm-ingress.yaml)
+SWARM_ENV = COLORSORT_IMAGE=$(IMAGE):latest COLORSORT_REPLICAS=$(COLORSORT_REPLICAS) \
+	COLORSORT_ENDPOINT_MODE=$(COLORSORT_ENDPOINT_MODE) COLORSORT_PORT=$(COLORSORT_PORT)
+
+swarm-up: docker-build
+	@set -eu; \
+	case "$(COLORSORT_ENDPOINT_MODE)" in vip|dnsrr) ;; \
+		*) echo "COLORSORT_ENDPOINT_MODE must be vip or dnsrr, not $(COLORSORT_ENDPOINT_MODE)" >&2; exit 2 ;; esac; \
+	state=$$($(DOCKER) info -f '{{.Swarm.LocalNodeState}}'); \
+	if [ "$$state" = inactive ]; then \
+		echo "no swarm active: docker swarm init --advertise-addr 127.0.0.1"; \
+		$(DOCKER) swarm init --advertise-addr 127.0.0.1 >/dev/null; \
+		mkdir -p $(dir $(SWARM_MARKER)); \
+		$(DOCKER) info -f '{{.Swarm.NodeID}}' >$(SWARM_MARKER); \
+	elif [ "$$state" != active ]; then \
+		echo "this node's swarm state is '$$state'" >&2; exit 1; \
+	fi; \
+	[ "$$($(DOCKER) info -f '{{.Swarm.ControlAvailable}}')" = true ] || { echo "this node is not a swarm manager" >&2; exit 1; }; \
+	service=$(STACK)_colorsort; \
+	image_id=$$($(DOCKER) image inspect -f '{{.Id}}' $(IMAGE):latest); \
+	running_id=$$($(DOCKER) service inspect -f '{{index .Spec.Labels "colorsort.image-id"}}' $$service 2>/dev/null || true); \
+	set -x; \
+	$(SWARM_ENV) $(DOCKER) stack deploy --resolve-image never $(SWARM_FILES) $(STACK); \
+	{ set +x; } 2>/dev/null; \
+	$(DOCKER) service update --detach --label-add colorsort.image-id=$$image_id $$service >/dev/null; \
+	if [ -n "$$running_id" ] && [ "$$running_id" != "$$image_id" ]; then \
+		echo "$(IMAGE):latest was rebuilt: rolling it out (docker service update --force)"; \
+		$(DOCKER) service update --detach --force $$service >/dev/null; \
+	fi; \
+	printf 'waiting for %s replicas to be healthy' "$(COLORSORT_REPLICAS)"; \
+	deadline=$$(( $$(date +%s) + $(SWARM_WAIT) )); \
+	while :; do \
+		replicas=$$($(DOCKER) service ls --filter name=$$service --format '{{.Name}} {{.Replicas}}' | awk -v s=$$service '$$1 == s { print $$2 }'); \
+		update=$$($(DOCKER) service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' $$service); \
+		case "$$update" in updating|rollback_started) ;; *) \
+			[ "$$replicas" = "$(COLORSORT_REPLICAS)/$(COLORSORT_REPLICAS)" ] && break ;; esac; \
+		if [ "$$(date +%s)" -ge "$$deadline" ]; then \
+			echo; echo "not all replicas healthy after $(SWARM_WAIT) s ($$replicas, update: $${update:-none}):" >&2; \
+			$(DOCKER) service ps --no-trunc $$service >&2; exit 1; \
+		fi; \
+		printf '.'; sleep 1; \
+	done; \
+	echo " $$replicas"; \
+	task=$$($(DOCKER) ps -q --filter label=com.docker.swarm.service.name=$$service --filter health=healthy | head -n 1); \
+	fp=$$( [ -n "$$task" ] && $(DOCKER) exec $$task /colorsort key --fingerprint || echo '(no task on this node)'); \
+	echo "stack $(STACK): service $$service, $$replicas replicas, key $$fp"; \
+	echo ""; \
+	if [ "$(COLORSORT_ENDPOINT_MODE)" = vip ]; then \
+		echo "  reach it:     port $(COLORSORT_PORT) of any node (routing mesh), e.g."; \
+		echo "                colorsort send --host 127.0.0.1:$(COLORSORT_PORT) IMAGE..."; \
+		if ! ./$(DOCKER_ROOT)/colorsort ping --host 127.0.0.1:$(COLORSORT_PORT) >/dev/null 2>&1; then \
+			echo "  WARNING:      nothing answers on 127.0.0.1:$(COLORSORT_PORT): the routing mesh needs IPVS, which this"; \
+			echo "                kernel may lack; make swarm-up COLORSORT_ENDPOINT_MODE=dnsrr works without it"; \
+		fi; \
+	else \
+		echo "  reach it:     from a container on the network $(STACK)_net, as colorsort:6666, e.g."; \
+		: "HOME and the tmpfs: until send works without a writable config dir"; \
+		echo "                $(DOCKER) run --rm --network $(STACK)_net -v \"\$$PWD/images:/in:ro\" -e HOME=/tmp --tmpfs /tmp \\"; \
+		echo "                    $(IMAGE) send --host colorsort:6666 /in"; \
+	fi; \
+	echo "  tasks:        $(DOCKER) service ps $$service"; \
+	echo "  logs:         $(DOCKER) service logs -f $$service"; \
+	echo "  data:         volume $(STACK)_data: $(DOCKER) volume inspect -f '{{ .Mountpoint }}' $(STACK)_data"; \
+	echo "  stop:         make swarm-down"
+
+swarm-down:
+	@set -eu; \
+	if [ "$$($(DOCKER) info -f '{{.Swarm.LocalNodeState}}')" != active ]; then \
+		echo "no swarm active"; rm -f $(SWARM_MARKER); exit 0; \
+	fi; \
+	if [ -n "$$($(DOCKER) stack ls --format '{{.Name}}' | grep -x '$(STACK)' || true)" ]; then \
+		$(DOCKER) stack rm $(STACK); \
+		printf 'waiting for the stack to be gone'; \
+		deadline=$$(( $$(date +%s) + 60 )); \
+		while [ -n "$$($(DOCKER) service ls -q --filter label=com.docker.stack.namespace=$(STACK))" ] || \
+			[ -n "$$($(DOCKER) ps -aq --filter label=com.docker.stack.namespace=$(STACK))" ] || \
+			[ -n "$$($(DOCKER) network ls -q --filter label=com.docker.stack.namespace=$(STACK))" ]; do \
+			if [ "$$(date +%s)" -ge "$$deadline" ]; then echo; echo "stack $(STACK) still not gone after 60 s" >&2; exit 1; fi; \
+			printf '.'; sleep 1; \
+		done; \
+		echo; \
+		echo "removed stack $(STACK); the data stays in volume $(STACK)_data ($(DOCKER) volume rm $(STACK)_data deletes it)"; \
+	else \
+		echo "no stack named $(STACK)"; \
+	fi; \
+	if [ -f $(SWARM_MARKER) ]; then \
+		if [ "$$(cat $(SWARM_MARKER))" != "$$($(DOCKER) info -f '{{.Swarm.NodeID}}')" ]; then \
+			echo "the swarm make swarm-up created is gone; this one was made otherwise: staying in it"; \
+		elif [ -n "$$($(DOCKER) service ls -q)" ]; then \
+			echo "other services run on this swarm: staying in it (docker swarm leave --force leaves it)"; exit 0; \
+		else \
+			$(DOCKER) swarm leave --force >/dev/null; echo "left the single-node swarm make swarm-up created"; \
+			$(DOCKER) network rm docker_gwbridge >/dev/null 2>&1 || true; \
+		fi; \
+		rm -f $(SWARM_MARKER); \
+	fi
+
+swarm-test:
+	bash tests/swarm-test.sh
+
+# --- Kubernetes ------------------------------------------------------------
+
+k8s-validate:
+	bash tests/kubernetes-validate.sh
 
 # --- Fuzzing ---------------------------------------------------------------
 #
