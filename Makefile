@@ -36,20 +36,27 @@ run: release
 	./target/release/colorsort serve --listen $(LISTEN) --data $(DATA)
 
 # Each step in turn, stopping at the first failure; the output is kept in
-# $(TEST_LOG), and the lines it holds that report a SKIPPED test are listed
-# at the end. (Tests run by cargo print theirs only when they fail, or run
-# with --nocapture; with COLORSORT_REQUIRE_TOOLS set they fail instead.)
+# $(TEST_LOG). Tests that could not run say SKIPPED: the shell tests on
+# their output, cargo's tests (whose output libtest hides when they pass)
+# in $(SKIP_LOG). Both are listed at the end, under one closing line that
+# adds up cargo's counts. With COLORSORT_REQUIRE_TOOLS set, as CI sets it,
+# a test that cannot run fails instead.
 TEST_LOG := target/test.log
+SKIP_LOG := $(CURDIR)/target/test-skips.log
 
 test:
-	@mkdir -p target
-	@{ $(MAKE) --no-print-directory test-steps 2>&1; echo $$? >$(TEST_LOG).rc; } | tee $(TEST_LOG); \
+	@mkdir -p target; rm -f $(SKIP_LOG)
+	@{ COLORSORT_SKIP_LOG=$(SKIP_LOG) $(MAKE) --no-print-directory test-steps 2>&1; echo $$? >$(TEST_LOG).rc; } | tee $(TEST_LOG); \
 	rc=$$(cat $(TEST_LOG).rc); rm -f $(TEST_LOG).rc; \
-	skipped=$$(grep -E '(^|[^A-Za-z])SKIPPED' $(TEST_LOG) | grep -v '^make' | sed 's/^==> //' || true); \
+	skipped=$$({ grep -E '(^|[^A-Za-z])SKIPPED' $(TEST_LOG) | grep -v '^make' | sed 's/^==> //'; cat $(SKIP_LOG) 2>/dev/null; } | sort -u || true); \
+	nskipped=$$(printf '%s' "$$skipped" | grep -c . || true); \
+	counts=$$(awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d %d", p, f }' $(TEST_LOG)); \
 	echo; \
-	if [ -n "$$skipped" ]; then echo "skipped:"; echo "$$skipped" | sed 's/^/  /'; else echo "skipped: none"; fi; \
+	if [ -n "$$skipped" ]; then echo "skipped $$nskipped:"; echo "$$skipped" | sed 's/^/  /'; else echo "skipped: none"; fi; \
 	if [ "$$rc" = 0 ]; then echo "make test: all steps passed (log: $(TEST_LOG))"; \
 	else echo "make test: FAILED (log: $(TEST_LOG))"; fi; \
+	set -- $$counts; \
+	echo "cargo tests: $$1 passed, $$2 failed, $$nskipped skipped"; \
 	exit $$rc
 
 .PHONY: test-steps

@@ -416,4 +416,17 @@ pub fn skipped(test: &str, why: &str) {
         panic!("{test} cannot run: {why} (COLORSORT_REQUIRE_TOOLS is set)");
     }
     eprintln!("SKIPPED: {test} ({why})");
+    // libtest hides a passing test's stderr, so the line above is seen only
+    // with --nocapture; `make test` names this file and lists it in its
+    // final summary.
+    if let Some(path) = std::env::var_os("COLORSORT_SKIP_LOG") {
+        use std::io::Write as _;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        if let Ok(mut file) = file {
+            let _ = writeln!(file, "SKIPPED: {test} ({why})");
+        }
+    }
 }
