@@ -326,7 +326,7 @@ k8s-validate:
 # fuzz/corpus/ are only read; new inputs go to fuzz/target/corpus/ and
 # crashes to fuzz/artifacts/, neither committed.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= request_line age_decrypt classify
+FUZZ_TARGETS ?= request_line age_decrypt classify sshsig allowed_signers
 FUZZ_FLAGS ?= -rss_limit_mb=4096 -timeout=20
 
 .PHONY: fuzz
