@@ -213,7 +213,8 @@ fn frame_kind(marker: u8) -> Option<Result<bool, Refusal>> {
         0xC2 => Ok(true),
         0xC3 => Err(Refusal::Unsupported("lossless jpeg")),
         0xC5..=0xC7 | 0xDE | 0xDF => Err(Refusal::Unsupported("hierarchical jpeg")),
-        0xC9..=0xCB | 0xCD..=0xCF | 0xCC => Err(Refusal::Unsupported("arithmetic-coded jpeg")),
+        // The arithmetic-coded frames, and DAC (0xCC), their conditioning.
+        0xC9..=0xCF => Err(Refusal::Unsupported("arithmetic-coded jpeg")),
         0xC8 => Err(Refusal::Unsupported("jpeg extension frame")),
         _ => return None,
     })
@@ -829,4 +830,133 @@ fn table(tables: &[Option<Huffman>; 4], id: usize) -> Result<&Huffman, Refusal> 
     tables[id]
         .as_ref()
         .ok_or(Refusal::Corrupt("a scan uses a Huffman table not defined"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("test-data/images")
+            .join(name);
+        std::fs::read(path).unwrap()
+    }
+
+    /// The offset of the first `FF D9` after the first `FF DA`, plus 2: the
+    /// end of the image in the fixtures, whose scans hold no such bytes.
+    fn first_end(bytes: &[u8]) -> usize {
+        let scan = bytes.windows(2).position(|w| w == [0xFF, SOS]).unwrap();
+        scan + bytes[scan..]
+            .windows(2)
+            .position(|w| w == [0xFF, EOI])
+            .unwrap()
+            + 2
+    }
+
+    const PHOTOS: [&str; 6] = [
+        "photo_astronaut.jpg",
+        "photo_chelsea.jpg",
+        "photo_chelsea_progressive.jpg",
+        "photo_coffee.jpg",
+        "photo_retina.jpg",
+        "photo_rocket.jpg",
+    ];
+
+    #[test]
+    fn the_image_ends_at_its_end_of_image_marker_whatever_follows() {
+        let trailers: [&[u8]; 4] = [
+            b"",
+            // An MP4 whose data holds markers, a scan's among them.
+            b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom\xff\xda\x00\x0c\x01\x02",
+            // A second picture, as in a multi-picture file.
+            b"\xff\xd8\xff\xdb\x00\x04\x00\x00\xff\xda",
+            &[0xFF; 5000],
+        ];
+        for name in PHOTOS {
+            let photo = fixture(name);
+            for trailer in trailers {
+                let bytes = [&photo[..], trailer].concat();
+                let layout = layout(&bytes).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+                assert_eq!(layout.end, first_end(&photo), "{name}");
+                check_scans(&bytes[..layout.end]).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            }
+        }
+        let mpf = fixture("red_mpf.jpg");
+        let layout = layout(&mpf).unwrap();
+        assert_eq!(layout.end, first_end(&mpf));
+        assert!(
+            layout.end < mpf.len() / 2 + 200,
+            "{} of {}",
+            layout.end,
+            mpf.len()
+        );
+    }
+
+    #[test]
+    fn scans_cut_short_are_refused_even_with_an_end_marker() {
+        for name in PHOTOS {
+            let photo = fixture(name);
+            let scan = photo.windows(2).position(|w| w == [0xFF, SOS]).unwrap();
+            let end = first_end(&photo);
+            for fraction in [0.2, 0.5, 0.9, 0.99] {
+                let cut = scan + ((end - 2 - scan) as f64 * fraction) as usize;
+                // Cut where a byte is not the first of a marker or stuffing.
+                let cut = (cut..end).find(|&i| photo[i - 1] != 0xFF).unwrap();
+                let bytes = [&photo[..cut], &[0xFF, EOI][..]].concat();
+                let refused = layout(&bytes).and_then(|l| check_scans(&bytes[..l.end]));
+                assert!(
+                    matches!(refused, Err(Refusal::Corrupt(_))),
+                    "{name} cut at {fraction}: {refused:?}"
+                );
+            }
+        }
+        let refused = layout(&fixture("fail_truncated_eoi.jpg"))
+            .and_then(|l| check_scans(&fixture("fail_truncated_eoi.jpg")[..l.end]));
+        assert_eq!(refused, Err(TRUNCATED));
+    }
+
+    #[test]
+    fn frames_the_decoder_cannot_decode_are_named() {
+        let photo = fixture("green_solid.jpg");
+        let sof = photo.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        let cases = [
+            (0xC3, "lossless jpeg"),
+            (0xC5, "hierarchical jpeg"),
+            (0xC9, "arithmetic-coded jpeg"),
+            (0xCA, "arithmetic-coded jpeg"),
+        ];
+        for (marker, what) in cases {
+            let mut bytes = photo.clone();
+            bytes[sof + 1] = marker;
+            assert_eq!(
+                layout(&bytes),
+                Err(Refusal::Unsupported(what)),
+                "{marker:x}"
+            );
+        }
+        let mut twelve_bit = photo.clone();
+        twelve_bit[sof + 4] = 12;
+        assert!(matches!(layout(&twelve_bit), Err(Refusal::Unsupported(_))));
+        assert_eq!(
+            layout(&fixture("fail_arithmetic.jpg")),
+            Err(Refusal::Unsupported("arithmetic-coded jpeg"))
+        );
+    }
+
+    #[test]
+    fn entropy_coded_data_ends_at_the_first_marker_other_than_a_restart() {
+        let cases: [(&[u8], usize); 6] = [
+            (b"\x12\x34", 2),
+            (b"\x12\xff\x00\x34\xff\xd9", 4),
+            (b"\x12\xff\xd0\x34\xff\xd7\x56\xff\xc4", 7),
+            (b"\x12\xff\xff\xff\xd9", 3),
+            (b"\x12\xff", 2),
+            (b"\xff\xda", 0),
+        ];
+        for (bytes, end) in cases {
+            assert_eq!(entropy_end(bytes, 0), end, "{bytes:02x?}");
+        }
+    }
 }
