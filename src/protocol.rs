@@ -200,6 +200,9 @@ pub enum Code {
     NotAnImage,
     /// The image has more pixels than the pixel limit.
     TooManyPixels,
+    /// The image's metadata, tables or decoding working memory are over the
+    /// decoders' limits.
+    TooComplex,
     /// A SEAL payload did not open: wrong key, tampered, truncated or malformed.
     DecryptFailed,
     /// The client was too slow. The connection is closed.
@@ -212,7 +215,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in documentation order.
-    pub const ALL: [Code; 11] = [
+    pub const ALL: [Code; 12] = [
         Code::UnknownCommand,
         Code::BadRequest,
         Code::LineTooLong,
@@ -220,6 +223,7 @@ impl Code {
         Code::BadName,
         Code::NotAnImage,
         Code::TooManyPixels,
+        Code::TooComplex,
         Code::DecryptFailed,
         Code::Timeout,
         Code::StorageFailed,
@@ -236,6 +240,7 @@ impl Code {
             Code::BadName => "bad-name",
             Code::NotAnImage => "not-an-image",
             Code::TooManyPixels => "too-many-pixels",
+            Code::TooComplex => "too-complex",
             Code::DecryptFailed => "decrypt-failed",
             Code::Timeout => "timeout",
             Code::StorageFailed => "storage-failed",

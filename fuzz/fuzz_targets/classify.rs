@@ -1,8 +1,8 @@
 //! Fuzzes image decoding and classification the way the server runs them on
 //! an upload: [`classify::open`] under the default pixel limit (header
 //! checks before any pixel buffer), the server's memory-budget check on
-//! [`classify::Image::decoded_len`] (an image whose pixels would not fit the
-//! default budget gets `ERR busy` and is never decoded), then
+//! [`classify::Image::peak_memory`] (an image whose decode would not fit the
+//! default budget is refused and never decoded), then
 //! [`classify::Image::classify`]. Errors are expected; panics are not, not
 //! even ones the server would contain.
 
@@ -18,7 +18,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let (width, height) = (image.width(), image.height());
     assert!(u64::from(width) * u64::from(height) <= config::DEFAULT_MAX_PIXELS);
-    if image.decoded_len() > DEFAULT_MAX_MEMORY {
+    assert!(image.peak_memory() >= image.decoded_len());
+    if image.peak_memory() > DEFAULT_MAX_MEMORY {
         return;
     }
     if let Ok(verdict) = image.classify() {

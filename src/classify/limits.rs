@@ -1,8 +1,13 @@
 //! What an image may cost: the pixel limit a caller sets, the bound that
-//! keeps the exact sums within a `u64`, and the limits the decoders work
-//! under, all decided from the dimensions in the header before any pixel
-//! buffer exists.
+//! keeps the exact sums within a `u64`, the limits the decoders work
+//! under, and the memory a decode may hold beside its pixels, all decided
+//! from the header and the input's length before any pixel buffer exists.
 
+use image::ColorType;
+
+use super::jpeg::Layout;
+use super::png::PNG_METADATA_LIMIT;
+use super::sniff::{Format, WebPKind};
 use super::{Error, no_pixels};
 use crate::config::DEFAULT_MAX_PIXELS;
 
@@ -70,4 +75,99 @@ pub(super) fn decoder_limits(limit: u64, pixels: u64) -> image::Limits {
             .saturating_add(DECODER_METADATA_ALLOWANCE),
     );
     limits
+}
+
+/// Bytes that [`open`](super::open) may allocate on the way to a header:
+/// decoder state, PNG's chunk buffer (at most [`PNG_METADATA_LIMIT`] twice,
+/// for an eXIf chunk and its copy), TIFF's directory and tables (at most
+/// [`MAX_TAGS`](super::tiff::MAX_TAGS) entries, each table at most
+/// [`MAX_TAG_BYTES`](super::tiff::MAX_TAG_BYTES) in the file, widened to
+/// 32 bytes a value).
+pub(super) const OPEN_MEMORY: u64 = 4 << 20;
+
+/// Bytes of a decoder's state that do not grow with the image: Huffman and
+/// LZW tables, inflate windows, palettes. Counted in every decode's peak.
+pub(super) const DECODER_STATE: u64 = 1 << 20;
+
+/// What the working memory of a decode depends on.
+pub(super) struct Cost<'a> {
+    pub(super) format: Format,
+    pub(super) width: u32,
+    pub(super) height: u32,
+    /// The layout the decoder writes.
+    pub(super) color: ColorType,
+    /// Bytes of the encoded input.
+    pub(super) input: u64,
+    /// Pixels of a GIF's first frame, which may be larger than its screen.
+    pub(super) frame: u64,
+    /// Which kind of WebP, for a WebP.
+    pub(super) webp: Option<WebPKind>,
+    /// The structure of a JPEG, for a JPEG.
+    pub(super) jpeg: Option<&'a Layout>,
+}
+
+/// Bytes a decode may hold beside its pixel buffer, from what the header
+/// and the input's length tell:
+///
+/// - PNG: eight rows (the decoder's unfiltering buffer and row scratch),
+///   and its metadata: at most [`PNG_METADATA_LIMIT`] twice, and never more
+///   than three times the input;
+/// - JPEG: the decoder's copy of the input up to its end, twice the
+///   application segments (EXIF, ICC and XMP are copied as they are
+///   parsed), the coefficients of the whole image when it is progressive or
+///   scanned component by component (else four rows of MCUs), and for a
+///   progressive image the scan check's bit per coefficient;
+/// - GIF: the first frame in RGBA, read beside the screen;
+/// - BMP: a row;
+/// - WebP: a lossy image's YUV planes and alpha plane (2.5 bytes a pixel),
+///   a lossless one's RGBA frame (4), an animated one's canvas, frame,
+///   planes and RGBA frame (15);
+/// - TIFF: the decoder's intermediate copy of the image (up to 4/3 of the
+///   pixels for CMYK), and a strip's compressed bytes (at most the input);
+///
+/// and for every format [`DECODER_STATE`].
+pub(super) fn working_memory(cost: &Cost) -> u64 {
+    let pixels = u64::from(cost.width) * u64::from(cost.height);
+    let bpp = u64::from(cost.color.bytes_per_pixel());
+    let row = u64::from(cost.width) * bpp + 1;
+    let format = match cost.format {
+        Format::Png => {
+            let metadata = (2 * PNG_METADATA_LIMIT as u64).min(3 * cost.input);
+            row.saturating_mul(8).saturating_add(metadata)
+        }
+        Format::Jpeg => match cost.jpeg {
+            Some(layout) => {
+                let coefficients = if layout.buffered {
+                    layout.coefficient_bytes
+                } else {
+                    layout.mcu_row_bytes.saturating_mul(4)
+                };
+                let check = layout.coefficient_bytes / 16;
+                (layout.end as u64)
+                    .saturating_add(2 * layout.metadata_bytes)
+                    .saturating_add(coefficients)
+                    .saturating_add(check)
+            }
+            None => cost.input.saturating_add(pixels.saturating_mul(8)),
+        },
+        Format::Gif => cost.frame.saturating_mul(4),
+        Format::Bmp => row,
+        Format::WebP => {
+            // Planes are padded to 16-pixel macroblocks.
+            let padded =
+                u64::from(cost.width.div_ceil(16) * 16) * u64::from(cost.height.div_ceil(16) * 16);
+            let per_pixel_tenths = match cost.webp {
+                Some(WebPKind::Lossy) => 25,
+                Some(WebPKind::Lossless) => 40,
+                Some(WebPKind::Extended { animated: false }) => 40,
+                Some(WebPKind::Extended { animated: true }) | None => 150,
+            };
+            padded.saturating_mul(per_pixel_tenths) / 10
+        }
+        Format::Tiff => {
+            let intermediate = pixels.saturating_mul(bpp) / 3 * 4 + pixels;
+            intermediate.saturating_add(cost.input)
+        }
+    };
+    format.saturating_add(DECODER_STATE)
 }

@@ -18,31 +18,45 @@
 //! [`Image::classify`] decodes into exactly that buffer, in the decoder's own
 //! layout, and sums it in place without a conversion copy.
 //!
+//! A TIFF's 32-bit unsigned samples, which `image` has no layout for, are
+//! first read as the floats `c / (2³² − 1)`, so the float rule applies.
+//!
+//! Decoders are kept to what the rule needs: PNG text and ICC chunks are
+//! never read, a JPEG is decoded only up to the end-of-image marker that
+//! follows its scans (a Motion Photo's video or a second picture after it
+//! never matters), and [`Image::peak_memory`] counts everything else a
+//! decoder may hold, so that a server can reserve it. What a file carries
+//! beyond the decoders' limits is refused as [`Error::DecoderLimit`].
+//!
 //! This file holds the rule and the decode around it; the pieces it uses
 //! are leaves beside it: `sniff` recognises formats and peeks at headers,
-//! `limits` says what an image may cost, `buffer` allocates the pixel
-//! buffer, and `sums` holds the summing kernels.
+//! `jpeg` walks a JPEG's segments and scans, `png` and `tiff` drive those
+//! decoders directly, `limits` says what an image may cost, `buffer`
+//! allocates the pixel buffer, and `sums` holds the summing kernels.
 
 use std::fmt;
 use std::io::Cursor;
 use std::panic::{self, AssertUnwindSafe};
 
-use image::codecs::{bmp, gif, jpeg, png, tiff, webp};
+use image::codecs::{bmp, gif, webp};
 use image::{ColorType, ImageDecoder, ImageError};
 
 mod buffer;
+mod jpeg;
 mod limits;
+mod png;
 mod sniff;
 mod sums;
 #[cfg(test)]
 mod testing;
+mod tiff;
 
 pub use limits::Limits;
 pub use sniff::sniff;
 
 use buffer::pixel_buffer;
-use limits::{SUMMABLE_PIXELS, check_pixels, decoder_limits};
-use sniff::{Format, gif_first_frame, jpeg_has_end};
+use limits::{SUMMABLE_PIXELS, check_pixels, decoder_limits, working_memory};
+use sniff::{Format, WebPKind, gif_first_frame, unsupported_container};
 use sums::{channel_sums, known_layout};
 
 /// The three classes.
@@ -124,7 +138,9 @@ pub enum Error {
     /// The format is recognised but this variant of it (colour type,
     /// compression, ...) is not decodable here; the text is the decoder's.
     Unsupported(String),
-    /// The decoder needed more memory than its limit allows.
+    /// The image is too complex to decode within the limits: its metadata,
+    /// tables or the decoder's working memory would be over what the
+    /// decoders are allowed. Not a matter of pixels.
     DecoderLimit(String),
     /// The pixel buffer could not be allocated.
     OutOfMemory {
@@ -151,7 +167,9 @@ impl fmt::Display for Error {
                 "image of {width}x{height} pixels is over the limit of {limit} pixels"
             ),
             Error::Unsupported(detail) => write!(f, "unsupported image: {detail}"),
-            Error::DecoderLimit(detail) => write!(f, "decoder limit reached: {detail}"),
+            Error::DecoderLimit(detail) => {
+                write!(f, "image too complex to decode within the limits: {detail}")
+            }
             Error::OutOfMemory { bytes } => {
                 write!(f, "cannot allocate {bytes} bytes for the pixels")
             }
@@ -166,18 +184,25 @@ impl std::error::Error for Error {}
 
 type Decoder<'a> = Box<dyn ImageDecoder + Send + 'a>;
 
+/// Where the pixels of an [`Image`] come from.
+enum Source<'a> {
+    /// A decoder that has read the header.
+    Decoder(Decoder<'a>),
+    /// A JPEG's bytes up to its end-of-image marker, checked by
+    /// [`jpeg::layout`]. Its decoder is made only when it decodes, since it
+    /// copies its input.
+    Jpeg(&'a [u8]),
+}
+
 /// A header-checked image, not yet decoded.
 pub struct Image<'a> {
-    decoder: Decoder<'a>,
+    source: Source<'a>,
     format: Format,
     width: u32,
     height: u32,
     color: ColorType,
-    /// Bytes of the encoded input.
-    input_len: usize,
-    /// Bytes of the RGBA frame buffer a GIF decoder fills before cropping
-    /// the first frame to the screen; 0 for other formats.
-    frame_len: u64,
+    /// Bytes a decode may hold beside the pixel buffer.
+    working: u64,
 }
 
 impl fmt::Debug for Image<'_> {
@@ -197,22 +222,41 @@ impl fmt::Debug for Image<'_> {
 /// [`Error::TooManyPixels`] before any pixel memory is allocated, and installs
 /// limits on the decoder so that its own allocations stay in proportion to
 /// the image: no side over the pixel limit, and at most
-/// `2 × 16 bytes × pixels + 64 MiB` in all.
+/// `2 × 16 bytes × pixels + 64 MiB` in all. What it allocates itself is
+/// small and bounded: PNG's and TIFF's header tables, within
+/// [`OPEN_MEMORY`].
 pub fn open<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Image<'a>, Error> {
     if bytes.is_empty() {
         return Err(Error::NotAnImage("empty input".into()));
     }
-    let format =
-        Format::sniff(bytes).ok_or_else(|| Error::NotAnImage("unrecognised format".into()))?;
+    let Some(format) = Format::sniff(bytes) else {
+        return Err(match unsupported_container(bytes) {
+            Some(name) => Error::Unsupported(format!("{name} images are not decoded here")),
+            None => Error::NotAnImage("unrecognised format".into()),
+        });
+    };
     let limit = limits.max_pixels.min(SUMMABLE_PIXELS);
 
-    // PNG's decoder takes its memory limit only when it is made, and checks
-    // side lengths as it reads the header, so PNG's pixel count is checked
-    // first, from the fixed-position IHDR; GIF's screen size is as easy to
-    // read and is checked before its decoder runs too.
-    if format == Format::Jpeg && !jpeg_has_end(bytes) {
-        return Err(corrupt(format));
+    if format == Format::Jpeg {
+        return open_jpeg(bytes, limit);
     }
+    if format == Format::Tiff {
+        match tiff::check_tags(bytes) {
+            Ok(()) => {}
+            Err(tiff::TagRefusal::Corrupt) => return Err(corrupt(format)),
+            Err(tiff::TagRefusal::TooLarge) => {
+                return Err(Error::DecoderLimit(format!(
+                    "tiff: a directory of more than {} entries or a tag value of more than {} bytes",
+                    tiff::MAX_TAGS,
+                    tiff::MAX_TAG_BYTES
+                )));
+            }
+        }
+    }
+    // PNG's decoder checks side lengths as it reads the header, so PNG's
+    // pixel count is checked first, from the fixed-position IHDR; GIF's
+    // screen size is as easy to read and is checked before its decoder
+    // runs too.
     let early = match format.peek_dimensions(bytes) {
         Some((width, height)) => check_pixels(width, height, limit)?,
         None if matches!(format, Format::Png | Format::Gif) => return Err(corrupt(format)),
@@ -236,15 +280,71 @@ pub fn open<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Image<'a>, Error> {
     decoder
         .set_limits(decoder_limits(limit, pixels.max(frame)))
         .map_err(|e| from_image_error(format, e))?;
-    Ok(Image {
-        color: decoder.color_type(),
-        decoder,
+    let color = decoder.color_type();
+    let working = working_memory(&limits::Cost {
         format,
         width,
         height,
-        input_len: bytes.len(),
-        frame_len: frame.saturating_mul(4),
+        color,
+        input: bytes.len() as u64,
+        frame,
+        webp: WebPKind::of(bytes),
+        jpeg: None,
+    });
+    Ok(Image {
+        source: Source::Decoder(decoder),
+        format,
+        width,
+        height,
+        color,
+        working,
     })
+}
+
+/// Bytes that [`open`] itself may allocate on its way to an [`Image`] or an
+/// error, whatever the input: header tables and decoder state, never pixels.
+pub const OPEN_MEMORY: u64 = limits::OPEN_MEMORY;
+
+/// [`open`] for a JPEG: its structure is walked and its frame header read
+/// without a decoder.
+fn open_jpeg(bytes: &[u8], limit: u64) -> Result<Image<'_>, Error> {
+    let layout = jpeg::layout(bytes).map_err(from_jpeg_refusal)?;
+    let pixels = check_pixels(layout.width, layout.height, limit)?;
+    debug_assert!(pixels <= limit);
+    // The decoder gives grey for one component and converts three (YCbCr
+    // or RGB) and four (CMYK or YCCK) to RGB.
+    let color = if layout.components == 1 {
+        ColorType::L8
+    } else {
+        ColorType::Rgb8
+    };
+    let working = working_memory(&limits::Cost {
+        format: Format::Jpeg,
+        width: layout.width,
+        height: layout.height,
+        color,
+        input: bytes.len() as u64,
+        frame: 0,
+        webp: None,
+        jpeg: Some(&layout),
+    });
+    Ok(Image {
+        source: Source::Jpeg(&bytes[..layout.end]),
+        format: Format::Jpeg,
+        width: layout.width,
+        height: layout.height,
+        color,
+        working,
+    })
+}
+
+fn from_jpeg_refusal(refusal: jpeg::Refusal) -> Error {
+    match refusal {
+        jpeg::Refusal::Corrupt(why) => {
+            Error::NotAnImage(format!("truncated or corrupt jpeg data: {why}"))
+        }
+        jpeg::Refusal::Unsupported(what) => Error::Unsupported(what.to_string()),
+    }
 }
 
 /// `open(bytes, limits)?.classify()`.
@@ -272,27 +372,18 @@ impl Image<'_> {
     /// [`Image::decode`] allocate: width × height × the decoder's bytes per
     /// pixel. The decoder may use some scratch memory of its own besides.
     pub fn decoded_len(&self) -> u64 {
-        self.decoder.total_bytes()
+        u64::from(self.width) * u64::from(self.height) * u64::from(self.color.bytes_per_pixel())
     }
 
     /// Bytes that decoding this image may hold at its peak, as far as the
-    /// header tells: the pixel buffer, plus what the decoder keeps beside
-    /// it. A JPEG decoder copies its input and, for a progressive image,
-    /// holds the DCT coefficients, about as large again as the pixels
-    /// (measured: 79 MB for 39 MB of pixels); a lossy WebP decoder holds
-    /// about half as much again; a GIF decoder holds its first frame, which
-    /// may be larger than the screen. The server reserves this much of its
+    /// header and the input's length tell: the pixel buffer, plus what the
+    /// decoder keeps beside it (a copy of a JPEG's input and its
+    /// coefficients, a WebP's planes and frames, a GIF's first frame, a
+    /// TIFF's intermediate buffer, rows and tables), plus a fixed allowance
+    /// for the decoders' small state. The server reserves this much of its
     /// memory budget before decoding.
     pub fn peak_memory(&self) -> u64 {
-        let pixels = self.decoded_len();
-        match self.format {
-            Format::Jpeg => pixels
-                .saturating_mul(2)
-                .saturating_add(self.input_len as u64),
-            Format::WebP => pixels.saturating_add(pixels / 2),
-            Format::Gif => pixels.saturating_add(self.frame_len),
-            Format::Png | Format::Bmp | Format::Tiff => pixels,
-        }
+        self.decoded_len().saturating_add(self.working)
     }
 
     /// Decodes the pixels and classifies them by the rule in the module
@@ -321,17 +412,33 @@ impl Image<'_> {
 
     fn decode_pixels(self) -> Result<Vec<u8>, Error> {
         let Image {
-            decoder,
+            source,
             format,
             color,
+            width,
+            height,
             ..
         } = self;
         if !known_layout(color) {
             return Err(unsupported_color(color));
         }
-        let bytes = decoder.total_bytes();
-        let mut pixels = pixel_buffer(bytes)?;
-        contain(format, || decoder.read_image(&mut pixels))?;
+        let decoder = match source {
+            Source::Decoder(decoder) => decoder,
+            Source::Jpeg(bytes) => {
+                jpeg::check_scans(bytes).map_err(from_jpeg_refusal)?;
+                let decoder: Decoder<'_> = contain(format, || {
+                    Ok(Box::new(image::codecs::jpeg::JpegDecoder::new(
+                        Cursor::new(bytes),
+                    )?))
+                })?;
+                if decoder.dimensions() != (width, height) || decoder.color_type() != color {
+                    return Err(corrupt(format));
+                }
+                decoder
+            }
+        };
+        let mut pixels = pixel_buffer(decoder.total_bytes())?;
+        contain(format, || decoder.read_image_boxed(&mut pixels))?;
         Ok(pixels)
     }
 }
@@ -343,12 +450,17 @@ fn new_decoder(
 ) -> image::ImageResult<Decoder<'_>> {
     let input = Cursor::new(bytes);
     Ok(match format {
-        Format::Png => Box::new(png::PngDecoder::with_limits(input, limits)?),
-        Format::Jpeg => Box::new(jpeg::JpegDecoder::new(input)?),
+        Format::Png => {
+            let decoder = png::PngDecoder::new(bytes)?;
+            limits.check_dimensions(decoder.dimensions().0, decoder.dimensions().1)?;
+            Box::new(decoder)
+        }
         Format::Gif => Box::new(gif::GifDecoder::new(input)?),
         Format::Bmp => Box::new(bmp::BmpDecoder::new(input)?),
         Format::WebP => Box::new(webp::WebPDecoder::new(input)?),
-        Format::Tiff => Box::new(tiff::TiffDecoder::new(input)?),
+        Format::Tiff => tiff::decoder(bytes)?,
+        // `open_jpeg` opens JPEGs without a decoder; this is for completeness.
+        Format::Jpeg => Box::new(image::codecs::jpeg::JpegDecoder::new(input)?),
     })
 }
 
@@ -519,6 +631,9 @@ mod tests {
     enum Kind {
         NotAnImage,
         TooManyPixels,
+        /// Unsupported, with a message naming what.
+        Unsupported(&'static str),
+        TooComplex,
     }
 
     const FAILURES: &[(&str, Stage, Kind)] = &[
@@ -527,6 +642,13 @@ mod tests {
         ("fail_truncated.png", Stage::Classify, Kind::NotAnImage),
         ("fail_truncated.jpg", Stage::Open, Kind::NotAnImage),
         ("fail_truncated_scan.jpg", Stage::Open, Kind::NotAnImage),
+        ("fail_truncated_eoi.jpg", Stage::Classify, Kind::NotAnImage),
+        (
+            "fail_arithmetic.jpg",
+            Stage::Open,
+            Kind::Unsupported("arithmetic-coded jpeg"),
+        ),
+        ("fail_bogus_strips.tiff", Stage::Open, Kind::TooComplex),
         ("fail_corrupt.gif", Stage::Classify, Kind::NotAnImage),
         ("fail_bomb.png", Stage::Open, Kind::TooManyPixels),
         ("fail_bomb.gif", Stage::Open, Kind::TooManyPixels),
@@ -548,6 +670,10 @@ mod tests {
             let matched = match kind {
                 Kind::NotAnImage => matches!(error, Error::NotAnImage(_)),
                 Kind::TooManyPixels => matches!(error, Error::TooManyPixels { .. }),
+                Kind::Unsupported(what) => {
+                    matches!(&error, Error::Unsupported(m) if m.contains(what))
+                }
+                Kind::TooComplex => matches!(error, Error::DecoderLimit(_)),
             };
             assert!(matched, "{name}: {error:?}");
         }
@@ -709,6 +835,97 @@ mod tests {
         );
     }
 
+    #[test]
+    fn decodes_stay_within_the_memory_they_announce() {
+        // Every fixture, and inputs that carry more than their pixels: the
+        // most `open` holds is within OPEN_MEMORY, and the most decoding
+        // holds within `peak_memory`.
+        let mut inputs: Vec<(String, Vec<u8>)> = expected()
+            .into_iter()
+            .map(|(name, ..)| {
+                let bytes = fixture(&name);
+                (name, bytes)
+            })
+            .collect();
+        inputs.push((
+            "png with a 600 KiB eXIf chunk".into(),
+            png_with_chunk(b"eXIf", &vec![7; 600 << 10]),
+        ));
+        inputs.push((
+            "png with a 1 MiB tEXt chunk".into(),
+            png_with_chunk(b"tEXt", &text(1 << 20)),
+        ));
+        let mut checked = 0;
+        for (name, bytes) in &inputs {
+            let (image, open_peak) =
+                alloc_probe::peak_allocation(|| open(bytes, &Limits::default()));
+            let image = image.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                open_peak <= OPEN_MEMORY,
+                "{name}: open held {open_peak} bytes"
+            );
+            let announced = image.peak_memory();
+            let (verdict, peak) = alloc_probe::peak_allocation(|| image.classify());
+            verdict.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                peak <= announced,
+                "{name}: decoding held {peak} bytes, {announced} announced"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 30, "{checked}");
+    }
+
+    /// A 1x1 red PNG with one more chunk of `kind` before its pixel data.
+    fn png_with_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let plain = fixture("red_solid.png");
+        let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+        chunk.extend_from_slice(kind);
+        chunk.extend_from_slice(data);
+        let crc = crc32(&chunk[4..]);
+        chunk.extend_from_slice(&crc.to_be_bytes());
+        // The signature and IHDR are the first 33 bytes.
+        [&plain[..33], &chunk, &plain[33..]].concat()
+    }
+
+    /// A tEXt body of `len` bytes: keyword, NUL, text.
+    fn text(len: usize) -> Vec<u8> {
+        let mut body = b"Comment\0".to_vec();
+        body.resize(len, b'x');
+        body
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    crc >> 1 ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn what_the_rule_does_not_need_is_not_read_and_what_is_capped_is_too_complex() {
+        // Text of any size is skipped: a 1x1 PNG with 3 MiB of text is
+        // classified, and so is one with an ICC profile of 64 MiB.
+        let red = png_with_chunk(b"tEXt", &text(3 << 20));
+        assert_eq!(
+            classify(&red, &Limits::default()).unwrap().class,
+            Class::Red
+        );
+        // An eXIf chunk is kept by the decoder, up to its limit.
+        let exif = png_with_chunk(b"eXIf", &vec![0; 2 << 20]);
+        let error = classify(&exif, &Limits::default()).unwrap_err();
+        assert!(matches!(error, Error::DecoderLimit(_)), "{error:?}");
+        assert!(error.to_string().contains("too complex"), "{error}");
+    }
+
     /// Counts the largest single allocation made on the current thread while
     /// a closure runs, so tests can show that no pixel buffer was allocated.
     mod alloc_probe {
@@ -720,12 +937,28 @@ mod tests {
         thread_local! {
             static ARMED: Cell<bool> = const { Cell::new(false) };
             static LARGEST: Cell<usize> = const { Cell::new(0) };
+            /// Bytes allocated and not yet freed on this thread while armed.
+            static LIVE: Cell<isize> = const { Cell::new(0) };
+            static PEAK: Cell<isize> = const { Cell::new(0) };
         }
 
         fn note(size: usize) {
             // `try_with`: the allocator also runs while thread-locals are torn down.
             if ARMED.try_with(Cell::get).unwrap_or(false) {
                 let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(size)));
+                change(size as isize);
+            }
+        }
+
+        fn change(delta: isize) {
+            if ARMED.try_with(Cell::get).unwrap_or(false) {
+                let live = LIVE.try_with(|live| {
+                    live.set(live.get() + delta);
+                    live.get()
+                });
+                if let Ok(live) = live {
+                    let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live)));
+                }
             }
         }
 
@@ -744,10 +977,12 @@ mod tests {
 
             unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
                 note(new_size);
+                change(-(layout.size() as isize));
                 unsafe { System.realloc(ptr, layout, new_size) }
             }
 
             unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                change(-(layout.size() as isize));
                 unsafe { System.dealloc(ptr, layout) }
             }
         }
@@ -763,6 +998,19 @@ mod tests {
             let result = f();
             ARMED.with(|armed| armed.set(false));
             (result, LARGEST.with(Cell::get))
+        }
+
+        /// Runs `f`, returning its result and the most bytes it held
+        /// allocated at once on this thread (frees of memory allocated
+        /// before it started count against it, so this can only be an
+        /// underestimate when `f` frees what it was given).
+        pub fn peak_allocation<T>(f: impl FnOnce() -> T) -> (T, u64) {
+            LIVE.with(|live| live.set(0));
+            PEAK.with(|peak| peak.set(0));
+            ARMED.with(|armed| armed.set(true));
+            let result = f();
+            ARMED.with(|armed| armed.set(false));
+            (result, PEAK.with(Cell::get).max(0) as u64)
         }
     }
 }

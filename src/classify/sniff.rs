@@ -1,6 +1,7 @@
 //! Recognising an input's container format by its magic bytes, and the
 //! header fields read straight from fixed positions before any decoder runs:
-//! PNG's and GIF's dimensions, a GIF's first frame, and whether a JPEG ends.
+//! PNG's and GIF's dimensions, a GIF's first frame, a WebP's kind, and the
+//! containers we recognise but do not decode.
 //! A leaf: it knows bytes, not decoders or errors.
 
 /// The container formats we decode, each recognised by its magic bytes.
@@ -116,23 +117,52 @@ pub fn sniff(head: &[u8]) -> Option<&'static str> {
     Format::sniff(head).map(Format::name)
 }
 
-/// True if an end-of-image marker follows the last start-of-scan marker.
-///
-/// The JPEG decoder is lenient: it decodes a scan cut short as if the rest
-/// were there, and would classify a truncated upload on made-up pixels.
-/// Inside entropy-coded data every 0xFF byte is followed by 0x00 or a
-/// restart marker, so `FF DA` and `FF D9` there are real markers; an EXIF
-/// thumbnail's own markers come before the main image's scans.
-pub(super) fn jpeg_has_end(bytes: &[u8]) -> bool {
-    // The same as "an `FF DA` exists and an `FF D9` follows the last one",
-    // put so that neither search crosses the entropy-coded data of an
-    // ordinary file: the first `FF DA` is near the start, and the last of
-    // the two markers near the end. (Two such markers cannot overlap.)
-    let has_scan = bytes.windows(2).any(|w| w == [0xFF, 0xDA]);
-    let last_marker = (1..bytes.len())
-        .rev()
-        .find(|&i| bytes[i - 1] == 0xFF && matches!(bytes[i], 0xDA | 0xD9));
-    has_scan && last_marker.is_some_and(|i| bytes[i] == 0xD9)
+/// The kinds of WebP, which decode through different paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WebPKind {
+    /// A simple file of one lossy (`VP8 `) image.
+    Lossy,
+    /// A simple file of one lossless (`VP8L`) image.
+    Lossless,
+    /// An extended (`VP8X`) file, animated or not.
+    Extended { animated: bool },
+}
+
+impl WebPKind {
+    /// The kind of a WebP from its first chunk's header; `None` if it is not
+    /// a WebP or the chunk is none of the three.
+    pub(super) fn of(bytes: &[u8]) -> Option<WebPKind> {
+        if Format::sniff(bytes) != Some(Format::WebP) {
+            return None;
+        }
+        match bytes.get(12..16)? {
+            b"VP8 " => Some(WebPKind::Lossy),
+            b"VP8L" => Some(WebPKind::Lossless),
+            // The VP8X flags byte: bit 1 says animated.
+            b"VP8X" => Some(WebPKind::Extended {
+                animated: bytes.get(20)? & 0x02 != 0,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The name of an image container we recognise but do not decode: HEIF
+/// (HEIC) and AVIF, by the major brand of their ISO `ftyp` box, and JPEG XL.
+pub(super) fn unsupported_container(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0xFF, 0x0A]) || bytes.starts_with(b"\0\0\0\x0cJXL \r\n\x87\n") {
+        return Some("jpeg xl");
+    }
+    if bytes.get(4..8)? != b"ftyp" {
+        return None;
+    }
+    match bytes.get(8..12)? {
+        b"avif" | b"avis" => Some("avif"),
+        b"heic" | b"heix" | b"heim" | b"heis" | b"hevc" | b"hevx" | b"mif1" | b"msf1" => {
+            Some("heic")
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -164,30 +194,31 @@ mod tests {
     }
 
     #[test]
-    fn jpeg_end_check_matches_its_definition() {
-        // Every string of up to 8 bytes over the bytes that matter, against
-        // the definition: an `FF DA` exists, and an `FF D9` follows the last.
-        const ALPHABET: [u8; 4] = [0xFF, 0xDA, 0xD9, 0x00];
-        let definition = |bytes: &[u8]| {
-            let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
-            last_scan.is_some_and(|at| bytes[at..].windows(2).any(|w| w == [0xFF, 0xD9]))
-        };
-        let mut agreed = [0usize; 2];
-        for len in 0..=8u32 {
-            for mut n in 0..4usize.pow(len) {
-                let bytes: Vec<u8> = (0..len)
-                    .map(|_| {
-                        let b = ALPHABET[n % 4];
-                        n /= 4;
-                        b
-                    })
-                    .collect();
-                let expected = definition(&bytes);
-                assert_eq!(jpeg_has_end(&bytes), expected, "{bytes:02x?}");
-                agreed[usize::from(expected)] += 1;
-            }
+    fn containers_that_are_not_decoded_are_named() {
+        let cases: [(&[u8], Option<&str>); 6] = [
+            (b"\0\0\0\x18ftypheic\0\0\0\0", Some("heic")),
+            (b"\0\0\0\x18ftypmif1\0\0\0\0", Some("heic")),
+            (b"\0\0\0\x1cftypavif\0\0\0\0", Some("avif")),
+            (b"\xff\x0a\xfa\x7f", Some("jpeg xl")),
+            (b"\0\0\0\x18ftypisom\0\0\0\0", None),
+            (b"ftyp", None),
+        ];
+        for (head, name) in cases {
+            assert_eq!(unsupported_container(head), name, "{head:?}");
         }
-        // Both answers were exercised.
-        assert!(agreed[0] > 1000 && agreed[1] > 1000, "{agreed:?}");
+        let error = open(b"\0\0\0\x18ftypheic\0\0\0\0", &Limits::default()).unwrap_err();
+        assert!(
+            matches!(&error, Error::Unsupported(m) if m.contains("heic")),
+            "{error:?}"
+        );
+        assert_eq!(
+            WebPKind::of(b"RIFF\0\0\0\0WEBPVP8X\0\0\0\0\x12"),
+            Some(WebPKind::Extended { animated: true })
+        );
+        assert_eq!(
+            WebPKind::of(b"RIFF\0\0\0\0WEBPVP8L"),
+            Some(WebPKind::Lossless)
+        );
+        assert_eq!(WebPKind::of(b"RIFF\0\0\0\0WEBPVP8 "), Some(WebPKind::Lossy));
     }
 }

@@ -90,7 +90,8 @@ impl UploadError {
             UploadError::NoPayloadMemory | UploadError::NoPixelMemory => Code::Busy,
             UploadError::Decrypt(_) => Code::DecryptFailed,
             UploadError::Image(e) => match e {
-                E::TooManyPixels { .. } | E::DecoderLimit(_) => Code::TooManyPixels,
+                E::TooManyPixels { .. } => Code::TooManyPixels,
+                E::DecoderLimit(_) => Code::TooComplex,
                 // The pixel buffer could not be allocated: memory, not the image.
                 E::OutOfMemory { .. } => Code::Busy,
                 E::NotAnImage(_) | E::Unsupported(_) | E::DecoderPanic { .. } => Code::NotAnImage,
@@ -275,7 +276,7 @@ mod tests {
             (not_image, Code::NotAnImage, not_image_message, None),
             (panic, Code::NotAnImage, panic_message, None),
             (oom, Code::Busy, oom_message, None),
-            (limit, Code::TooManyPixels, limit_message, None),
+            (limit, Code::TooComplex, limit_message, None),
             (
                 UploadError::OverBudget {
                     width: 2,

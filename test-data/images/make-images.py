@@ -20,7 +20,9 @@ the unweighted mean when all alpha is 0, ties to red, then green.
 
 import argparse
 import io
+import shutil
 import struct
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -30,6 +32,8 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 RNG = np.random.default_rng(20240601)
+# For the fixtures added later, so that RNG's draws for the others stay the same.
+RNG_LATER = np.random.default_rng(20250101)
 
 # ---------------------------------------------------------------------------
 # The classification rule, in numpy.
@@ -129,12 +133,16 @@ def png_bytes(samples, color_type, bit_depth, palette=None, trns=None, size=None
     return out
 
 
-def tiff_bytes(samples, float_samples, size=None):
-    """An uncompressed little-endian RGB or RGBA TIFF in one strip."""
+def tiff_bytes(samples, float_samples, size=None, uint32=False, strips=1):
+    """An uncompressed little-endian RGB or RGBA TIFF in one strip.
+
+    `uint32` writes 32-bit unsigned samples with no SampleFormat tag (TIFF's
+    default, unsigned integers); `strips` is the count written into
+    StripOffsets and StripByteCounts, which only the first entry backs."""
     h, w, n = samples.shape
-    data = samples.astype("<f4" if float_samples else "u1").tobytes()
+    data = samples.astype("<u4" if uint32 else "<f4" if float_samples else "u1").tobytes()
     width, height = size or (w, h)
-    bits = 32 if float_samples else 8
+    bits = 32 if float_samples or uint32 else 8
     fmt = 3 if float_samples else 1
     entries = []  # (tag, type, count, value or bytes)
     SHORT, LONG = 3, 4
@@ -143,14 +151,15 @@ def tiff_bytes(samples, float_samples, size=None):
     entries.append((258, SHORT, n, [bits] * n))
     entries.append((259, SHORT, 1, 1))
     entries.append((262, SHORT, 1, 2))
-    entries.append((273, LONG, 1, None))  # strip offset, patched below
+    entries.append((273, LONG, strips, None))  # strip offset, patched below
     entries.append((277, SHORT, 1, n))
     entries.append((278, LONG, 1, height))
-    entries.append((279, LONG, 1, len(data)))
+    entries.append((279, LONG, strips, len(data)))
     entries.append((284, SHORT, 1, 1))
     if n == 4:
         entries.append((338, SHORT, 1, 2))  # unassociated alpha
-    entries.append((339, SHORT, n, [fmt] * n))
+    if not uint32:
+        entries.append((339, SHORT, n, [fmt] * n))
     ifd_len = 2 + 12 * len(entries) + 4
     extra_at = 8 + ifd_len
     extra = b""
@@ -365,6 +374,24 @@ def synthetic():
     save_bytes("blue_float_alpha.tiff", tiff_bytes(f, True))
     known("blue_float_alpha.tiff", f32_to_u8(f))
 
+    # 32-bit unsigned samples and no SampleFormat tag: TIFF's default is
+    # unsigned integers. Each sample c is read as the float c / (2^32 - 1).
+    later = lambda low, high: RNG_LATER.integers(low, high, size=(h, w), endpoint=True)
+    u = np.stack([later(0, 2**31), later(0, 2**31), later(2**31, 2**32 - 1)], axis=2).astype(np.uint64)
+    save_bytes("blue_u32.tiff", tiff_bytes(u, False, uint32=True))
+    known("blue_u32.tiff", with_alpha(f32_to_u8((u.astype(np.float64) / (2**32 - 1)).astype(np.float32))))
+
+    # Red, with ancillary chunks that inflate far beyond the file: an ICC
+    # profile of 64 MiB, a zTXt chunk of 64 MiB and 2000 tEXt chunks.
+    img = np.zeros((h, w, 3), np.uint8) + np.array([210, 50, 40], np.uint8)
+    plain = png_bytes(img, 2, 8)
+    bomb = zlib.compress(bytes(64 << 20), 9)
+    extra = png_chunk(b"iCCP", b"icc\0\0" + bomb)
+    extra += png_chunk(b"zTXt", b"comment\0\0" + bomb)
+    extra += png_chunk(b"tEXt", b"k\0v") * 2000
+    save_bytes("red_metadata_bombs.png", plain[:33] + extra + plain[33:])
+    known("red_metadata_bombs.png", with_alpha(img))
+
 
 PHOTOS = {
     # output name: (source file in skimage/data, longest side, JPEG quality)
@@ -393,6 +420,37 @@ def photos(source):
         known(name, pillow_rgba(path))
 
 
+def jpeg_end(jpeg):
+    """The offset just past the first end-of-image marker after the scans."""
+    return jpeg.index(b"\xff\xd9", jpeg.index(b"\xff\xda")) + 2
+
+
+def trailers():
+    # A Motion Photo: the JPEG, then an MP4 whose bytes hold FF DA (and no
+    # FF D9 after it), as phones append their video after the image's end.
+    photo = (HERE / "photo_coffee.jpg").read_bytes()
+    video = RNG_LATER.integers(0, 256, 65536, dtype=np.uint8).tobytes().replace(b"\xff\xd9", b"\xff\x00")
+    mp4 = struct.pack(">I", 24) + b"ftypmp42" + b"\0\0\0\0mp42isom"
+    mp4 += struct.pack(">I", 8 + len(video) + 4) + b"mdat" + video + b"\xff\xda\x00\x0c"
+    save_bytes("photo_coffee_motion.jpg", photo + mp4)
+    known("photo_coffee_motion.jpg", pillow_rgba(HERE / "photo_coffee_motion.jpg"))
+
+    # Progressive: the decoder holds every coefficient until the last scan.
+    with Image.open(HERE / "photo_chelsea.jpg") as im:
+        im.save(HERE / "photo_chelsea_progressive.jpg", quality=85, subsampling=0, progressive=True)
+    known("photo_chelsea_progressive.jpg", pillow_rgba(HERE / "photo_chelsea_progressive.jpg"))
+
+    # A multi-picture (MPF) file: a red picture, then a blue one after its
+    # end; the first decides.
+    h, w = 37, 61
+    red = Image.fromarray(np.zeros((h, w, 3), np.uint8) + np.array([200, 30, 40], np.uint8))
+    blue = Image.fromarray(np.zeros((h, w, 3), np.uint8) + np.array([20, 30, 220], np.uint8))
+    buf = io.BytesIO()
+    red.save(buf, "MPO", save_all=True, append_images=[blue], quality=90, subsampling=0)
+    save_bytes("red_mpf.jpg", buf.getvalue())
+    known("red_mpf.jpg", pillow_rgba(HERE / "red_mpf.jpg"))
+
+
 def failures():
     save_bytes("fail_empty", b"")
     save_bytes("fail_not_an_image.txt", b"this is plain text, not an image\n")
@@ -408,6 +466,26 @@ def failures():
     # the missing pixels, so the missing end-of-image marker must be caught.
     scan = whole.index(b"\xff\xda")
     save_bytes("fail_truncated_scan.jpg", whole[: scan + (len(whole) - scan) // 2])
+    # A mostly blue photo whose scan data is cut to a fifth, with the
+    # end-of-image marker put back: the decoder would make up the rest.
+    whole = (HERE / "photo_rocket.jpg").read_bytes()
+    scan = whole.index(b"\xff\xda")
+    cut = scan + (jpeg_end(whole) - scan) // 5
+    save_bytes("fail_truncated_eoi.jpg", whole[:cut] + b"\xff\xd9")
+
+    # Arithmetic coding, which the decoder does not have (cjpeg from
+    # libjpeg-turbo-progs makes it; without it the file here is kept).
+    if shutil.which("cjpeg"):
+        rgb = np.zeros((37, 61, 3), np.uint8) + np.array([30, 200, 40], np.uint8)
+        ppm = b"P6 61 37 255\n" + rgb.tobytes()
+        out = subprocess.run(["cjpeg", "-arithmetic", "-quality", "90"], input=ppm, capture_output=True, check=True).stdout
+        save_bytes("fail_arithmetic.jpg", out)
+    elif not (HERE / "fail_arithmetic.jpg").exists():
+        sys.exit("fail_arithmetic.jpg is missing: install cjpeg (libjpeg-turbo-progs)")
+
+    # A 100x100 TIFF whose strip table claims 2^26 strips: a table of 256 MiB
+    # that the file does not hold.
+    save_bytes("fail_bogus_strips.tiff", tiff_bytes(np.zeros((100, 100, 3)), False, strips=1 << 26))
 
     # A GIF whose LZW minimum code size (12) is out of range.
     buf = io.BytesIO()
@@ -444,6 +522,7 @@ def main():
     args = parser.parse_args()
     synthetic()
     photos(args.skimage_data)
+    trailers()
     failures()
     lines = []
     for name, rgba8 in sorted(EXPECTED):
