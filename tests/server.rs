@@ -523,8 +523,12 @@ fn resending_content_is_idempotent_across_restarts_and_servers() {
             c.upload("SEAL", "other.png", &seal(&image)),
             format!("{first} dup")
         );
-        // A plain upload of sealed content is a duplicate too.
-        assert_eq!(c.upload("PUT", "p.png", &image), format!("{first} dup"));
+        // Dedupe follows trust: a plain upload of sealed content is filed
+        // again in not_trusted/, never told of the sealed copy.
+        assert_eq!(
+            c.upload("PUT", "p.png", &image),
+            "OK not_trusted/p.png r=0.0 g=180.0 b=20.0"
+        );
         first
     };
     // After a restart, and from a second server on the same directory.
@@ -558,5 +562,5 @@ fn resending_content_is_idempotent_across_restarts_and_servers() {
     );
     assert_eq!(a.files("blue").len(), 1);
     assert_eq!(a.files("green"), ["g.png"]);
-    assert!(a.files("not_trusted").is_empty());
+    assert_eq!(a.files("not_trusted"), ["p.png"]);
 }

@@ -168,8 +168,8 @@ pub(super) fn process(
         age::decrypt_in_place(payload, &shared.identity).map_err(UploadError::Decrypt)?;
     }
     let trust = match kind {
-        Upload::Seal => Trust::Sealed,
-        Upload::Put => Trust::Plain,
+        Upload::Seal => Trust::Trusted,
+        Upload::Put => Trust::NotTrusted,
     };
     // Content already stored is not decoded again: a re-sent folder
     // costs a hash per file, not a decode.

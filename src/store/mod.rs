@@ -25,8 +25,11 @@
 //! creation fails if the name exists, so the entry is also a race-free claim:
 //! when two uploads of the same content race, both are filed, the first to
 //! claim the entry wins, and the other removes its copy and reports the
-//! winner's as a duplicate. Sealed and plain uploads are indexed apart, so
-//! that sealing content first sent plain still files it by colour.
+//! winner's as a duplicate. Trusted uploads (the class folders) and
+//! untrusted ones (`not_trusted/`) are indexed apart, and an upload is a
+//! duplicate only of a copy in its own class: content first sent plain and
+//! then by a trusted sender is filed by colour, and content a trusted sender
+//! filed, sent again plain, is filed again in `not_trusted/`.
 //!
 //! Several servers may share one data directory (replicas on one volume).
 //! Everything here is safe across processes, not just threads: names are
@@ -92,8 +95,8 @@ impl Folder {
     /// The content index the folder's files belong to.
     pub fn trust(self) -> Trust {
         match self {
-            Folder::NotTrusted => Trust::Plain,
-            Folder::Red | Folder::Green | Folder::Blue => Trust::Sealed,
+            Folder::NotTrusted => Trust::NotTrusted,
+            Folder::Red | Folder::Green | Folder::Blue => Trust::Trusted,
         }
     }
 }
@@ -293,7 +296,7 @@ impl Store {
         let [r, g, b, n] = Folder::ALL.map(|f| open_dir(root.join(f.as_str())));
         let folders = [r?, g?, b?, n?];
         let [sealed, plain] =
-            [Trust::Sealed, Trust::Plain].map(|t| open_dir(root.join(INDEX).join(t.dir())));
+            [Trust::Trusted, Trust::NotTrusted].map(|t| open_dir(root.join(INDEX).join(t.dir())));
         let indexes = [sealed?, plain?];
         // The folders' own entries must be durable before any upload in them
         // is acknowledged; after the first start this finds nothing to write.
