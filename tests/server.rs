@@ -339,11 +339,18 @@ fn names_are_checked_and_never_overwrite() {
             "key.pem",
             "key.pub",
             "not_trusted",
-            "red"
+            "red",
+            "signatures"
         ]
     );
     for folder in ["red", "green", "blue"] {
         assert!(s.files(folder).is_empty(), "{folder}");
+    }
+    for folder in common::CLASS_FOLDERS {
+        assert!(
+            s.files(&format!("signatures/{folder}")).is_empty(),
+            "{folder}"
+        );
     }
 }
 

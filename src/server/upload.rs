@@ -211,7 +211,7 @@ pub(super) fn process(
     };
     let filed = shared
         .store
-        .file(folder, &name, payload, &digest, verdict.mean)
+        .file(folder, &name, payload, &digest, verdict.mean, None)
         .map_err(UploadError::Store)?;
     // The log says what the reply does not: a plaintext upload's
     // class, and a copy that could not be indexed.

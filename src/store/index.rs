@@ -253,7 +253,14 @@ mod tests {
                 let store = Arc::clone(&store);
                 std::thread::spawn(move || {
                     store
-                        .file(Folder::Blue, "same.png", b"same bytes", &digest, [0.0; 3])
+                        .file(
+                            Folder::Blue,
+                            "same.png",
+                            b"same bytes",
+                            &digest,
+                            [0.0; 3],
+                            None,
+                        )
                         .map(|filed| filed.stored)
                         .unwrap()
                 })
