@@ -94,7 +94,7 @@ fn signed_uploads_are_filed_by_colour_and_name_their_signer() {
     let allowed_path = keys.allowed(&allowed);
     // In the data directory, the file turns known senders on by itself.
     let (_dir, s) = server_with(Some(&allowed.concat()), &[]);
-    s.wait_log("known senders: on; 2 allowed signer entries", WAIT)
+    s.wait_log("known senders: on; 2 signer(s) listed in", WAIT)
         .expect("start-up line");
     let mut c = s.connect();
     assert_eq!(c.ask("POLICY"), "OK signers=on namespace=colorsort");
@@ -527,7 +527,7 @@ fn sighup_rereads_the_file_and_a_bad_one_changes_nothing() {
     keys.allowed(&[alice.allowed("alice", ""), bob.allowed("bob", "")]);
     sighup(&s);
     wait_log_count(&s, "received SIGHUP; reloaded", 1);
-    assert!(s.log_text().contains("2 allowed signer entries in force"));
+    assert!(s.log_text().contains("2 signer(s) listed, in force now"));
     assert_eq!(
         by_bob(&mut c, "b.png"),
         "OK blue/b.png r=5.0 g=5.0 b=200.0 signer=bob"
@@ -540,7 +540,7 @@ fn sighup_rereads_the_file_and_a_bad_one_changes_nothing() {
     let log = s.log_text();
     assert!(
         log.contains(&format!(
-            "{}: allowed signers line 2: missing key; the previous list (2 entries) stays in force",
+            "{}: allowed signers line 2: missing key; the previous list of 2 signer(s) stays in force",
             path.display()
         )),
         "{log}"
