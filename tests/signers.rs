@@ -271,6 +271,13 @@ fn every_refusal_keeps_the_connection_in_step_and_stores_nothing() {
             Some("key is allowed on line 4 for other namespaces"),
         ),
         Refusal {
+            label: "bad name: signature and payload are both consumed",
+            bytes: signed_seal("../x.png", &alice.sign(&image, NS), &sealed),
+            code: "bad-name",
+            closes: false,
+            logged: None,
+        },
+        Refusal {
             label: "PUT with a signature",
             bytes: signed_seal("x.png", b"sig", &image)
                 .strip_prefix(b"SEAL")
