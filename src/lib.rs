@@ -16,10 +16,10 @@
 //!   errors stay coarse on purpose.
 //! - **Limits.** Every limit a client can run into is a named constant in
 //!   [`config`], overridable by a `serve` flag and a `COLORSORT_*` variable.
-//! - **Leaves.** `log`, `name`, `protocol`, `config`, `key` and `random`
-//!   import nothing of the crate but each other's constants; the client side
-//!   (`client`, `pins`, the client subcommands) never imports `server` or
-//!   `store`.
+//! - **Leaves.** `log`, `name`, `protocol`, `config`, `key`, `random` and
+//!   `sys` import nothing of the crate but each other's constants; the
+//!   client side (`client`, `pins`, the client subcommands) never imports
+//!   `server` or `store`.
 
 #[macro_use]
 pub mod log;
@@ -39,3 +39,4 @@ pub mod server;
 pub mod signers;
 pub mod sshsig;
 pub mod store;
+pub(crate) mod sys;

@@ -1,13 +1,13 @@
 //! The age header: the version line, the recipient stanzas and the MAC
 //! line. [`parse`] checks the whole header's syntax and caps before any
-//! private-key operation and keeps the bodies of the ssh-rsa stanzas
-//! addressed to our key; [`header_mac`] is the HMAC that seals the header
+//! private-key operation and finds the ssh-rsa stanza that decides whether
+//! our key opens the file; [`header_mac`] is the HMAC that seals the header
 //! to the file key, which [`verify_mac`] checks.
 
 use super::ssh_rsa::{self, SSH_RSA};
 use super::{
-    BYTES_PER_LINE, COLUMNS, Error, FILE_KEY_LEN, Limit, MAX_HEADER_LEN, MAX_RSA_ATTEMPTS,
-    MAX_STANZA_BODY, MAX_STANZAS, derive,
+    BYTES_PER_LINE, COLUMNS, Error, FILE_KEY_LEN, Limit, MAX_HEADER_LEN, MAX_STANZA_BODY,
+    MAX_STANZAS, derive,
 };
 use crate::key::PublicKey;
 use base64ct::{Base64Unpadded, Encoding};
@@ -22,8 +22,23 @@ const MAC_LEN: usize = 32;
 /// Unpadded base64 length of the MAC.
 pub(super) const MAC_B64_LEN: usize = 43;
 
+/// The ssh-rsa stanza that decides. age's ssh-rsa identity takes the
+/// stanzas in order and stops at the first ssh-rsa stanza that is malformed
+/// or bears its tag: that one opens the file or fails it, and later
+/// stanzas are never tried.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Ours {
+    /// No ssh-rsa stanza bears our tag.
+    Absent,
+    /// An ssh-rsa stanza without exactly one argument came first.
+    Malformed,
+    /// The body of the first stanza with our tag; `None` if it is longer
+    /// than the modulus (and so cannot be a ciphertext for our key).
+    Body(Option<Vec<u8>>),
+}
+
 /// What the header parse keeps: where the MAC'd part and the header end,
-/// the MAC, and the bodies of the ssh-rsa stanzas addressed to our key.
+/// the MAC, and the ssh-rsa stanza that decides.
 pub(super) struct Header {
     /// Offset just past the `---` of the MAC line.
     pub mac_input_end: usize,
@@ -31,9 +46,8 @@ pub(super) struct Header {
     pub end: usize,
     /// The MAC from the MAC line.
     pub mac: [u8; MAC_LEN],
-    /// Bodies of stanzas with our tag; `None` where the body length is not
-    /// the modulus size (such a stanza cannot be ours and is not tried).
-    pub candidates: Vec<Option<Vec<u8>>>,
+    /// The first ssh-rsa stanza that is malformed or addressed to us.
+    pub ours: Ours,
 }
 
 /// Returns the line starting at `pos` (without its LF) and the offset after
@@ -62,7 +76,7 @@ pub(super) fn parse(data: &[u8], ours: &PublicKey) -> Result<Header, Error> {
     let mut pos = VERSION_LINE.len();
     let mut stanzas = 0;
     let mut scrypt = false;
-    let mut candidates: Vec<Option<Vec<u8>>> = Vec::new();
+    let mut decided = Ours::Absent;
     loop {
         let (line, next) = header_line(data, pos)?;
         if line.starts_with(MAC_PREFIX) {
@@ -79,7 +93,7 @@ pub(super) fn parse(data: &[u8], ours: &PublicKey) -> Result<Header, Error> {
                 mac_input_end: pos + MAC_PREFIX.len(),
                 end: next,
                 mac,
-                candidates,
+                ours: decided,
             });
         }
 
@@ -99,20 +113,17 @@ pub(super) fn parse(data: &[u8], ours: &PublicKey) -> Result<Header, Error> {
         let kind = parts.next().unwrap_or_default();
         let first_arg = parts.next();
         scrypt |= kind == SCRYPT;
-        let ours = if kind == SSH_RSA {
+        // Only the deciding stanza's body is kept: at most the modulus size.
+        let mut body = None;
+        if kind == SSH_RSA && decided == Ours::Absent {
             // The type and exactly one argument, the tag.
             if argc != 2 {
-                return Err(Error::Header);
+                decided = Ours::Malformed;
+            } else if first_arg == Some(our_tag.as_bytes()) {
+                body = Some(Vec::with_capacity(modulus_len));
             }
-            first_arg == Some(our_tag.as_bytes())
-        } else {
-            false
-        };
-        if ours && candidates.len() == MAX_RSA_ATTEMPTS {
-            return Err(Error::TooLarge(Limit::RsaAttempts));
         }
-        // Bounded: at most MAX_RSA_ATTEMPTS bodies of the modulus size.
-        let mut body = ours.then(|| Vec::with_capacity(modulus_len));
+        let deciding = body.is_some();
         let mut body_len = 0;
         pos = next;
         loop {
@@ -138,8 +149,8 @@ pub(super) fn parse(data: &[u8], ours: &PublicKey) -> Result<Header, Error> {
                 break;
             }
         }
-        if ours {
-            candidates.push(body.filter(|b| b.len() == modulus_len));
+        if deciding {
+            decided = Ours::Body(body);
         }
     }
 }
@@ -292,13 +303,51 @@ mod tests {
                 Err(Error::Header),
             ),
             (
-                "ssh-rsa without tag",
+                "ssh-rsa without tag first",
                 with(&stanza(&["ssh-rsa"], &[0; 256]), b""),
                 Err(Error::Header),
             ),
             (
-                "ssh-rsa with two arguments",
+                "ssh-rsa with two arguments first",
                 with(&stanza(&["ssh-rsa", &tag, "x"], &[0; 256]), b""),
+                Err(Error::Header),
+            ),
+            (
+                "ssh-rsa without tag after ours",
+                with(b"", &stanza(&["ssh-rsa"], &[0; 256])),
+                Ok(()),
+            ),
+            (
+                "ssh-rsa with two arguments after ours",
+                with(b"", &stanza(&["ssh-rsa", &tag, "x"], &[0; 256])),
+                Ok(()),
+            ),
+            (
+                "ssh-rsa for another key, then one without tag",
+                with(
+                    &[
+                        rsa_stanza(&PublicKey::from_ssh_line(OTHER_PUB).unwrap()),
+                        stanza(&["ssh-rsa"], &[0; 256]),
+                    ]
+                    .concat(),
+                    b"",
+                ),
+                Err(Error::Header),
+            ),
+            (
+                "garbage for our tag first",
+                with(&stanza(&["ssh-rsa", &tag], &[1; 256]), b""),
+                Err(Error::UnwrapFailed),
+            ),
+            (
+                "garbage for our tag after ours",
+                with(b"", &stanza(&["ssh-rsa", &tag], &[1; 256])),
+                Ok(()),
+            ),
+            ("ours many times", ours.repeat(MAX_STANZAS), Ok(())),
+            (
+                "a bad stanza after ours is still parsed",
+                with(b"", b"-> x\nAB\n"),
                 Err(Error::Header),
             ),
             (
@@ -403,17 +452,5 @@ mod tests {
             open_copy(&endless, &identity),
             Err(Error::TooLarge(Limit::HeaderLen))
         );
-
-        // Stanzas addressed to us: bad ones before the good one are tried,
-        // up to MAX_RSA_ATTEMPTS of them in all.
-        let bad = stanza(&["ssh-rsa", &tag_b64(identity.public())], &[1; 256]);
-        let four = [bad.repeat(MAX_RSA_ATTEMPTS - 1), ours.clone()].concat();
-        assert_eq!(
-            open(&four),
-            Ok(()),
-            "good stanza as attempt {MAX_RSA_ATTEMPTS}"
-        );
-        let five = [bad.repeat(MAX_RSA_ATTEMPTS), ours.clone()].concat();
-        assert_eq!(open(&five), Err(Error::TooLarge(Limit::RsaAttempts)));
     }
 }

@@ -4,8 +4,13 @@
 //! ASCII armor, and the ssh-rsa recipient (RSA-OAEP-SHA-256 of the file key
 //! to the server's key, named by a four-byte tag of the key). The server
 //! decrypts uploads in place, in the buffer they arrived in; the client
-//! encrypts. Every rule the specification says a decoder MUST enforce is
-//! enforced, and hostile inputs are bounded by the `MAX_*` caps below.
+//! encrypts.
+//!
+//! A file opens here exactly when the reference `age` 1.1.1 command opens
+//! it with our key, with two kinds of exception, both refusals: every rule
+//! the specification says a decoder MUST enforce is enforced where `age`
+//! does not (an scrypt stanza beside others, a file key of other than 16
+//! bytes), and hostile inputs are bounded by the `MAX_*` caps below.
 //!
 //! This module owns the public API, the error type, the caps and the key
 //! derivation the parts share. `header` parses the header and checks its
@@ -23,7 +28,7 @@ mod test_util;
 pub use armor::armor;
 
 use crate::key::{Identity, PublicKey};
-use header::{MAC_B64_LEN, MAC_PREFIX, STANZA_PREFIX, VERSION_LINE};
+use header::{MAC_B64_LEN, MAC_PREFIX, Ours, STANZA_PREFIX, VERSION_LINE};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use ssh_rsa::{SSH_RSA, SSH_RSA_TAG_B64_LEN};
@@ -38,9 +43,6 @@ pub const MAX_STANZAS: usize = 64;
 pub const MAX_HEADER_LEN: usize = 64 * 1024;
 /// Largest decoded body of a single stanza.
 pub const MAX_STANZA_BODY: usize = 8 * 1024;
-/// Most ssh-rsa stanzas addressed to our key that will be tried (each try
-/// is one RSA private-key operation).
-pub const MAX_RSA_ATTEMPTS: usize = 4;
 
 const FILE_KEY_LEN: usize = 16;
 /// Base64 characters per line, in stanza bodies and in the armor.
@@ -56,17 +58,19 @@ const BYTES_PER_LINE: usize = COLUMNS / 4 * 3;
 pub enum Error {
     /// The ASCII armor is malformed: bad begin or end line, a line longer
     /// or shorter than the 64-column layout allows, non-canonical base64,
-    /// mixed line endings, or anything but whitespace around the block.
+    /// or after the end line anything but less than 1 KiB of whitespace.
     Armor,
-    /// The header is malformed: wrong version line, bad stanza or MAC line
-    /// syntax, non-canonical base64, an scrypt stanza beside others, or an
-    /// ssh-rsa stanza without exactly one argument.
+    /// The header is malformed: wrong version line (leading whitespace
+    /// included), bad stanza or MAC line syntax, non-canonical base64, an
+    /// scrypt stanza beside others, or an ssh-rsa stanza without exactly
+    /// one argument before any stanza addressed to our key.
     Header,
     /// A hostile-input cap was exceeded.
     TooLarge(Limit),
     /// No stanza is addressed to our key.
     NoMatchingKey,
-    /// Stanzas are addressed to our key, but none unwrapped to a file key.
+    /// The first stanza addressed to our key did not unwrap to a 16-byte
+    /// file key. Later ones are not tried, as `age` does not try them.
     UnwrapFailed,
     /// The header MAC does not match: the header was altered, or a stanza
     /// for our key carried a file key other than the one the header was
@@ -89,8 +93,6 @@ pub enum Limit {
     HeaderLen,
     /// A stanza body larger than `MAX_STANZA_BODY`.
     StanzaBody,
-    /// More than `MAX_RSA_ATTEMPTS` stanzas addressed to our key.
-    RsaAttempts,
 }
 
 impl fmt::Display for Error {
@@ -171,7 +173,12 @@ fn open(buf: &mut [u8], identity: &Identity) -> Result<usize, Error> {
     // A stanza that does not unwrap still goes through the MAC check, with
     // a dummy key whose result is thrown away, so that a reply's timing does
     // not tell an RSA padding failure from a MAC failure.
-    let unwrapped = ssh_rsa::unwrap_file_key(&header.candidates, identity);
+    let unwrapped = match &header.ours {
+        Ours::Absent => Err(Error::NoMatchingKey),
+        Ours::Malformed => Err(Error::Header),
+        Ours::Body(None) => Err(Error::UnwrapFailed),
+        Ours::Body(Some(body)) => ssh_rsa::unwrap_file_key(body, identity),
+    };
     let file_key = match unwrapped {
         Ok(key) => key,
         Err(Error::UnwrapFailed) => [0; FILE_KEY_LEN],
@@ -205,6 +212,12 @@ mod tests {
             ("small.armored.age", "small.png"),
             ("small.crlf.armored.age", "small.png"),
             ("small.spaced.armored.age", "small.png"),
+            ("small.mixed-eol.armored.age", "small.png"),
+            ("aligned.armored.age", "aligned.bin"),
+            ("script-sealed.age", "small.png"),
+            ("rsa-garbage-after.age", "small.png"),
+            ("rsa-no-tag-after.age", "small.png"),
+            ("rsa-short-body.age", "small.png"),
             ("noise.age", "noise.png"),
             ("noise.armored.age", "noise.png"),
             ("exact64k.age", "exact64k.png"),
@@ -236,8 +249,23 @@ mod tests {
             ("fail_armor_short_line.age", Error::Armor),
             ("fail_armor_garbage_after_end.age", Error::Armor),
             ("fail_armor_no_end.age", Error::Armor),
-            ("fail_armor_mixed_eol.age", Error::Armor),
             ("fail_armor_not_canonical.age", Error::Armor),
+            ("fail_armor_leading_whitespace.age", Error::Header),
+            ("fail_rsa_garbage_first.age", Error::UnwrapFailed),
+            ("fail_rsa_short_garbage_first.age", Error::UnwrapFailed),
+            ("fail_rsa_no_tag_first.age", Error::Header),
+            // What `age` 1.1.1 opens, refused on purpose.
+            ("fail_scrypt_beside.age", Error::Header),
+            ("fail_file_key_15.age", Error::UnwrapFailed),
+            ("fail_too_many_stanzas.age", Error::TooLarge(Limit::Stanzas)),
+            (
+                "fail_stanza_body_too_large.age",
+                Error::TooLarge(Limit::StanzaBody),
+            ),
+            (
+                "fail_header_too_long.age",
+                Error::TooLarge(Limit::HeaderLen),
+            ),
         ];
         let mut seen = 0;
         for entry in
@@ -373,7 +401,6 @@ mod tests {
             Error::TooLarge(Limit::Stanzas),
             Error::TooLarge(Limit::HeaderLen),
             Error::TooLarge(Limit::StanzaBody),
-            Error::TooLarge(Limit::RsaAttempts),
             Error::NoMatchingKey,
             Error::UnwrapFailed,
             Error::Mac,

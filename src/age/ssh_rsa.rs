@@ -34,24 +34,27 @@ pub(super) fn wrap(file_key: &[u8; FILE_KEY_LEN], recipient: &PublicKey) -> Resu
         .map_err(|_| Error::Encrypt)
 }
 
-/// Tries the stanzas addressed to our key in order; the first that
-/// RSA-OAEP-decrypts (blinded) to a 16-byte value gives the file key.
+/// Unwraps the file key from the body of the stanza that decides, as age
+/// does: it must RSA-OAEP-decrypt (blinded) under our key, here to a
+/// 16-byte value. A body shorter than the modulus is read as the big-endian
+/// number it spells, as Go's RSA (and so age) reads it: the ciphertext
+/// without its leading zero bytes.
 pub(super) fn unwrap_file_key(
-    candidates: &[Option<Vec<u8>>],
+    body: &[u8],
     identity: &Identity,
 ) -> Result<[u8; FILE_KEY_LEN], Error> {
-    if candidates.is_empty() {
-        return Err(Error::NoMatchingKey);
-    }
-    for body in candidates.iter().flatten() {
-        let padding = Oaep::<Sha256>::new_with_label(SSH_RSA_LABEL);
-        if let Ok(key) = identity.rsa().decrypt_blinded(&mut SysRng, padding, body)
-            && let Ok(key) = <[u8; FILE_KEY_LEN]>::try_from(key.as_slice())
-        {
-            return Ok(key);
-        }
-    }
-    Err(Error::UnwrapFailed)
+    let mut ciphertext = vec![0u8; identity.public().size()];
+    let at = ciphertext
+        .len()
+        .checked_sub(body.len())
+        .ok_or(Error::UnwrapFailed)?;
+    ciphertext[at..].copy_from_slice(body);
+    let padding = Oaep::<Sha256>::new_with_label(SSH_RSA_LABEL);
+    let key = identity
+        .rsa()
+        .decrypt_blinded(&mut SysRng, padding, &ciphertext)
+        .map_err(|_| Error::UnwrapFailed)?;
+    <[u8; FILE_KEY_LEN]>::try_from(key.as_slice()).map_err(|_| Error::UnwrapFailed)
 }
 
 #[cfg(test)]
@@ -133,6 +136,44 @@ mod tests {
                 Err(want),
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn short_body_is_the_ciphertext_without_leading_zeros() {
+        let identity = server();
+        let public = identity.public();
+        let k = public.size();
+        // About one OAEP ciphertext in 200 starts with a zero byte for this
+        // modulus; the bound only stops a broken generator.
+        let padding = || Oaep::<Sha256>::new_with_label(SSH_RSA_LABEL);
+        let body = (0..20_000)
+            .map(|_| {
+                public
+                    .rsa()
+                    .encrypt(&mut SysRng, padding(), &FILE_KEY)
+                    .unwrap()
+            })
+            .find(|c| c[0] == 0)
+            .expect("a ciphertext with a leading zero byte");
+        let tag = tag_b64(public);
+        let cases: Vec<(&str, Vec<u8>, Result<(), Error>)> = vec![
+            ("full length", body.clone(), Ok(())),
+            ("leading zero dropped", body[1..].to_vec(), Ok(())),
+            (
+                "a byte too many",
+                [&[0u8][..], &body].concat(),
+                Err(Error::UnwrapFailed),
+            ),
+            (
+                "a nonzero byte dropped",
+                body[..k - 1].to_vec(),
+                Err(Error::UnwrapFailed),
+            ),
+        ];
+        for (name, body, want) in cases {
+            let file = sealed(&stanza(&["ssh-rsa", &tag], &body), b"x");
+            assert_eq!(open_copy(&file, &identity).map(|_| ()), want, "{name}");
         }
     }
 }

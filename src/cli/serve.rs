@@ -36,8 +36,14 @@ pub(super) fn usage() -> String {
     s
 }
 
+/// The server's file-creation mask, whatever it is started with: nothing it
+/// creates is writable by anyone else or readable outside its group.
+const UMASK: u32 = 0o027;
+
 /// Runs `colorsort serve` until it is stopped.
 pub(super) fn run(mut args: Args) -> Result<u8, Error> {
+    // First, before anything is created or any thread started.
+    crate::sys::set_umask(UMASK);
     let mut config = ServeConfig::default();
     config::apply_env(&mut config, |name| std::env::var(name).ok())
         .map_err(|e| Error::Usage(e.to_string()))?;

@@ -1,13 +1,15 @@
 //! The server key files: `key.pem`, the RSA private key, loaded after its
-//! permissions are checked, or generated and published by `link(2)` so that
-//! servers starting together agree on one; and `key.pub`, its OpenSSH public
-//! line, kept in step with it. An existing key is never replaced.
+//! owner and permissions are checked, or generated and published by
+//! `link(2)` so that servers starting together agree on one; and `key.pub`,
+//! its OpenSSH public line, kept in step with it. An existing key is never
+//! replaced.
 
 use super::{Error, Store, ctx};
 use crate::key::{self, Identity};
+use crate::sys;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// Name of the private key file in the data directory.
@@ -24,6 +26,16 @@ fn load_key(path: &Path) -> Result<Option<Identity>, Error> {
     };
     if !meta.is_file() {
         let e = io::Error::other("not a regular file");
+        return ctx(Err(e), "cannot use key file", path);
+    }
+    // Whoever owns the file can change its mode, so only our own is trusted.
+    if let Some(uid) = sys::effective_uid()
+        && meta.uid() != uid
+    {
+        let e = io::Error::other(format!(
+            "owned by uid {}, but the server runs as uid {uid}; run chown {uid} on it",
+            meta.uid()
+        ));
         return ctx(Err(e), "cannot use key file", path);
     }
     let mode = meta.permissions().mode() & 0o777;
