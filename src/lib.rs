@@ -36,4 +36,6 @@ pub mod pins;
 pub mod protocol;
 pub mod random;
 pub mod server;
+pub mod signers;
+pub mod sshsig;
 pub mod store;

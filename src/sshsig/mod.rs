@@ -1,0 +1,171 @@
+//! SSH signatures (SSHSIG) as `ssh-keygen -Y sign` writes them: the armored
+//! text, the signature blob inside it, the public key it names, and the
+//! check of a signature over a message in a namespace. This is what lets the
+//! server tell an upload signed by a known sender from any other.
+//!
+//! Format and behaviour follow OpenSSH's PROTOCOL.sshsig and its reference
+//! verifier (`ssh-keygen -Y verify`), with these deliberate differences,
+//! each of which only ever turns an acceptance into a rejection except the
+//! first:
+//!
+//! - CRLF line endings are accepted, as in OpenSSH 9.5 and later (9.4 and
+//!   earlier reject a CRLF header line).
+//! - Nothing but one line ending may follow the END line; ssh-keygen ignores
+//!   whatever follows it.
+//! - Only version 1 is accepted; ssh-keygen also accepts version 0.
+//! - The reserved field must be empty and no string field may hold a NUL;
+//!   ssh-keygen ignores a non-empty reserved field and allows one NUL at the
+//!   end of a string.
+//! - Keys are `ssh-ed25519`, `sk-ssh-ed25519@openssh.com` and `ssh-rsa` of
+//!   [`crate::key::MIN_BITS`] to [`crate::key::MAX_BITS`] bits with minimal
+//!   mpints; ssh-keygen also takes ECDSA, DSA, certificates and RSA keys of
+//!   1024 to 16384 bits with padded mpints.
+//! - An Ed25519 signature's scalar must be reduced (s < ℓ); ssh-keygen takes
+//!   any s < 2^253, so it also accepts the altered copies s + ℓ.
+//! - A security-key signature must assert user presence (touch); ssh-keygen
+//!   does not check the flag when verifying signatures.
+//! - The namespace must not be empty (PROTOCOL.sshsig: "MUST NOT").
+//!
+//! The module is a leaf: it uses only the RSA size limits of [`crate::key`].
+
+mod armor;
+mod key;
+mod signature;
+mod wire;
+
+pub use key::PublicKey;
+pub use signature::Signature;
+
+use std::fmt;
+
+/// Largest armored signature accepted, in bytes. An 8192-bit RSA signature
+/// (key and signature of 1 KiB each) armors to about 3 KiB.
+pub const MAX_SIGNATURE: usize = 8 * 1024;
+
+/// Key type name of Ed25519 keys and signatures.
+pub const ED25519: &str = "ssh-ed25519";
+/// Key type name of Ed25519 security keys (FIDO) and their signatures.
+pub const SK_ED25519: &str = "sk-ssh-ed25519@openssh.com";
+/// Key type name of RSA keys.
+pub const RSA: &str = "ssh-rsa";
+
+/// Longest excerpt of an input string (a key type, a namespace) that an
+/// error repeats.
+const EXCERPT: usize = 64;
+
+/// Why a signature was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The armored text is longer than [`MAX_SIGNATURE`] bytes.
+    TooLong,
+    /// The text is not an armored SSH signature: no BEGIN line at its very
+    /// start, no END line, bytes after the END line, or invalid base64.
+    Armor(&'static str),
+    /// The decoded blob, the key blob or the signature blob inside it is
+    /// malformed: truncated, bytes left over, or a field out of place.
+    Malformed(&'static str),
+    /// The blob's version is not 1.
+    Version(u32),
+    /// The key is of a type not verified here (ECDSA, DSA, certificates,
+    /// anything unknown); holds the type name as written, escaped.
+    UnsupportedKey(String),
+    /// An RSA key's modulus is outside
+    /// [`crate::key::MIN_BITS`]..=[`crate::key::MAX_BITS`] bits.
+    KeySize(usize),
+    /// The key's numbers are no valid key: an Ed25519 point off the curve, an
+    /// RSA modulus or exponent out of range.
+    InvalidKey,
+    /// The message was hashed with something other than sha256 or sha512;
+    /// holds the name, escaped.
+    UnsupportedHash(String),
+    /// An RSA signature of a type other than rsa-sha2-256 or rsa-sha2-512,
+    /// such as the SHA-1 `ssh-rsa`; holds the type, escaped.
+    UnsupportedSignature(String),
+    /// The signature was made for another namespace; holds it, escaped.
+    WrongNamespace(String),
+    /// A security-key signature made without the user's touch.
+    NoUserPresence,
+    /// The signature does not verify for this message and key.
+    BadSignature,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::TooLong => write!(f, "ssh signature longer than {MAX_SIGNATURE} bytes"),
+            Error::Armor(what) => write!(f, "malformed ssh signature armor: {what}"),
+            Error::Malformed(what) => write!(f, "malformed ssh signature: {what}"),
+            Error::Version(v) => write!(f, "unsupported ssh signature version {v}"),
+            Error::UnsupportedKey(kind) => write!(f, "unsupported key type \"{kind}\""),
+            Error::KeySize(bits) => write!(
+                f,
+                "rsa key of {bits} bits is outside {}..={}",
+                crate::key::MIN_BITS,
+                crate::key::MAX_BITS
+            ),
+            Error::InvalidKey => f.write_str("invalid public key"),
+            Error::UnsupportedHash(name) => {
+                write!(f, "unsupported signature hash algorithm \"{name}\"")
+            }
+            Error::UnsupportedSignature(kind) => {
+                write!(f, "unsupported rsa signature algorithm \"{kind}\"")
+            }
+            Error::WrongNamespace(ns) => write!(f, "signature is for namespace \"{ns}\""),
+            Error::NoUserPresence => f.write_str("security key signature without user presence"),
+            Error::BadSignature => f.write_str("bad signature"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Up to [`EXCERPT`] bytes of `raw` with everything but printable ASCII
+/// escaped, and `...` where it was cut: safe for a log or a reply line.
+pub(crate) fn excerpt(raw: &[u8]) -> String {
+    let mut out: String = raw
+        .iter()
+        .take(EXCERPT)
+        .flat_map(|&b| std::ascii::escape_default(b))
+        .map(char::from)
+        .collect();
+    if raw.len() > EXCERPT {
+        out.push_str("...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_escaped_and_capped() {
+        assert_eq!(excerpt(b"ssh-dss"), "ssh-dss");
+        assert_eq!(excerpt(b"a\"b\n\0\xff"), "a\\\"b\\n\\x00\\xff");
+        let long = excerpt(&[b'x'; 100]);
+        assert_eq!(long, format!("{}...", "x".repeat(EXCERPT)));
+    }
+
+    #[test]
+    fn display_is_lowercase_and_one_line() {
+        let all = [
+            Error::TooLong,
+            Error::Armor("missing header"),
+            Error::Malformed("truncated"),
+            Error::Version(2),
+            Error::UnsupportedKey("ecdsa-sha2-nistp256".into()),
+            Error::KeySize(1024),
+            Error::InvalidKey,
+            Error::UnsupportedHash("md5".into()),
+            Error::UnsupportedSignature("ssh-rsa".into()),
+            Error::WrongNamespace("git".into()),
+            Error::NoUserPresence,
+            Error::BadSignature,
+        ];
+        for e in all {
+            let s = e.to_string();
+            assert!(!s.contains('\n'), "{s}");
+            assert!(s.starts_with(|c: char| c.is_ascii_lowercase()), "{s}");
+        }
+    }
+}

@@ -1,0 +1,1 @@
+256 SHA256:S/7gQE6bq8CNhXEY1zzlLj4JxF+k2S87iHyA7WxtgYg test-only other-ed25519 (ED25519)

@@ -1,0 +1,1 @@
+1024 SHA256:PESXcchrQrFoKBFG53YERRWiz9o5AQihZqg6d3WxyiY test-only rsa1024 (RSA)

@@ -1,0 +1,1 @@
+3072 SHA256:+KxBN9aTz1GWH9LGjlKW+qFDJ8DwRngUlKd6fieE6yU test-only rsa3072 (RSA)

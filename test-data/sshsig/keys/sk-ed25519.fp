@@ -1,0 +1,1 @@
+256 SHA256:nEbFMBmYIefllT9GdEZo95xj9BnCIupsk6FR0UKDn9Q test-only sk (ED25519-SK)
