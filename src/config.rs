@@ -42,6 +42,18 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// Most connections drained at once after an error; past it, a connection
 /// is closed at once.
 pub const MAX_LINGERING: usize = 256;
+/// Largest SIGSIZE of a signed `SEAL`, in bytes: the protocol's cap, which
+/// is the largest armored signature the verifier reads (an 8192-bit RSA
+/// signature armors to about 3 KiB). Not a setting: raising it would admit
+/// nothing the verifier accepts, and 8 KiB is nothing beside a payload.
+pub const MAX_SIGNATURE: usize = crate::sshsig::MAX_SIGNATURE;
+/// The allowed_signers file looked for in the data directory when
+/// `--allowed-signers` is not given.
+pub const ALLOWED_SIGNERS_FILE: &str = "allowed_signers";
+/// Namespace signatures must be made for (`ssh-keygen -Y sign -n`).
+pub const DEFAULT_SIGNATURE_NAMESPACE: &str = "colorsort";
+/// Longest signature namespace, in bytes.
+pub const MAX_NAMESPACE: usize = 64;
 
 /// Everything `colorsort serve` needs to know.
 #[derive(Debug, Clone)]
@@ -52,8 +64,25 @@ pub struct ServeConfig {
     pub data: PathBuf,
     /// Size of a key generated on first start.
     pub key_bits: usize,
+    /// The allowed_signers file, if given; otherwise
+    /// [`ALLOWED_SIGNERS_FILE`] in the data directory is used if it exists.
+    pub allowed_signers: Option<PathBuf>,
+    /// The namespace signed uploads must be signed for.
+    pub signature_namespace: String,
     /// Resource limits.
     pub limits: Limits,
+}
+
+impl ServeConfig {
+    /// The allowed_signers file to load: the one given, or, if none was,
+    /// [`ALLOWED_SIGNERS_FILE`] in the data directory. With `given` false,
+    /// the file turns known-senders mode on only if it exists.
+    pub fn allowed_signers_path(&self) -> (PathBuf, bool) {
+        match &self.allowed_signers {
+            Some(path) => (path.clone(), true),
+            None => (self.data.join(ALLOWED_SIGNERS_FILE), false),
+        }
+    }
 }
 
 /// The resource limits that keep one client from starving the others.
@@ -109,6 +138,8 @@ impl Default for ServeConfig {
                 .unwrap_or_else(|_| unreachable!("valid default address")),
             data: PathBuf::from(DEFAULT_DATA_DIR),
             key_bits: DEFAULT_KEY_BITS,
+            allowed_signers: None,
+            signature_namespace: DEFAULT_SIGNATURE_NAMESPACE.to_string(),
             limits: Limits::default(),
         }
     }
@@ -191,6 +222,34 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         show: |c| c.key_bits.to_string(),
+    },
+    Setting {
+        flag: "--allowed-signers",
+        env: "COLORSORT_ALLOWED_SIGNERS",
+        value: "FILE",
+        help: "ssh allowed_signers file: only SEALs signed by these senders are filed by colour \
+               (default DATA/allowed_signers if it exists; without one, every SEAL is); reread on SIGHUP",
+        apply: |c, v| {
+            c.allowed_signers = (!v.is_empty()).then(|| PathBuf::from(v));
+            Ok(())
+        },
+        show: |c| {
+            c.allowed_signers
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string())
+        },
+    },
+    Setting {
+        flag: "--signature-namespace",
+        env: "COLORSORT_SIGNATURE_NAMESPACE",
+        value: "NS",
+        help: "namespace signed uploads must be signed for (ssh-keygen -Y sign -n NS)",
+        apply: |c, v| {
+            check_namespace(v)?;
+            c.signature_namespace = v.to_string();
+            Ok(())
+        },
+        show: |c| c.signature_namespace.clone(),
     },
     Setting {
         flag: "--max-upload",
@@ -300,6 +359,21 @@ pub fn apply_env(
         if let Some(value) = lookup(s.env) {
             s.apply(config, &value, s.env)?;
         }
+    }
+    Ok(())
+}
+
+/// A namespace is 1 to [`MAX_NAMESPACE`] bytes of printable ASCII other
+/// than space and comma: one token in the `POLICY` reply, and listable in an
+/// allowed_signers `namespaces=` option, whose patterns commas separate.
+pub fn check_namespace(v: &str) -> Result<(), String> {
+    if v.is_empty() || v.len() > MAX_NAMESPACE {
+        return Err(format!("must be 1 to {MAX_NAMESPACE} bytes"));
+    }
+    if !v.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',') {
+        return Err(format!(
+            "{v:?} holds a space, a comma or a byte outside printable ASCII"
+        ));
     }
     Ok(())
 }
@@ -451,6 +525,10 @@ mod tests {
             ("--listen", "nowhere"),
             ("--max-connections", "0"),
             ("--data", ""),
+            ("--signature-namespace", ""),
+            ("--signature-namespace", "two words"),
+            ("--signature-namespace", "a,b"),
+            ("--signature-namespace", "caf\u{e9}"),
         ];
         for (flag, value) in cases {
             let err = setting(flag)
@@ -476,6 +554,37 @@ mod tests {
             s.apply(&mut c, &shown, s.flag).unwrap();
             assert_eq!(s.show(&c), shown);
         }
+    }
+
+    #[test]
+    fn signer_settings() {
+        let mut c = ServeConfig::default();
+        let (path, given) = c.allowed_signers_path();
+        assert_eq!(
+            (path, given),
+            (PathBuf::from("/data/allowed_signers"), false)
+        );
+        let flag = setting("--allowed-signers").unwrap();
+        flag.apply(&mut c, "/etc/colorsort/signers", "--allowed-signers")
+            .unwrap();
+        assert_eq!(
+            c.allowed_signers_path(),
+            (PathBuf::from("/etc/colorsort/signers"), true)
+        );
+        // An empty value means not given, so that a variable can be unset
+        // by an empty override.
+        flag.apply(&mut c, "", "--allowed-signers").unwrap();
+        assert_eq!(c.allowed_signers, None);
+        let ns = setting("--signature-namespace").unwrap();
+        ns.apply(&mut c, "photos@example.com", "--signature-namespace")
+            .unwrap();
+        assert_eq!(c.signature_namespace, "photos@example.com");
+        let long = "n".repeat(MAX_NAMESPACE + 1);
+        assert!(ns.apply(&mut c, &long, "--signature-namespace").is_err());
+        assert!(
+            ns.apply(&mut c, &long[1..], "--signature-namespace")
+                .is_ok()
+        );
     }
 
     #[test]

@@ -257,6 +257,7 @@ mod tests {
         let stored = Stored {
             path: "red/a.png".into(),
             mean: [200.0, 1.0, 2.0],
+            signer: None,
             dup: false,
         };
         let ok = FileResult {

@@ -242,12 +242,31 @@ impl<'a> Connection<'a> {
                 };
                 ("STATS".into(), outcome)
             }
-            Request::Upload { kind, name, size } => {
+            Request::Policy => {
+                let policy = protocol::Policy {
+                    signers: false,
+                    namespace: shared.namespace.clone(),
+                };
+                ("POLICY".into(), Outcome::ok(policy))
+            }
+            Request::Upload {
+                kind,
+                name,
+                size,
+                sigsize,
+            } => {
                 let what = format!(
                     "{} {} {size}",
                     kind.verb(),
                     protocol::printable(name, name::MAX_NAME)
                 );
+                if sigsize.is_some() {
+                    // As before signatures were part of the protocol: the
+                    // payload's length is not known to this server.
+                    let outcome =
+                        Outcome::err(Code::BadRequest, "this server takes no signed SEAL");
+                    return (what, outcome.closing());
+                }
                 (what, self.upload(kind, name, size))
             }
         }

@@ -107,6 +107,8 @@ struct Shared {
     limits: Limits,
     store: Store,
     identity: Identity,
+    /// The namespace signed uploads must be signed for.
+    namespace: String,
     /// The `KEY` reply text.
     key_line: String,
     budget: Budget,
@@ -178,6 +180,7 @@ impl Server {
             key_line: public.to_ssh_line(crate::key::COMMENT),
             store,
             identity,
+            namespace: config.signature_namespace.clone(),
             budget: Budget::new(limits.max_memory),
             decodes: DecodeGate::new(thread::available_parallelism().map_or(1, |n| n.get())),
             conns: Registry::new(limits.max_connections, limits.min_rate),

@@ -360,6 +360,7 @@ impl Store {
         let stored = Stored {
             path: published?,
             mean,
+            signer: None,
             dup: false,
         };
         match self.claim(folder.trust(), digest, &stored) {
