@@ -4,16 +4,41 @@
 //! when a key is pinned is the one to compare out of band.
 //!
 //! The file is `$XDG_CONFIG_HOME/colorsort/known_hosts`, or
-//! `~/.config/colorsort/known_hosts`, one `HOST ssh-rsa BASE64` line per
-//! host, where HOST is the `--host` value as given.
+//! `~/.config/colorsort/known_hosts`, unless one is named with
+//! `--known-hosts` ([`KNOWN_HOSTS_ENV`]); one `HOST ssh-rsa BASE64` line per
+//! host, where HOST is the `--host` value as given. Where no file can be
+//! kept (a container without a home), a fingerprint given with `--pin`
+//! ([`PIN_ENV`]) checks the key instead.
 
 use crate::key::PublicKey;
+use base64ct::{Base64Unpadded, Encoding};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 /// The file name under the configuration folder.
 const FILE: &str = "known_hosts";
+/// The environment variable naming the pin file, like `--known-hosts`.
+pub const KNOWN_HOSTS_ENV: &str = "COLORSORT_KNOWN_HOSTS";
+/// The environment variable holding the fingerprint the server's key must
+/// have, like `--pin`.
+pub const PIN_ENV: &str = "COLORSORT_PIN";
+/// How a fingerprint starts.
+const SHA256_PREFIX: &str = "SHA256:";
+/// Bytes in a SHA-256 digest.
+const SHA256_LEN: usize = 32;
+
+/// Parses a fingerprint as [`PublicKey::fingerprint`] and ssh-keygen print
+/// it, `SHA256:` and 43 characters of unpadded base64; `None` if `text` is
+/// anything else.
+pub fn parse_fingerprint(text: &str) -> Option<String> {
+    let hash = text.strip_prefix(SHA256_PREFIX)?;
+    let mut digest = [0u8; SHA256_LEN];
+    match Base64Unpadded::decode(hash, &mut digest) {
+        Ok(decoded) if decoded.len() == SHA256_LEN => Some(text.to_string()),
+        _ => None,
+    }
+}
 
 /// Where the pins live, or `None` if there is no home or config folder.
 pub fn default_path() -> Option<PathBuf> {
@@ -118,6 +143,26 @@ mod tests {
         ))
         .unwrap();
         Identity::from_pem(&pem).unwrap().public().clone()
+    }
+
+    #[test]
+    fn fingerprints_parse_only_in_full() {
+        let real = key("test-only-server-key.pem").fingerprint();
+        assert_eq!(parse_fingerprint(&real), Some(real.clone()));
+        let cases = [
+            "",
+            "SHA256:",
+            &real[SHA256_PREFIX.len()..],
+            &real[..real.len() - 1],
+            &format!("{real}A"),
+            &format!("{real}="),
+            &format!("sha256:{}", &real[SHA256_PREFIX.len()..]),
+            &format!("MD5:{}", &real[SHA256_PREFIX.len()..]),
+            &format!("{} ", real),
+        ];
+        for text in cases {
+            assert_eq!(parse_fingerprint(text), None, "{text:?}");
+        }
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod ping;
 mod report;
 mod send;
 mod serve;
+mod sign;
 mod stats;
 mod walk;
 
