@@ -82,7 +82,7 @@ impl Pins {
     pub fn check(&self, host: &str, key: &PublicKey) -> io::Result<Check> {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Check::New),
+            Err(e) if no_file(&e) => return Ok(Check::New),
             Err(e) => return Err(e),
         };
         let Some(line) = text
@@ -108,7 +108,7 @@ impl Pins {
     pub fn pin(&self, host: &str, key: &PublicKey) -> io::Result<()> {
         let old = match fs::read_to_string(&self.path) {
             Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) if no_file(&e) => String::new(),
             Err(e) => return Err(e),
         };
         let mut text: String = old
@@ -129,6 +129,15 @@ impl Pins {
         fs::write(&temp, text)?;
         fs::rename(&temp, &self.path)
     }
+}
+
+/// True if reading failed because there is no file: nothing is there, or
+/// a folder on the way is a file.
+fn no_file(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
 }
 
 #[cfg(test)]
@@ -188,5 +197,15 @@ mod tests {
         assert_eq!(pins.check("h:1", &other).unwrap(), Check::Same);
         let text = fs::read_to_string(pins.path()).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[test]
+    fn a_file_in_the_way_is_no_pin_and_cannot_be_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("file"), "").unwrap();
+        let pins = Pins::at(&dir.path().join("file/colorsort/known_hosts"));
+        let ours = key("test-only-server-key.pem");
+        assert_eq!(pins.check("h:1", &ours).unwrap(), Check::New);
+        assert!(pins.pin("h:1", &ours).is_err());
     }
 }
