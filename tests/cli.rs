@@ -342,11 +342,13 @@ fn send_checks_the_key_against_a_pin() {
         .env("COLORSORT_PIN", OTHER_KEY)
         .output()
         .unwrap();
-    for out in [flag, variable] {
+    for (out, source) in [(flag, "(--pin)"), (variable, "(COLORSORT_PIN)")] {
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{err}");
         assert!(
-            err.contains("NOT the pinned key") && err.contains(OTHER_KEY) && err.contains(&ours),
+            err.contains("NOT the pinned key")
+                && err.contains(&format!("{OTHER_KEY} {source}"))
+                && err.contains(&ours),
             "{err}"
         );
     }

@@ -92,7 +92,8 @@ struct Options {
     namespace: Option<String>,
     unsigned: bool,
     ssh_keygen: String,
-    pin: Option<String>,
+    /// The fingerprint the key must have, and where it was given.
+    pin: Option<(&'static str, String)>,
     known_hosts: Option<PathBuf>,
     paths: Vec<PathBuf>,
 }
@@ -192,17 +193,22 @@ pub(super) fn run(args: Args) -> Result<u8, Error> {
         }
         Ok(())
     })?;
-    let unknown_signer = report.failed_with("unknown-signer");
+    let unknown_signer = report.failed_with("unknown-signer") > 0;
     let code = report.finish(started.elapsed())?;
-    if let (Some(signer), true) = (&signer, unknown_signer > 0) {
+    if let Some(signer) = &signer
+        && unknown_signer
+        && let Some(key) = signer.signed_with()
+    {
         let _ = writeln!(
             stderr,
-            "colorsort: {} does not list the key of {} as a signer for namespace {:?}; \
-             its operator adds a line `PRINCIPAL KEYTYPE BASE64` (the public key) to its \
-             allowed_signers file",
+            "colorsort: {} does not take your key {} as a signer for namespace {}: it is not \
+             listed, or listed for other namespaces or times. To be listed, ask its operator \
+             to add this line, with your name for PRINCIPAL, to its allowed_signers file:\n  \
+             PRINCIPAL {}",
             opts.host,
-            opts.sign.as_deref().unwrap_or(Path::new("")).display(),
-            signer.namespace()
+            key.fingerprint(),
+            signer.namespace(),
+            key.to_openssh()
         );
     }
     Ok(code)
@@ -284,7 +290,7 @@ fn parse(mut args: Args) -> Result<Option<Options>, Error> {
                 "A".repeat(43)
             ))
         })?;
-        o.pin = Some(fingerprint);
+        o.pin = Some((source, fingerprint));
     }
     if o.paths.is_empty() {
         return Err(Error::Usage("send needs at least one FILE or DIR".into()));
@@ -401,7 +407,7 @@ fn check_policy(opts: &Options, policy: Option<&Policy>) -> Result<(), Error> {
 /// Checks the server's key against `--pin`, or else against the pin file.
 /// Returns an exit code if sending must not go on.
 fn check_key(opts: &Options, key: &PublicKey) -> Result<Option<u8>, Error> {
-    let Some(pin) = &opts.pin else {
+    let Some((source, pin)) = &opts.pin else {
         return check_pin(opts, key);
     };
     if key.fingerprint() == *pin {
@@ -409,7 +415,7 @@ fn check_key(opts: &Options, key: &PublicKey) -> Result<Option<u8>, Error> {
     }
     let _ = writeln!(
         io::stderr(),
-        "colorsort: the key of {} is NOT the pinned key\n  pinned:    {pin} (--pin)\n  \
+        "colorsort: the key of {} is NOT the pinned key\n  pinned:    {pin} ({source})\n  \
          presented: {}\nNothing was sent.",
         opts.host,
         key.fingerprint()

@@ -8,7 +8,7 @@
 //! server uses, so a key the server cannot take (ECDSA, short RSA) fails
 //! here, per file, with the reason.
 
-use crate::sshsig::{self, Signature};
+use crate::sshsig::{self, PublicKey, Signature};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -90,6 +90,8 @@ pub(super) struct Signer {
     /// One signature at a time: a passphrase prompt or a security key's
     /// request for a touch must not run into another's.
     one_at_a_time: Mutex<()>,
+    /// The key of the last signature made.
+    signed_with: Mutex<Option<PublicKey>>,
 }
 
 impl Signer {
@@ -102,12 +104,21 @@ impl Signer {
             key,
             namespace,
             one_at_a_time: Mutex::new(()),
+            signed_with: Mutex::new(None),
         }
     }
 
     /// The namespace signatures are made for.
     pub(super) fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// The key of the last signature made, if one was.
+    pub(super) fn signed_with(&self) -> Option<PublicKey> {
+        self.signed_with
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The armored signature of `data`, checked to verify over it.
@@ -119,9 +130,15 @@ impl Signer {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             self.run(data)?
         };
-        Signature::parse(&armored)
-            .and_then(|sig| sig.verify(data, &self.namespace))
+        let signature = Signature::parse(&armored).map_err(Error::Output)?;
+        signature
+            .verify(data, &self.namespace)
             .map_err(Error::Output)?;
+        *self
+            .signed_with
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some(signature.public_key().clone());
         Ok(armored)
     }
 
