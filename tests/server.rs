@@ -339,11 +339,18 @@ fn names_are_checked_and_never_overwrite() {
             "key.pem",
             "key.pub",
             "not_trusted",
-            "red"
+            "red",
+            "signatures"
         ]
     );
     for folder in ["red", "green", "blue"] {
         assert!(s.files(folder).is_empty(), "{folder}");
+    }
+    for folder in common::CLASS_FOLDERS {
+        assert!(
+            s.files(&format!("signatures/{folder}")).is_empty(),
+            "{folder}"
+        );
     }
 }
 
@@ -523,8 +530,12 @@ fn resending_content_is_idempotent_across_restarts_and_servers() {
             c.upload("SEAL", "other.png", &seal(&image)),
             format!("{first} dup")
         );
-        // A plain upload of sealed content is a duplicate too.
-        assert_eq!(c.upload("PUT", "p.png", &image), format!("{first} dup"));
+        // Dedupe follows trust: a plain upload of sealed content is filed
+        // again in not_trusted/, never told of the sealed copy.
+        assert_eq!(
+            c.upload("PUT", "p.png", &image),
+            "OK not_trusted/p.png r=0.0 g=180.0 b=20.0"
+        );
         first
     };
     // After a restart, and from a second server on the same directory.
@@ -558,5 +569,5 @@ fn resending_content_is_idempotent_across_restarts_and_servers() {
     );
     assert_eq!(a.files("blue").len(), 1);
     assert_eq!(a.files("green"), ["g.png"]);
-    assert!(a.files("not_trusted").is_empty());
+    assert_eq!(a.files("not_trusted"), ["p.png"]);
 }

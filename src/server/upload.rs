@@ -168,8 +168,8 @@ pub(super) fn process(
         age::decrypt_in_place(payload, &shared.identity).map_err(UploadError::Decrypt)?;
     }
     let trust = match kind {
-        Upload::Seal => Trust::Sealed,
-        Upload::Put => Trust::Plain,
+        Upload::Seal => Trust::Trusted,
+        Upload::Put => Trust::NotTrusted,
     };
     // Content already stored is not decoded again: a re-sent folder
     // costs a hash per file, not a decode.
@@ -211,7 +211,7 @@ pub(super) fn process(
     };
     let filed = shared
         .store
-        .file(folder, &name, payload, &digest, verdict.mean)
+        .file(folder, &name, payload, &digest, verdict.mean, None)
         .map_err(UploadError::Store)?;
     // The log says what the reply does not: a plaintext upload's
     // class, and a copy that could not be indexed.

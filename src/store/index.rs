@@ -1,9 +1,15 @@
 //! The content index, which makes re-sending idempotent: one entry per
-//! stored content, named by its SHA-256 under `.index/sealed/` or
-//! `.index/plain/`, a symbolic link whose target text is the stored path and
-//! colour. Looking an entry up believes it only once the file it names still
+//! stored content, named by its SHA-256 under `.index/sealed/` (the class
+//! folders) or `.index/plain/` (`not_trusted/`), a symbolic link whose
+//! target text is the stored path and colour. Looking an entry up believes
+//! it only once the file it names, in a folder of the same trust, still
 //! holds that content; creating one is the race-free claim that decides
 //! which of two uploads of one content is the duplicate.
+//!
+//! Dedupe follows trust: an upload is a duplicate only of a copy in the
+//! folder class it would itself be filed in. A plaintext upload of content
+//! a known sender filed by colour is filed again in `not_trusted/`, so that
+//! its reply never names, or confirms the existence of, a trusted file.
 
 use super::{Digest, Error, Folder, Store, ctx};
 use crate::name;
@@ -17,45 +23,38 @@ pub(super) const INDEX: &str = ".index";
 /// Attempts to claim an index entry whose file was deleted behind our back.
 const CLAIM_TRIES: usize = 3;
 
-/// Which content index an upload belongs to.
+/// Which folder class, and content index, an upload belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trust {
-    /// A SEAL upload, filed by colour.
-    Sealed,
-    /// A PUT upload, filed in `not_trusted/`.
-    Plain,
+    /// Filed by colour in `red/`, `green/` or `blue/`: a `SEAL`, signed by
+    /// a known sender in known-senders mode.
+    Trusted,
+    /// Filed in `not_trusted/`: a `PUT`, or an unsigned `SEAL` in
+    /// known-senders mode.
+    NotTrusted,
 }
 
 impl Trust {
-    /// The folder, in [`INDEX`], of this trust's index.
+    /// The folder, in [`INDEX`], of this trust's index. The names are those
+    /// of the verbs that filed there before signatures, kept so that
+    /// existing data directories keep their index.
     pub(super) fn dir(self) -> &'static str {
         match self {
-            Trust::Sealed => "sealed",
-            Trust::Plain => "plain",
-        }
-    }
-
-    /// The indexes that count as "already stored" for an upload of this
-    /// trust: a sealed copy satisfies a plain upload, not the reverse.
-    fn satisfied_by(self) -> &'static [Trust] {
-        match self {
-            Trust::Sealed => &[Trust::Sealed],
-            Trust::Plain => &[Trust::Sealed, Trust::Plain],
+            Trust::Trusted => "sealed",
+            Trust::NotTrusted => "plain",
         }
     }
 }
 
 /// Where content with this digest is stored in the data directory `root`,
-/// if it is: for a sealed upload, in a class folder; for a plain one,
-/// anywhere. The file an entry names is hashed before it is believed, so
-/// an entry whose file was deleted, or replaced by other content under the
-/// same name, does not count. Reads only; the gallery uses it without
+/// if it is, in a folder of this trust: a trusted upload is a duplicate
+/// only of a copy in a class folder, an untrusted one only of a copy in
+/// `not_trusted/`. The file an entry names is hashed before it is believed,
+/// so an entry whose file was deleted, or replaced by other content under
+/// the same name, does not count. Reads only; the gallery uses it without
 /// opening a [`Store`].
 pub fn lookup(root: &Path, trust: Trust, digest: &Digest) -> Option<Stored> {
-    trust
-        .satisfied_by()
-        .iter()
-        .find_map(|&t| read_entry(root, t, digest))
+    read_entry(root, trust, digest)
 }
 
 fn entry_path(root: &Path, trust: Trust, digest: &Digest) -> PathBuf {
@@ -67,9 +66,11 @@ fn entry_path(root: &Path, trust: Trust, digest: &Digest) -> PathBuf {
 fn read_entry(root: &Path, trust: Trust, digest: &Digest) -> Option<Stored> {
     let target = fs::read_link(entry_path(root, trust, digest)).ok()?;
     let stored = Stored::parse(target.to_str()?)?;
+    // An entry naming a folder of the other trust (written by hand, or
+    // moved between indexes) describes nothing here.
     let folder = Folder::ALL
         .into_iter()
-        .find(|f| f.as_str() == stored.folder())?;
+        .find(|f| f.as_str() == stored.folder() && f.trust() == trust)?;
     let name = stored.path.split_once('/')?.1;
     let sound = name::Name::parse(name.as_bytes()) == Ok(name::Name::Given(name.to_string()));
     let path = root.join(folder.as_str()).join(name);
@@ -100,7 +101,7 @@ impl Store {
         stored: &Stored,
     ) -> Result<Option<Stored>, Error> {
         let entry = self.entry_path(trust, digest);
-        let dir = &self.indexes[usize::from(trust == Trust::Plain)];
+        let dir = &self.indexes[usize::from(trust == Trust::NotTrusted)];
         let sync = || ctx(dir.sync_all(), "cannot fsync index of", &entry);
         for _ in 0..CLAIM_TRIES {
             match std::os::unix::fs::symlink(stored.to_string(), &entry) {
@@ -136,33 +137,68 @@ mod tests {
     fn same_content_is_stored_once() {
         let (dir, store) = store();
         let digest = Digest::of(b"pixels");
-        assert_eq!(store.lookup(Trust::Sealed, &digest), None);
+        assert_eq!(store.lookup(Trust::Trusted, &digest), None);
         let first = put(&store, Folder::Green, "a.png", b"pixels");
-        let found = store.lookup(Trust::Sealed, &digest).unwrap();
+        let found = store.lookup(Trust::Trusted, &digest).unwrap();
         assert_eq!(
             (found.path.as_str(), found.mean, found.dup),
             (first.as_str(), [1.0, 2.0, 3.0], true)
         );
-        // A plain upload of sealed content is a duplicate; a sealed upload of
-        // plain content is not.
-        assert!(store.lookup(Trust::Plain, &digest).is_some());
-        put(&store, Folder::NotTrusted, "p.png", b"plain only");
-        assert!(
-            store
-                .lookup(Trust::Sealed, &Digest::of(b"plain only"))
-                .is_none()
-        );
         // Deleting the file makes the entry stale: the content is new again.
         fs::remove_file(dir.path().join(&first)).unwrap();
-        assert_eq!(store.lookup(Trust::Sealed, &digest), None);
+        assert_eq!(store.lookup(Trust::Trusted, &digest), None);
         assert_eq!(
             put(&store, Folder::Green, "b.png", b"pixels"),
             "green/b.png"
         );
         assert_eq!(
-            store.lookup(Trust::Sealed, &digest).unwrap().path,
+            store.lookup(Trust::Trusted, &digest).unwrap().path,
             "green/b.png"
         );
+    }
+
+    #[test]
+    fn dedupe_follows_trust() {
+        let (dir, store) = store();
+        // Trusted content is no duplicate for an untrusted upload, which is
+        // filed again in not_trusted/ and never told of the trusted copy;
+        // nor the reverse.
+        let secret = Digest::of(b"alice's private scan");
+        put(
+            &store,
+            Folder::Blue,
+            "alice-private-scan.png",
+            b"alice's private scan",
+        );
+        assert_eq!(store.lookup(Trust::NotTrusted, &secret), None);
+        assert_eq!(
+            put(
+                &store,
+                Folder::NotTrusted,
+                "guess.png",
+                b"alice's private scan"
+            ),
+            "not_trusted/guess.png"
+        );
+        let plain = Digest::of(b"sent plain");
+        put(&store, Folder::NotTrusted, "p.png", b"sent plain");
+        assert_eq!(store.lookup(Trust::Trusted, &plain), None);
+        // Each class answers with its own copy.
+        assert_eq!(
+            store.lookup(Trust::Trusted, &secret).unwrap().path,
+            "blue/alice-private-scan.png"
+        );
+        assert_eq!(
+            store.lookup(Trust::NotTrusted, &secret).unwrap().path,
+            "not_trusted/guess.png"
+        );
+        // An entry in one index that names a file of the other class (made
+        // by hand, or by an older server) counts for neither.
+        let entry = dir.path().join(INDEX).join("plain").join(plain.hex());
+        fs::remove_file(&entry).unwrap();
+        fs::write(dir.path().join("red/p.png"), b"sent plain").unwrap();
+        std::os::unix::fs::symlink("red/p.png r=1.0 g=2.0 b=3.0", &entry).unwrap();
+        assert_eq!(store.lookup(Trust::NotTrusted, &plain), None);
     }
 
     #[test]
@@ -181,7 +217,9 @@ mod tests {
             fs::read(dir.path().join("red/same.png")).unwrap(),
             b"pixels"
         );
-        let found = store.lookup(Trust::Sealed, &Digest::of(b"pixels")).unwrap();
+        let found = store
+            .lookup(Trust::Trusted, &Digest::of(b"pixels"))
+            .unwrap();
         assert_eq!(found.path, "red/same.png");
     }
 
@@ -194,13 +232,13 @@ mod tests {
         // The first content's entry names red/a.png, which now holds other
         // bytes: the first content is not stored, and must be filed again.
         let first = Digest::of(b"first content");
-        assert_eq!(store.lookup(Trust::Sealed, &first), None);
+        assert_eq!(store.lookup(Trust::Trusted, &first), None);
         assert_eq!(
             put(&store, Folder::Red, "a.png", b"first content"),
             "red/a-1.png"
         );
         assert_eq!(
-            store.lookup(Trust::Sealed, &first).unwrap().path,
+            store.lookup(Trust::Trusted, &first).unwrap().path,
             "red/a-1.png"
         );
     }
@@ -215,7 +253,14 @@ mod tests {
                 let store = Arc::clone(&store);
                 std::thread::spawn(move || {
                     store
-                        .file(Folder::Blue, "same.png", b"same bytes", &digest, [0.0; 3])
+                        .file(
+                            Folder::Blue,
+                            "same.png",
+                            b"same bytes",
+                            &digest,
+                            [0.0; 3],
+                            None,
+                        )
                         .map(|filed| filed.stored)
                         .unwrap()
                 })

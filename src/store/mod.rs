@@ -5,7 +5,11 @@
 //! DATA/
 //!   key.pem          the server's RSA private key, PKCS#1 PEM, mode 0600
 //!   key.pub          its OpenSSH public key line, for `age -R`
+//!   allowed_signers  the known senders, if the operator put it there
 //!   red/ green/ blue/ not_trusted/
+//!   signatures/FOLDER/NAME.sig
+//!                    the signature each signed upload FOLDER/NAME came
+//!                    with, exactly as received
 //!   .staging/        files being written; one folder per running server
 //!   .index/sealed/   content index of red/, green/ and blue/
 //!   .index/plain/    content index of not_trusted/
@@ -18,6 +22,18 @@
 //! folder or the whole file; the staging folder it leaves behind is removed at
 //! the next start.
 //!
+//! A signed upload's signature is published first, under the name the
+//! image is about to take: staged and fsynced like the image, linked as
+//! `signatures/FOLDER/NAME.sig` (which fails rather than overwrite, so a
+//! taken signature name moves the image to the next free variant too), and
+//! that folder fsynced, before the image is linked. So an image never
+//! exists, even after a crash, without the signature it was filed with.
+//! What a crash can leave is the reverse: a `.sig` whose image was never
+//! linked. Such a leftover vouches for nothing (a signature is checked
+//! against the image, and there is none), is outside the folders `STATS`
+//! counts, and is never paired with a later image: signed uploads cannot
+//! take its name, and unsigned ones skip it.
+//!
 //! The content index makes re-sending idempotent. Each stored upload has an
 //! entry named by the SHA-256 of its content: a symbolic link whose target
 //! text (never followed) is where the file was stored and its colour, as the
@@ -25,8 +41,11 @@
 //! creation fails if the name exists, so the entry is also a race-free claim:
 //! when two uploads of the same content race, both are filed, the first to
 //! claim the entry wins, and the other removes its copy and reports the
-//! winner's as a duplicate. Sealed and plain uploads are indexed apart, so
-//! that sealing content first sent plain still files it by colour.
+//! winner's as a duplicate. Trusted uploads (the class folders) and
+//! untrusted ones (`not_trusted/`) are indexed apart, and an upload is a
+//! duplicate only of a copy in its own class: content first sent plain and
+//! then by a trusted sender is filed by colour, and content a trusted sender
+//! filed, sent again plain, is filed again in `not_trusted/`.
 //!
 //! Several servers may share one data directory (replicas on one volume).
 //! Everything here is safe across processes, not just threads: names are
@@ -52,6 +71,10 @@ use std::time::{Duration, SystemTime};
 mod index;
 mod keyfile;
 mod staging;
+
+/// The folder, in the data directory, that holds each signed upload's
+/// signature, in a folder named like the upload's.
+pub const SIGNATURES: &str = "signatures";
 
 pub use index::{Trust, lookup};
 pub use keyfile::{KEY_FILE, PUB_FILE};
@@ -92,8 +115,8 @@ impl Folder {
     /// The content index the folder's files belong to.
     pub fn trust(self) -> Trust {
         match self {
-            Folder::NotTrusted => Trust::Plain,
-            Folder::Red | Folder::Green | Folder::Blue => Trust::Sealed,
+            Folder::NotTrusted => Trust::NotTrusted,
+            Folder::Red | Folder::Green | Folder::Blue => Trust::Trusted,
         }
     }
 }
@@ -236,6 +259,8 @@ pub struct Store {
     _staging_lock: File,
     /// Open handles on the class folders, for fsync.
     folders: [File; 4],
+    /// Open handles on their folders in [`SIGNATURES`], for fsync.
+    signatures: [File; 4],
     /// Open handles on the two index folders, sealed then plain, for fsync.
     indexes: [File; 2],
     /// Sequence for staging file names.
@@ -292,12 +317,14 @@ impl Store {
         };
         let [r, g, b, n] = Folder::ALL.map(|f| open_dir(root.join(f.as_str())));
         let folders = [r?, g?, b?, n?];
+        let [r, g, b, n] = Folder::ALL.map(|f| open_dir(root.join(SIGNATURES).join(f.as_str())));
+        let signatures = [r?, g?, b?, n?];
         let [sealed, plain] =
-            [Trust::Sealed, Trust::Plain].map(|t| open_dir(root.join(INDEX).join(t.dir())));
+            [Trust::Trusted, Trust::NotTrusted].map(|t| open_dir(root.join(INDEX).join(t.dir())));
         let indexes = [sealed?, plain?];
         // The folders' own entries must be durable before any upload in them
         // is acknowledged; after the first start this finds nothing to write.
-        for dir in [root.to_path_buf(), root.join(INDEX)] {
+        for dir in [root.to_path_buf(), root.join(INDEX), root.join(SIGNATURES)] {
             ctx(
                 File::open(&dir).and_then(|d| d.sync_all()),
                 "cannot fsync",
@@ -309,6 +336,7 @@ impl Store {
             staging,
             _staging_lock: staging_lock,
             folders,
+            signatures,
             indexes,
             next_temp: AtomicU64::new(0),
             counts: Mutex::new([CountCache::default(); 4]),
@@ -338,14 +366,15 @@ impl Store {
     }
 
     /// Files `bytes` in `folder` under `name`, or under a free variant of it
-    /// if taken, durably, and indexes it under `digest`. `name` must be a
-    /// safe name (see [`crate::name`]); `mean` is the colour to record.
+    /// if taken, durably, with the `signature` it came with, if any, and
+    /// indexes it under `digest`. `name` must be a safe name (see
+    /// [`crate::name`]); `mean` is the colour to record.
     ///
-    /// When this returns `Ok`, the file is complete, fsynced, and reachable
-    /// through an fsynced folder entry. If the same content was filed by
-    /// another upload meanwhile, this upload's copy is removed again and the
-    /// other copy is returned, marked `dup`. When this returns `Err`, no file
-    /// was published.
+    /// When this returns `Ok`, the file and its signature are complete,
+    /// fsynced, and reachable through fsynced folder entries. If the same
+    /// content was filed by another upload meanwhile, this upload's copy
+    /// and signature are removed again and the other copy is returned,
+    /// marked `dup`. When this returns `Err`, no file was published.
     pub fn file(
         &self,
         folder: Folder,
@@ -353,10 +382,21 @@ impl Store {
         bytes: &[u8],
         digest: &Digest,
         mean: [f64; 3],
+        signature: Option<&[u8]>,
     ) -> Result<Filed, Error> {
         let temp = self.write_staged(bytes, 0o644)?;
-        let published = self.publish(&temp, folder, name);
+        let sig_temp = match signature.map(|s| self.write_staged(s, 0o644)).transpose() {
+            Ok(sig_temp) => sig_temp,
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                return Err(e);
+            }
+        };
+        let published = self.publish(&temp, folder, name, sig_temp.as_deref());
         let _ = fs::remove_file(&temp);
+        if let Some(sig_temp) = &sig_temp {
+            let _ = fs::remove_file(sig_temp);
+        }
         let stored = Stored {
             path: published?,
             mean,
@@ -369,7 +409,7 @@ impl Store {
                 unindexed: None,
             }),
             Ok(Some(theirs)) => {
-                self.unpublish(folder, &stored.path);
+                self.unpublish(folder, &stored.path, signature.is_some());
                 Ok(Filed {
                     stored: theirs,
                     unindexed: None,
@@ -440,7 +480,14 @@ mod tests {
     /// Files `bytes` and returns its path; panics on error or duplicate.
     pub(super) fn put(store: &Store, folder: Folder, name: &str, bytes: &[u8]) -> String {
         let stored = store
-            .file(folder, name, bytes, &Digest::of(bytes), [1.0, 2.0, 3.0])
+            .file(
+                folder,
+                name,
+                bytes,
+                &Digest::of(bytes),
+                [1.0, 2.0, 3.0],
+                None,
+            )
             .unwrap()
             .stored;
         assert!(!stored.dup, "{name} was a duplicate");
@@ -458,6 +505,7 @@ mod tests {
         let (dir, _store) = store();
         for f in ["red", "green", "blue", "not_trusted", ".staging"] {
             assert!(dir.path().join(f).is_dir(), "{f}");
+            assert!(dir.path().join(SIGNATURES).join(f).is_dir() || f == ".staging");
         }
     }
 

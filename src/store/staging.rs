@@ -2,9 +2,9 @@
 //! `.staging/`, held by an instance lock for the process's life; the sweep
 //! that removes the folders of servers no longer running; writing a file
 //! there durably; and publishing it into a class folder by `link(2)` under
-//! the first free variant of its name.
+//! the first free variant of its name, after its signature, if it has one.
 
-use super::{Error, Folder, Store, ctx, ignore_exists};
+use super::{Error, Folder, SIGNATURES, Store, ctx, ignore_exists};
 use crate::name;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -122,11 +122,46 @@ impl Store {
     /// Links the staged file `temp` into `folder` under `name`, or under the
     /// first free variant of it, and fsyncs the folder. Returns the stored
     /// path, `folder/name`.
-    pub(super) fn publish(&self, temp: &Path, folder: Folder, name: &str) -> Result<String, Error> {
+    ///
+    /// With a staged signature `sig`, each candidate name is claimed for the
+    /// signature first, as `signatures/folder/name.sig`, and that folder
+    /// fsynced, before the image is linked: an image never exists without
+    /// its signature. If the image's name turns out to be taken, the
+    /// signature just linked is removed and the next variant tried. Without
+    /// one, a name whose `.sig` is left over from a crash is skipped, so
+    /// that it never seems to sign an image it was not made for.
+    pub(super) fn publish(
+        &self,
+        temp: &Path,
+        folder: Folder,
+        name: &str,
+        sig: Option<&Path>,
+    ) -> Result<String, Error> {
         let dir = self.root.join(folder.as_str());
         let random =
             (0..RANDOM_NAME_TRIES).map(|_| name::with_suffix(name, &crate::random::hex(4)));
         for candidate in name::variants(name).chain(random) {
+            let sig_dest = self.signature_path(folder, &candidate);
+            match sig {
+                Some(sig) => match fs::hard_link(sig, &sig_dest) {
+                    Ok(()) => {
+                        if let Err(e) = self.signatures[folder.index()].sync_all() {
+                            let _ = fs::remove_file(&sig_dest);
+                            return ctx(Err(e), "cannot fsync", &sig_dest);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return ctx(Err(e), "cannot publish", &sig_dest),
+                },
+                None if sig_dest.symlink_metadata().is_ok() => continue,
+                None => {}
+            }
+            // Removes the signature of a candidate the image did not take.
+            let drop_sig = || {
+                if sig.is_some() {
+                    let _ = fs::remove_file(&sig_dest);
+                }
+            };
             let dest = dir.join(&candidate);
             match fs::hard_link(temp, &dest) {
                 Ok(()) => {
@@ -134,22 +169,41 @@ impl Store {
                         // The entry may or may not survive a crash; it must
                         // not stay behind an error reply.
                         let _ = fs::remove_file(&dest);
+                        drop_sig();
                         return ctx(Err(e), "cannot fsync", &dir);
                     }
                     return Ok(format!("{folder}/{candidate}"));
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return ctx(Err(e), "cannot publish", &dest),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => drop_sig(),
+                Err(e) => {
+                    drop_sig();
+                    return ctx(Err(e), "cannot publish", &dest);
+                }
             }
         }
         Err(Error::NameExhausted(name.to_string()))
     }
 
-    /// Removes a file this call published but must not keep. Best effort:
-    /// if it fails, a duplicate copy stays, which loses nothing.
-    pub(super) fn unpublish(&self, folder: Folder, path: &str) {
-        if fs::remove_file(self.root.join(path)).is_ok() {
-            let _ = self.folders[folder.index()].sync_all();
+    /// Where the signature of the file `name` in `folder` is kept.
+    fn signature_path(&self, folder: Folder, name: &str) -> PathBuf {
+        self.root
+            .join(SIGNATURES)
+            .join(folder.as_str())
+            .join(format!("{name}.sig"))
+    }
+
+    /// Removes a file this call published but must not keep, then, if it
+    /// was `signed`, its signature: in that order, so that the image never
+    /// outlives its signature. Best effort: if it fails, a duplicate copy
+    /// stays, which loses nothing.
+    pub(super) fn unpublish(&self, folder: Folder, path: &str, signed: bool) {
+        if fs::remove_file(self.root.join(path)).is_err() {
+            return;
+        }
+        let _ = self.folders[folder.index()].sync_all();
+        let name = path.split_once('/').map_or(path, |(_, name)| name);
+        if signed && fs::remove_file(self.signature_path(folder, name)).is_ok() {
+            let _ = self.signatures[folder.index()].sync_all();
         }
     }
 }
@@ -178,6 +232,111 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, vec![std::ffi::OsString::from("lock")]);
+    }
+
+    /// Files `bytes` with `sig` and returns its path; panics on error or
+    /// duplicate.
+    fn put_signed(store: &Store, folder: Folder, name: &str, bytes: &[u8], sig: &[u8]) -> String {
+        let digest = super::super::Digest::of(bytes);
+        let stored = store
+            .file(folder, name, bytes, &digest, [0.0; 3], Some(sig))
+            .unwrap()
+            .stored;
+        assert!(!stored.dup, "{name} was a duplicate");
+        stored.path
+    }
+
+    fn signatures(dir: &Path, folder: &str) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir.join(SIGNATURES).join(folder))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_signature_is_kept_under_the_name_its_image_took() {
+        let (dir, store) = store();
+        let d = dir.path();
+        // A name taken by an unsigned image moves image and signature on together.
+        put(&store, Folder::Red, "a.png", b"unsigned");
+        assert_eq!(
+            put_signed(&store, Folder::Red, "a.png", b"one", b"sig one"),
+            "red/a-1.png"
+        );
+        assert_eq!(
+            fs::read(d.join("signatures/red/a-1.png.sig")).unwrap(),
+            b"sig one"
+        );
+        // A leftover signature, whose image was never linked, keeps its
+        // name from signed and unsigned uploads alike.
+        fs::write(d.join("signatures/red/b.png.sig"), b"leftover").unwrap();
+        assert_eq!(
+            put_signed(&store, Folder::Red, "b.png", b"two", b"sig two"),
+            "red/b-1.png"
+        );
+        assert_eq!(put(&store, Folder::Red, "b.png", b"three"), "red/b-2.png");
+        assert_eq!(
+            fs::read(d.join("signatures/red/b.png.sig")).unwrap(),
+            b"leftover"
+        );
+        assert_eq!(
+            signatures(d, "red"),
+            ["a-1.png.sig", "b-1.png.sig", "b.png.sig"]
+        );
+        // Signatures are not uploads: STATS does not count them.
+        assert_eq!(store.counts().unwrap(), [4, 0, 0, 0]);
+        assert_eq!(
+            fs::read_dir(&store.staging).unwrap().count(),
+            1,
+            "staging holds only its lock"
+        );
+    }
+
+    #[test]
+    fn racing_signed_uploads_of_one_content_keep_one_signature() {
+        let (dir, store) = store();
+        let store = Arc::new(store);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    let digest = super::super::Digest::of(b"same");
+                    let sig = format!("signature {t}");
+                    let stored = store
+                        .file(
+                            Folder::Green,
+                            "s.png",
+                            b"same",
+                            &digest,
+                            [0.0; 3],
+                            Some(sig.as_bytes()),
+                        )
+                        .unwrap()
+                        .stored;
+                    (stored, sig)
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let winners: Vec<_> = results.iter().filter(|(s, _)| !s.dup).collect();
+        assert_eq!(winners.len(), 1, "{results:?}");
+        let (winner, sig) = winners[0];
+        // The losers took their images and signatures away again; the one
+        // copy left has the winner's signature beside it.
+        let name = winner.path.strip_prefix("green/").unwrap();
+        assert_eq!(count_files(&dir.path().join("green")).unwrap(), 1);
+        assert_eq!(signatures(dir.path(), "green"), [format!("{name}.sig")]);
+        assert_eq!(
+            fs::read(
+                dir.path()
+                    .join("signatures/green")
+                    .join(format!("{name}.sig"))
+            )
+            .unwrap(),
+            sig.as_bytes()
+        );
     }
 
     #[test]
