@@ -25,7 +25,7 @@
 use crate::classify;
 use crate::signers::AllowedSigners;
 use crate::sshsig::{self, Signature};
-use crate::store::{self, Digest, Folder};
+use crate::store::{self, Digest, Folder, SIGNATURES};
 use base64ct::{Base64, Encoding};
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -46,9 +46,6 @@ pub const THUMB_SIDE: u32 = 160;
 const THUMB_QUALITY: u8 = 80;
 /// Largest image decoded for a thumbnail, as for classification.
 const MAX_PIXELS: u64 = crate::config::DEFAULT_MAX_PIXELS;
-/// Where the server keeps the signatures of trusted uploads, under the data
-/// directory.
-const SIGNATURES: &str = "signatures";
 
 /// What can stop a gallery from being written.
 #[derive(Debug)]
