@@ -17,9 +17,12 @@
 //!   does not check the flag when verifying signatures);
 //! - text after the END line (ssh-keygen ignores it);
 //! - ECDSA keys and RSA keys under 2048 bits (ssh-keygen takes them);
-//! - an allowed_signers file with a line we refuse (an unsupported key or
-//!   option, a local time, an option given twice, a quote followed by a
-//!   comma): ssh-keygen skips that line and accepts by a later one.
+//! - an allowed_signers file with a line we refuse: ssh-keygen skips a line
+//!   it cannot use (an unsupported key or option, an option given twice, a
+//!   quote followed by a comma) and accepts by a later one; and it reads
+//!   lines we refuse outright: local times, dates that do not exist (rolled
+//!   over) or second 60, a leading comma in the options, empty patterns in
+//!   a list, no space after a quoted principals field.
 //!
 //! One difference goes the other way and depends on the version: OpenSSH
 //! before 9.5 refuses a signature armored with CRLF, which we (and later
@@ -628,6 +631,210 @@ fn verdicts_match_ssh_keygen() {
                 verdict_word(keygen),
                 verdict_word(expected),
                 case.keygen
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// One-line allowed_signers files, `{key}` standing for the Ed25519 test
+/// key, checked with ed25519.sig for `-I principal -n colorsort`.
+type EntryCase = (&'static str, &'static str, fn(&Ours) -> bool, Keygen);
+
+fn entry_cases() -> Vec<EntryCase> {
+    fn trusted(o: &Ours) -> bool {
+        matches!(o, Ours::Trusted(1))
+    }
+    fn refused(o: &Ours) -> bool {
+        matches!(o, Ours::File(signers::Error::Line { line: 1, .. }))
+    }
+    const ALICE: &str = "alice@example.com";
+    vec![
+        ("alice@example.com {key}", ALICE, trusted, Agrees),
+        ("alice@example.com\t{key}\tcomment", ALICE, trusted, Agrees),
+        (
+            "  alice@example.com   {key}   a comment  ",
+            ALICE,
+            trusted,
+            Agrees,
+        ),
+        ("alice@example.com {key}\r", ALICE, trusted, Agrees),
+        ("\"alice@example.com\" {key}", ALICE, trusted, Agrees),
+        ("a*e@example.com {key}", ALICE, trusted, Agrees),
+        ("al?ce@example.com {key}", ALICE, trusted, Agrees),
+        (
+            "!bob@example.com,alice@example.com {key}",
+            ALICE,
+            trusted,
+            Agrees,
+        ),
+        (
+            "alice@example.com,!alice@example.com {key}",
+            ALICE,
+            |o| matches!(o, Ours::Unknown(Unknown::Principal { line: 1 })),
+            Agrees,
+        ),
+        (
+            "ALICE@example.com {key}",
+            ALICE,
+            |o| matches!(o, Ours::Unknown(Unknown::Principal { line: 1 })),
+            Agrees,
+        ),
+        (
+            "alice@example.com NAMESPACES=\"colorsort\" {key}",
+            ALICE,
+            trusted,
+            Agrees,
+        ),
+        (
+            "alice@example.com namespaces=\"x\\\"y,colorsort\" {key}",
+            ALICE,
+            trusted,
+            Agrees,
+        ),
+        (
+            "alice@example.com namespaces=\"color?ort\",valid-after=\"20200101Z\" {key}",
+            ALICE,
+            trusted,
+            Agrees,
+        ),
+        (
+            "alice@example.com namespaces=\"Colorsort\" {key}",
+            ALICE,
+            |o| matches!(o, Ours::Unknown(Unknown::Namespace { line: 1 })),
+            Agrees,
+        ),
+        (
+            "alice@example.com valid-before=\"20990101UTC\" {key}",
+            ALICE,
+            trusted,
+            Agrees,
+        ),
+        (
+            "alice@example.com valid-before=\"20000101z\" {key}",
+            ALICE,
+            |o| matches!(o, Ours::Unknown(Unknown::Expired { line: 1, .. })),
+            Agrees,
+        ),
+        // Lines both refuse: we refuse the file, ssh-keygen skips the line
+        // and so finds no entry.
+        (
+            "alice@example.com namespaces=colorsort {key}",
+            ALICE,
+            refused,
+            Agrees,
+        ),
+        (
+            "alice@example.com cert-authority {key}",
+            ALICE,
+            refused,
+            Agrees,
+        ),
+        (
+            "alice@example.com no-touch-required {key}",
+            ALICE,
+            refused,
+            Agrees,
+        ),
+        (
+            "alice@example.com namespaces=\"colorsort\",namespaces=\"colorsort\" {key}",
+            ALICE,
+            refused,
+            Agrees,
+        ),
+        (
+            "alice@example.com valid-after=\"20300101Z\",valid-before=\"20200101Z\" {key}",
+            ALICE,
+            refused,
+            Agrees,
+        ),
+        (
+            "alice@example.com namespaces=\"colorsort\", {key}",
+            ALICE,
+            refused,
+            Agrees,
+        ),
+        ("al\"ice\"@example.com {key}", ALICE, refused, Agrees),
+        ("alice@example.com", ALICE, refused, Agrees),
+        // Lines only we refuse.
+        (
+            "alice@example.com valid-before=\"20990101\" {key}",
+            ALICE,
+            refused,
+            Accepts("local time"),
+        ),
+        (
+            "alice@example.com valid-after=\"20230229Z\" {key}",
+            ALICE,
+            refused,
+            Accepts("no such date"),
+        ),
+        (
+            "alice@example.com valid-before=\"20990101235960Z\" {key}",
+            ALICE,
+            refused,
+            Accepts("second 60"),
+        ),
+        (
+            "alice@example.com ,namespaces=\"colorsort\" {key}",
+            ALICE,
+            refused,
+            Accepts("empty option"),
+        ),
+        (
+            "alice@example.com,,bob@example.com {key}",
+            ALICE,
+            refused,
+            Accepts("empty principal pattern"),
+        ),
+        (
+            "alice@example.com namespaces=\"colorsort,\" {key}",
+            ALICE,
+            refused,
+            Accepts("empty namespace pattern"),
+        ),
+        (
+            "\"alice@example.com\"{key}",
+            ALICE,
+            refused,
+            Accepts("no space after a quote"),
+        ),
+    ]
+}
+
+#[test]
+fn entry_variants_match_ssh_keygen() {
+    if !keygen_installed("allowed_signers entries against ssh-keygen") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let public = fs::read_to_string(fixture("keys/ed25519.pub")).unwrap();
+    let key: Vec<&str> = public.split(' ').take(2).collect();
+    let key = key.join(" ");
+    let (sig, message) = (fixture("ed25519.sig"), fixture("message.txt"));
+    let mut failures = Vec::new();
+    for (i, (template, principal, expect, keygen)) in entry_cases().into_iter().enumerate() {
+        let entry = template.replace("{key}", &key);
+        let allowed = dir.path().join(format!("allowed_signers-{i}"));
+        fs::write(&allowed, format!("{entry}\n")).unwrap();
+        let verdict = ours(&sig, &message, &allowed, principal, NS, SystemTime::now());
+        if !expect(&verdict) {
+            failures.push(format!(
+                "{template:?}: our verdict {verdict:?} is not the expected one"
+            ));
+            continue;
+        }
+        let we_trust = matches!(verdict, Ours::Trusted(_));
+        let expected = match keygen {
+            Accepts(_) => true,
+            _ => we_trust,
+        };
+        let got = keygen_verify(&sig, &message, &allowed, principal, NS, None);
+        if got != expected {
+            failures.push(format!(
+                "{template:?}: ssh-keygen {} where {} was expected ({keygen:?}; ours: {verdict:?})",
+                verdict_word(got),
+                verdict_word(expected),
             ));
         }
     }

@@ -1,6 +1,8 @@
 //! `colorsort serve`: builds the server's configuration from the
 //! environment and the command line, logs panics as single lines, starts
-//! the server and stops it cleanly on SIGTERM or SIGINT.
+//! the server, says whether known senders are on (and warns when they are
+//! not), rereads the allowed_signers file on SIGHUP and stops cleanly on
+//! SIGTERM or SIGINT.
 
 use super::args::{Args, Flags, Item, unknown};
 use super::exit::{EXIT_FAILED, EXIT_OK, Error, print};
@@ -17,14 +19,20 @@ pub(super) fn usage() -> String {
     );
     for setting in config::SETTINGS {
         let flag = format!("{} {}", setting.flag, setting.value);
-        s.push_str(&format!(
-            "  {flag:<24} {} [{}]\n",
-            setting.help,
-            setting.show(&defaults)
-        ));
+        let default = setting.show(&defaults);
+        let default = if default.is_empty() {
+            String::new()
+        } else {
+            format!(" [{default}]")
+        };
+        s.push_str(&format!("  {flag:<24} {}{default}\n", setting.help));
         s.push_str(&format!("  {:<24} env {}\n", "", setting.env));
     }
-    s.push_str("\nStops cleanly on SIGTERM or SIGINT: in-flight requests finish, then exit 0.\n");
+    s.push_str(
+        "\nRereads the allowed_signers file on SIGHUP; a file that cannot be used leaves the\n\
+         list in force as it was. Stops cleanly on SIGTERM or SIGINT: in-flight requests\n\
+         finish, then exit 0.\n",
+    );
     s
 }
 
@@ -70,6 +78,33 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
         );
     }));
     let server = Server::bind(&config).map_err(|e| Error::Failed(e.to_string()))?;
+    // Handlers are in place before the server says it listens: a SIGHUP
+    // sent as soon as it does must reload, not end the process.
+    let stopper = server.stopper()?;
+    let reloader = server.reloader();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut stopping = false;
+            for signal in signals.forever() {
+                if signal == signal_hook::consts::SIGHUP {
+                    log!("received SIGHUP; {}", reloader.reload());
+                } else if !stopping {
+                    log!("received {}; stopping", signal_name(signal));
+                    stopping = true;
+                    stopper.stop();
+                } else {
+                    log!("received {} again; exiting now", signal_name(signal));
+                    std::process::exit(i32::from(EXIT_FAILED));
+                }
+            }
+        })?;
+    log!("{}", mode_line(&server));
     let addr = server.local_addr()?;
     let l = &config.limits;
     log!(
@@ -83,32 +118,33 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
         l.timeout.as_secs_f64(),
         l.max_connections
     );
-    let stopper = server.stopper()?;
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut received = signals.forever();
-            if let Some(signal) = received.next() {
-                log!("received {}; stopping", signal_name(signal));
-                stopper.stop();
-            }
-            if let Some(signal) = received.next() {
-                log!("received {} again; exiting now", signal_name(signal));
-                std::process::exit(i32::from(EXIT_FAILED));
-            }
-        })?;
     server.run().map_err(|e| Error::Failed(e.to_string()))?;
     Ok(EXIT_OK)
+}
+
+/// The start-up line on who may file by colour: in v1 mode, a warning.
+fn mode_line(server: &Server) -> String {
+    let namespace = server.namespace();
+    match server.known_senders() {
+        (path, Some(entries)) => format!(
+            "known senders: on; {entries} allowed signer entries from {}; only SEALs signed by them \
+             for namespace {namespace} are filed by colour, unsigned SEALs and PUTs go to not_trusted/",
+            path.display()
+        ),
+        (path, None) => format!(
+            "known senders: off (no {}): WARNING: anyone who fetches the key can file into red/ green/ blue/; \
+             list the trusted senders' keys in that file (or pass --allowed-signers) to require signatures \
+             for namespace {namespace}",
+            path.display()
+        ),
+    }
 }
 
 fn signal_name(signal: i32) -> &'static str {
     match signal {
         signal_hook::consts::SIGTERM => "SIGTERM",
         signal_hook::consts::SIGINT => "SIGINT",
+        signal_hook::consts::SIGHUP => "SIGHUP",
         _ => "a signal",
     }
 }

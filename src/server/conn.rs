@@ -1,7 +1,8 @@
 //! One client connection, served on its own thread: the request loop, the
 //! reply to each request, what becomes of the connection after it, and the
-//! log line for each. Uploads are received here and handed to [`upload`]
-//! for everything past the socket.
+//! log line for each. Uploads are received here, a signed `SEAL`'s
+//! signature before its payload, and handed to [`upload`] for everything
+//! past the socket.
 
 use super::Shared;
 use super::reader::{LineError, ReadError, Reader};
@@ -23,6 +24,8 @@ struct Outcome {
     reply: String,
     /// What happened, for the log only (never sent: it may name paths).
     detail: Option<String>,
+    /// A line of its own for the log, after the request's.
+    audit: Option<String>,
     after: After,
 }
 
@@ -42,6 +45,7 @@ impl Outcome {
         Outcome {
             reply: protocol::ok(&text.to_string()),
             detail: None,
+            audit: None,
             after: After::Continue,
         }
     }
@@ -50,6 +54,7 @@ impl Outcome {
         Outcome {
             reply: protocol::err(code, &message.to_string()),
             detail: None,
+            audit: None,
             after: After::Continue,
         }
     }
@@ -58,6 +63,7 @@ impl Outcome {
         Outcome {
             reply: String::new(),
             detail: Some(detail.to_string()),
+            audit: None,
             after: After::Gone,
         }
     }
@@ -85,7 +91,8 @@ impl From<UploadError> for Outcome {
 
 impl From<Accepted> for Outcome {
     fn from(accepted: Accepted) -> Outcome {
-        let outcome = Outcome::ok(accepted.stored);
+        let mut outcome = Outcome::ok(accepted.stored);
+        outcome.audit = accepted.audit;
         match accepted.detail {
             Some(detail) => outcome.detail(detail),
             None => outcome,
@@ -206,6 +213,9 @@ impl<'a> Connection<'a> {
             Some(d) => log!("{} {what} -> {shown}{ellipsis} {ms}ms ({d})", self.peer),
             None => log!("{} {what} -> {shown}{ellipsis} {ms}ms", self.peer),
         }
+        if let Some(audit) = &outcome.audit {
+            log!("{} {audit}", self.peer);
+        }
     }
 
     /// Parses and answers one request line. Returns a summary for the log.
@@ -244,7 +254,7 @@ impl<'a> Connection<'a> {
             }
             Request::Policy => {
                 let policy = protocol::Policy {
-                    signers: false,
+                    signers: shared.senders.current().is_some(),
                     namespace: shared.namespace.clone(),
                 };
                 ("POLICY".into(), Outcome::ok(policy))
@@ -255,46 +265,77 @@ impl<'a> Connection<'a> {
                 size,
                 sigsize,
             } => {
-                let what = format!(
+                let mut what = format!(
                     "{} {} {size}",
                     kind.verb(),
                     protocol::printable(name, name::MAX_NAME)
                 );
-                if sigsize.is_some() {
-                    // As before signatures were part of the protocol: the
-                    // payload's length is not known to this server.
-                    let outcome =
-                        Outcome::err(Code::BadRequest, "this server takes no signed SEAL");
-                    return (what, outcome.closing());
+                if let Some(sigsize) = sigsize {
+                    what.push_str(&format!(" {sigsize}"));
                 }
-                (what, self.upload(kind, name, size))
+                (what, self.upload(kind, name, size, sigsize))
             }
         }
     }
 
-    /// Receives, opens, classifies and files one upload.
-    fn upload(&mut self, kind: Upload, raw_name: &[u8], size: u64) -> Outcome {
-        if let Err(e) = upload::check_size(&self.shared.limits, size) {
-            // The payload is not read: the connection closes instead.
+    /// Receives, opens, classifies and files one upload: `sigsize` bytes of
+    /// signature, if given, then `size` bytes of payload.
+    fn upload(
+        &mut self,
+        kind: Upload,
+        raw_name: &[u8],
+        size: u64,
+        sigsize: Option<usize>,
+    ) -> Outcome {
+        let sigsize = sigsize.unwrap_or(0);
+        if let Err(e) = upload::check_size(&self.shared.limits, size, sigsize) {
+            // Nothing more is read: the connection closes instead.
             return Outcome::from(e).closing();
         }
         let started = Instant::now();
         self.progress.store(0, Ordering::Relaxed);
+        // The signature and the payload are one transfer, held to one
+        // moving deadline and watched as one by the registry.
+        let total = size + sigsize as u64;
         self.shared
             .conns
-            .set_payload(self.id, Some((started, size)));
-        let outcome = self.receive(kind, raw_name, size, started);
+            .set_payload(self.id, Some((started, total)));
+        let outcome = self.receive(kind, raw_name, (size, sigsize), started);
         self.shared.conns.set_payload(self.id, None);
         outcome
     }
 
     /// The rest of [`Connection::upload`], once SIZE is known to be within
-    /// the limit and the payload (from `started`) is being received.
-    fn receive(&mut self, kind: Upload, raw_name: &[u8], size: u64, started: Instant) -> Outcome {
+    /// the limit and the signature and payload (from `started`) are being
+    /// received. A signature (`sigsize` > 0) is read and parsed first; if
+    /// it is refused, the payload is still consumed.
+    fn receive(
+        &mut self,
+        kind: Upload,
+        raw_name: &[u8],
+        (size, sigsize): (u64, usize),
+        started: Instant,
+    ) -> Outcome {
         let shared = self.shared;
-        let (name, _payload_memory) = match upload::admit(&shared.budget, raw_name, size) {
+        let total = size + sigsize as u64;
+        let (name, _memory) = match upload::admit(&shared.budget, raw_name, total) {
             Ok(admitted) => admitted,
-            Err(e) => return self.refuse_payload(size, started, e.into()),
+            Err(e) => return self.refuse_payload(total, started, e.into()),
+        };
+        let signed = if sigsize > 0 {
+            let mut armored = vec![0u8; sigsize];
+            if let Err(e) = self
+                .reader
+                .read_payload(&mut armored, started, &self.progress)
+            {
+                return self.payload_failed(e);
+            }
+            match upload::parse_signature(armored) {
+                Ok(signed) => Some(signed),
+                Err(e) => return self.refuse_payload(size, started, e.into()),
+            }
+        } else {
+            None
         };
         // `size` is at most `max_upload`, which was checked above; a budget
         // over the address space would have failed the reservation.
@@ -305,13 +346,14 @@ impl<'a> Connection<'a> {
         {
             return self.payload_failed(e);
         }
-        match upload::process(shared, kind, name, &mut payload) {
+        match upload::process(shared, kind, name, &mut payload, signed.as_ref()) {
             Ok(accepted) => accepted.into(),
             Err(e) => e.into(),
         }
     }
 
-    /// Consumes a refused upload's payload, so the connection stays in step.
+    /// Consumes the `size` bytes left of a refused upload, so the connection
+    /// stays in step.
     fn refuse_payload(&mut self, size: u64, started: Instant, outcome: Outcome) -> Outcome {
         match self.reader.skip_payload(size, started, &self.progress) {
             Ok(()) => outcome,

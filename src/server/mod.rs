@@ -24,8 +24,8 @@
 //!   that, the upload furthest behind the minimum rate (by more than
 //!   `SLOW_UPLOAD_GRACE`, in `registry`); if there is neither, the
 //!   newcomer gets `ERR busy` at once;
-//! - payloads and decoded pixels are reserved against a memory budget before
-//!   they are allocated; past it, `ERR busy`.
+//! - payloads (with their signatures) and decoded pixels are reserved
+//!   against a memory budget before they are allocated; past it, `ERR busy`.
 //!
 //! A connection closed after an error is closed lingeringly: the write side
 //! is shut, and input is drained and discarded for
@@ -36,15 +36,19 @@
 //! concept: `conn` serves a connection, reading through `reader` and
 //! handing uploads to `upload`; `registry` holds the slots and evicts;
 //! `linger` closes after errors; `budget` reserves memory and gates large
-//! decodes; `sys` holds the calls into libc.
+//! decodes; `senders` holds the allowed_signers list in force; `sys` holds
+//! the calls into libc.
 
 mod budget;
 mod conn;
 mod linger;
 mod reader;
 mod registry;
+mod senders;
 mod sys;
 mod upload;
+
+pub use senders::{LoadError, Reload};
 
 use crate::config::{Limits, MAX_LINGERING, ServeConfig};
 use crate::key::Identity;
@@ -54,9 +58,11 @@ use budget::{Budget, DecodeGate};
 use conn::Connection;
 use linger::Closer;
 use registry::{Registry, Slot};
+use senders::KnownSenders;
 use std::fmt;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -66,6 +72,8 @@ use std::time::{Duration, Instant};
 pub enum Error {
     /// The data directory or key could not be used.
     Store(store::Error),
+    /// The allowed_signers file could not be read or parsed.
+    Signers(LoadError),
     /// The listening socket could not be bound.
     Bind { addr: SocketAddr, source: io::Error },
     /// Any other I/O failure.
@@ -76,6 +84,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Store(e) => e.fmt(f),
+            Error::Signers(e) => e.fmt(f),
             Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             Error::Io(e) => write!(f, "i/o error: {e}"),
         }
@@ -109,12 +118,29 @@ struct Shared {
     identity: Identity,
     /// The namespace signed uploads must be signed for.
     namespace: String,
+    /// Who may file by colour.
+    senders: KnownSenders,
     /// The `KEY` reply text.
     key_line: String,
     budget: Budget,
     decodes: DecodeGate,
     conns: Registry,
     closer: Arc<Closer>,
+}
+
+/// Reloads a running server's allowed_signers file from another thread
+/// (on SIGHUP).
+#[derive(Clone)]
+pub struct Reloader {
+    shared: Arc<Shared>,
+}
+
+impl Reloader {
+    /// Reads the allowed_signers file again; see [`Reload`]. Uploads being
+    /// checked finish against the list they started with.
+    pub fn reload(&self) -> Reload {
+        self.shared.senders.reload()
+    }
 }
 
 /// Stops a running server from another thread (a signal handler's thread,
@@ -141,6 +167,8 @@ impl Server {
     pub fn bind(config: &ServeConfig) -> Result<Server, Error> {
         sys::return_large_blocks();
         let store = Store::open(&config.data)?;
+        let (signers_path, given) = config.allowed_signers_path();
+        let senders = KnownSenders::open(signers_path, given).map_err(Error::Signers)?;
         let started = Instant::now();
         let (identity, created) = store.load_or_create_key(config.key_bits)?;
         let public = identity.public();
@@ -181,6 +209,7 @@ impl Server {
             store,
             identity,
             namespace: config.signature_namespace.clone(),
+            senders,
             budget: Budget::new(limits.max_memory),
             decodes: DecodeGate::new(thread::available_parallelism().map_or(1, |n| n.get())),
             conns: Registry::new(limits.max_connections, limits.min_rate),
@@ -205,6 +234,25 @@ impl Server {
     /// The server key's size in bits.
     pub fn key_bits(&self) -> usize {
         self.shared.identity.public().bits()
+    }
+
+    /// The allowed_signers file and its number of entries in known-senders
+    /// mode, or, in v1 mode, `None` and the file that would turn it on.
+    pub fn known_senders(&self) -> (&Path, Option<usize>) {
+        let senders = &self.shared.senders;
+        (senders.path(), senders.current().map(|list| list.len()))
+    }
+
+    /// The namespace signed uploads must be signed for.
+    pub fn namespace(&self) -> &str {
+        &self.shared.namespace
+    }
+
+    /// A handle that reloads this server's allowed_signers file.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// A handle that stops this server.

@@ -95,18 +95,21 @@ impl<'a> Reader<'a> {
 
     /// Fills `out` with the payload whose request line ended at `started`,
     /// under the moving payload deadline, storing the bytes received so far
-    /// in `progress` as they arrive.
+    /// in `progress` as they arrive. `progress` holds the bytes of this
+    /// upload already received (a signature before its payload), and the
+    /// deadline counts on from them: an upload is one transfer.
     pub(super) fn read_payload(
         &mut self,
         out: &mut [u8],
         started: Instant,
         progress: &AtomicU64,
     ) -> Result<(), ReadError> {
+        let before = progress.load(Ordering::Relaxed);
         let mut received = 0;
         while received < out.len() {
-            let deadline = self.payload_deadline(started, received as u64);
+            let deadline = self.payload_deadline(started, before + received as u64);
             received += self.read_some(&mut out[received..], deadline)?;
-            progress.store(received as u64, Ordering::Relaxed);
+            progress.store(before + received as u64, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -120,6 +123,7 @@ impl<'a> Reader<'a> {
         started: Instant,
         progress: &AtomicU64,
     ) -> Result<(), ReadError> {
+        let before = progress.load(Ordering::Relaxed);
         let mut scratch = [0u8; 16 * 1024];
         let mut received = 0;
         while received < size {
@@ -128,9 +132,9 @@ impl<'a> Reader<'a> {
                 .min(usize::try_from(size - received).unwrap_or(usize::MAX));
             received += self.read_some(
                 &mut scratch[..want],
-                self.payload_deadline(started, received),
+                self.payload_deadline(started, before + received),
             )? as u64;
-            progress.store(received, Ordering::Relaxed);
+            progress.store(before + received, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -1,9 +1,12 @@
 //! What the server does with an upload, apart from the socket: the checks
-//! made before its payload is read (size, name, memory), then, on the
-//! payload in memory, decryption, the duplicate check, decoding under the
-//! memory budget and the decode gate, and filing. Every way an upload can be
-//! refused is an [`UploadError`], and [`UploadError::code`] is the one place
-//! it becomes a protocol code.
+//! made before its payload is read (size, name, memory) and, for a signed
+//! `SEAL`, the parse of its signature; then, on the payload in memory,
+//! decryption, the signature's check over the plaintext and the lookup of
+//! its key among the known senders, which decide the folder class, the
+//! duplicate check within that class, decoding under the memory budget and
+//! the decode gate, and filing. Every way an upload can be refused is an
+//! [`UploadError`], and [`UploadError::code`] is the one place it becomes a
+//! protocol code.
 
 use super::Shared;
 use super::budget::{Budget, Reservation};
@@ -11,9 +14,12 @@ use crate::age;
 use crate::classify;
 use crate::config::Limits;
 use crate::name::{self, Name};
-use crate::protocol::{Code, Stored, Upload};
+use crate::protocol::{self, Code, Stored, Upload};
+use crate::signers::{self, AllowedSigners};
+use crate::sshsig::{self, PublicKey, Signature};
 use crate::store::{self, Digest, Folder, Trust};
 use std::fmt;
+use std::time::SystemTime;
 
 /// Why an upload was refused.
 #[derive(Debug)]
@@ -32,6 +38,19 @@ pub(super) enum UploadError {
     NoPayloadMemory,
     /// A `SEAL` payload could not be decrypted with the server's key.
     Decrypt(age::Error),
+    /// A `SEAL`'s signature is malformed, of a key or hash not accepted, for
+    /// another namespace, or does not verify over the decrypted image.
+    BadSignature(sshsig::Error),
+    /// A `SEAL`'s signature verifies, but its key is not an allowed signer
+    /// for the namespace now.
+    UnknownSigner {
+        /// The key's `SHA256:` fingerprint.
+        fingerprint: String,
+        /// The key's type.
+        algorithm: &'static str,
+        /// Why, for the log only: the client is not told which.
+        why: signers::Unknown,
+    },
     /// The payload is not an image that decodes within the limits, or its
     /// pixel buffer could not be allocated.
     Image(classify::Error),
@@ -62,6 +81,13 @@ impl fmt::Display for UploadError {
                 f.write_str("server is out of memory for uploads; try again later")
             }
             UploadError::Decrypt(e) => e.fmt(f),
+            UploadError::BadSignature(sshsig::Error::BadSignature) => {
+                f.write_str("the signature does not verify over the decrypted image")
+            }
+            UploadError::BadSignature(e) => e.fmt(f),
+            UploadError::UnknownSigner { fingerprint, .. } => {
+                write!(f, "key {fingerprint} is not an allowed signer here")
+            }
             UploadError::Image(e) => e.fmt(f),
             UploadError::OverBudget { width, height, max } => write!(
                 f,
@@ -89,6 +115,8 @@ impl UploadError {
             UploadError::BadName(_) => Code::BadName,
             UploadError::NoPayloadMemory | UploadError::NoPixelMemory => Code::Busy,
             UploadError::Decrypt(_) => Code::DecryptFailed,
+            UploadError::BadSignature(_) => Code::BadSignature,
+            UploadError::UnknownSigner { .. } => Code::UnknownSigner,
             UploadError::Image(e) => match e {
                 E::TooManyPixels { .. } | E::DecoderLimit(_) => Code::TooManyPixels,
                 // The pixel buffer could not be allocated: memory, not the image.
@@ -113,6 +141,11 @@ impl UploadError {
     pub(super) fn detail(&self) -> Option<String> {
         match self {
             UploadError::Decrypt(e) => Some(format!("{e:?}")),
+            UploadError::UnknownSigner {
+                fingerprint,
+                algorithm,
+                why,
+            } => Some(format!("{algorithm} key {fingerprint}: {why}")),
             UploadError::Store(e) => Some(e.to_string()),
             _ => None,
         }
@@ -125,59 +158,110 @@ pub(super) struct Accepted {
     pub(super) stored: Stored,
     /// What the log adds to the reply, if anything; never sent.
     pub(super) detail: Option<String>,
+    /// The audit line of an upload filed by colour, or of a duplicate of
+    /// one: who vouched for which content, stored where.
+    pub(super) audit: Option<String>,
 }
 
-/// Refuses a SIZE over the upload limit, or over the memory budget.
-pub(super) fn check_size(limits: &Limits, size: u64) -> Result<(), UploadError> {
+/// A `SEAL`'s signature, parsed but not yet checked, and its bytes as
+/// received, which are what is kept.
+pub(super) struct Signed {
+    armored: Vec<u8>,
+    signature: Signature,
+}
+
+/// Who vouches for an upload: the key of a signature that verified over
+/// its plaintext and, in known-senders mode, the entry that lists it.
+struct Sender<'a> {
+    /// The principals of the allowed_signers entry that lists the key;
+    /// `None` in v1 mode, where no one is listed.
+    principal: Option<String>,
+    key: &'a PublicKey,
+    hash: &'static str,
+    armored: &'a [u8],
+}
+
+/// Refuses a SIZE over the upload limit, or one that with its signature of
+/// `sigsize` bytes is over the memory budget.
+pub(super) fn check_size(limits: &Limits, size: u64, sigsize: usize) -> Result<(), UploadError> {
     // A payload the memory budget could never hold is as refused as one
     // over the upload limit: `busy` would have the client retry forever.
-    let max = limits.max_upload.min(limits.max_memory);
-    if size > max {
+    let sigsize = sigsize as u64;
+    let max = limits
+        .max_upload
+        .min(limits.max_memory.saturating_sub(sigsize));
+    if size > max || sigsize > limits.max_memory {
         return Err(UploadError::TooLarge { size, max });
     }
     Ok(())
 }
 
-/// Parses the upload's name and reserves memory for its payload of `size`
-/// bytes, before any byte of the payload is read.
+/// Parses the upload's name and reserves memory for the `bytes` it is
+/// followed by (its signature and payload), before any of them is read.
 pub(super) fn admit<'a>(
     budget: &'a Budget,
     raw_name: &[u8],
-    size: u64,
+    bytes: u64,
 ) -> Result<(Name, Reservation<'a>), UploadError> {
     let name = Name::parse(raw_name).map_err(UploadError::BadName)?;
     let memory = budget
-        .try_reserve(size)
+        .try_reserve(bytes)
         .ok_or(UploadError::NoPayloadMemory)?;
     Ok((name, memory))
 }
 
-/// Opens, classifies and files one received payload, which
-/// [`admit`] reserved memory for: a `SEAL` payload is decrypted in place,
-/// decoded from the same buffer and filed from it.
+/// Parses a `SEAL`'s signature, before its payload is read or decrypted:
+/// what a signature says needs no message, so a malformed one, or one of a
+/// key or hash never accepted, costs no decryption.
+pub(super) fn parse_signature(armored: Vec<u8>) -> Result<Signed, UploadError> {
+    let signature = Signature::parse(&armored).map_err(UploadError::BadSignature)?;
+    Ok(Signed { armored, signature })
+}
+
+/// Opens, classifies and files one received payload, which [`admit`]
+/// reserved memory for, with its parsed signature, if it came with one: a
+/// `SEAL` payload is decrypted in place, decoded from the same buffer and
+/// filed from it.
 pub(super) fn process(
     shared: &Shared,
     kind: Upload,
     name: Name,
     payload: &mut Vec<u8>,
+    signed: Option<&Signed>,
 ) -> Result<Accepted, UploadError> {
     let limits = &shared.limits;
-    // The payload's reservation is its SIZE, whatever decryption leaves.
-    let size = payload.len() as u64;
+    // The reservation is the payload's SIZE, whatever decryption leaves,
+    // and its signature.
+    let held = payload.len() as u64 + signed.map_or(0, |s| s.armored.len() as u64);
     if kind == Upload::Seal {
         age::decrypt_in_place(payload, &shared.identity).map_err(UploadError::Decrypt)?;
     }
-    let trust = match kind {
-        Upload::Seal => Trust::Trusted,
-        Upload::Put => Trust::NotTrusted,
+    // One list decides the whole upload, whatever a reload does meanwhile.
+    let known = shared.senders.current();
+    let sender = signed
+        .map(|s| vouch(shared, known.as_deref(), s, payload))
+        .transpose()?;
+    // In v1 mode every SEAL is trusted; in known-senders mode only a SEAL
+    // whose signer is listed, and no other reaches this point signed.
+    let trusted = kind == Upload::Seal && (known.is_none() || sender.is_some());
+    let trust = if trusted {
+        Trust::Trusted
+    } else {
+        Trust::NotTrusted
     };
-    // Content already stored is not decoded again: a re-sent folder
-    // costs a hash per file, not a decode.
+    let principal = sender.as_ref().and_then(|s| s.principal.clone());
+    // Content already stored in the class it would be filed in is not
+    // decoded again: a re-sent folder costs a hash per file, not a decode.
     let digest = Digest::of(payload);
     if let Some(existing) = shared.store.lookup(trust, &digest) {
+        let audit = trusted.then(|| audit(shared, "dup of", &existing, &digest, sender.as_ref()));
         return Ok(Accepted {
-            stored: existing,
+            stored: Stored {
+                signer: principal,
+                ..existing
+            },
             detail: None,
+            audit,
         });
     }
     let classify_limits = classify::Limits::new(limits.max_pixels);
@@ -187,7 +271,7 @@ pub(super) fn process(
     // their pixels, so a queue of large images does not spend the
     // budget and turn others away as busy.
     let peak = image.peak_memory();
-    if peak.saturating_add(size) > limits.max_memory {
+    if peak.saturating_add(held) > limits.max_memory {
         return Err(UploadError::OverBudget {
             width: image.width(),
             height: image.height(),
@@ -201,29 +285,104 @@ pub(super) fn process(
         .ok_or(UploadError::NoPixelMemory)?;
     let verdict = image.classify().map_err(UploadError::Image)?;
     drop((turn, pixel_memory));
-    let folder = match kind {
-        Upload::Seal => Folder::from(verdict.class),
-        Upload::Put => Folder::NotTrusted,
+    let folder = if trusted {
+        Folder::from(verdict.class)
+    } else {
+        Folder::NotTrusted
     };
     let name = match name {
         Name::Given(n) => n,
         Name::Generated => generated_name(&digest, extension),
     };
+    let signature = sender.as_ref().map(|s| s.armored);
     let filed = shared
         .store
-        .file(folder, &name, payload, &digest, verdict.mean, None)
+        .file(folder, &name, payload, &digest, verdict.mean, signature)
         .map_err(UploadError::Store)?;
-    // The log says what the reply does not: a plaintext upload's
+    let stored = Stored {
+        signer: principal,
+        ..filed.stored
+    };
+    let audit = trusted.then(|| {
+        let what = if stored.dup { "dup of" } else { "filed" };
+        audit(shared, what, &stored, &digest, sender.as_ref())
+    });
+    // The log says what the reply does not: an untrusted upload's
     // class, and a copy that could not be indexed.
-    let class = (kind == Upload::Put).then(|| format!("class {}", verdict.class.as_str()));
+    let class = (!trusted).then(|| match kind {
+        Upload::Seal => format!("unsigned SEAL, class {}", verdict.class.as_str()),
+        Upload::Put => format!("class {}", verdict.class.as_str()),
+    });
     let unindexed = filed
         .unindexed
         .map(|e| format!("stored, but not indexed: {e}"));
     let detail: Vec<String> = class.into_iter().chain(unindexed).collect();
     Ok(Accepted {
-        stored: filed.stored,
+        stored,
         detail: (!detail.is_empty()).then(|| detail.join("; ")),
+        audit,
     })
+}
+
+/// Checks a signature over the decrypted `plaintext`, then, in
+/// known-senders mode, looks its key up: in that order, so that an unknown
+/// signer is only ever reported for a signature that verifies.
+fn vouch<'a>(
+    shared: &Shared,
+    known: Option<&AllowedSigners>,
+    signed: &'a Signed,
+    plaintext: &[u8],
+) -> Result<Sender<'a>, UploadError> {
+    let namespace = &shared.namespace;
+    let signature = &signed.signature;
+    signature
+        .verify(plaintext, namespace)
+        .map_err(UploadError::BadSignature)?;
+    let key = signature.public_key();
+    let principal = match known {
+        None => None,
+        Some(list) => {
+            let entry = list
+                .find(key, namespace, SystemTime::now())
+                .map_err(|why| UploadError::UnknownSigner {
+                    fingerprint: key.fingerprint(),
+                    algorithm: key.algorithm(),
+                    why,
+                })?;
+            Some(entry.principals().to_string())
+        }
+    };
+    Ok(Sender {
+        principal,
+        key,
+        hash: signature.hash_algorithm(),
+        armored: &signed.armored,
+    })
+}
+
+/// The audit line of a trusted upload: what happened (`filed`, `dup of`),
+/// the stored copy, its content hash, and who vouched for it.
+fn audit(
+    shared: &Shared,
+    what: &str,
+    stored: &Stored,
+    digest: &Digest,
+    sender: Option<&Sender>,
+) -> String {
+    let head = format!("audit: {what} {} sha256:{}", stored.path, digest.hex());
+    match sender {
+        Some(s) => format!(
+            "{head} signer={} key={} algorithm={} hash={} namespace={}",
+            s.principal
+                .as_deref()
+                .map_or_else(|| "-".to_string(), protocol::escape_principal),
+            s.key.fingerprint(),
+            s.key.algorithm(),
+            s.hash,
+            shared.namespace
+        ),
+        None => format!("{head} unsigned (no allowed_signers file)"),
+    }
 }
 
 /// A name for an upload whose given name had nothing usable in it:
@@ -272,6 +431,49 @@ mod tests {
                 "decryption failed".to_string(),
                 Some("Mac".to_string()),
             ),
+            (
+                UploadError::BadSignature(sshsig::Error::BadSignature),
+                Code::BadSignature,
+                "the signature does not verify over the decrypted image".to_string(),
+                None,
+            ),
+            (
+                UploadError::BadSignature(sshsig::Error::WrongNamespace("git".into())),
+                Code::BadSignature,
+                "signature is for namespace \"git\"".to_string(),
+                None,
+            ),
+            (
+                UploadError::BadSignature(sshsig::Error::KeySize(1024)),
+                Code::BadSignature,
+                "rsa key of 1024 bits is outside 2048..=8192".to_string(),
+                None,
+            ),
+            // The client is told the key is not allowed, not why: that is
+            // for the log.
+            (
+                UploadError::UnknownSigner {
+                    fingerprint: "SHA256:abc".into(),
+                    algorithm: "ssh-ed25519",
+                    why: signers::Unknown::NotListed,
+                },
+                Code::UnknownSigner,
+                "key SHA256:abc is not an allowed signer here".to_string(),
+                Some("ssh-ed25519 key SHA256:abc: key is not an allowed signer".to_string()),
+            ),
+            (
+                UploadError::UnknownSigner {
+                    fingerprint: "SHA256:abc".into(),
+                    algorithm: "ssh-rsa",
+                    why: signers::Unknown::Namespace { line: 4 },
+                },
+                Code::UnknownSigner,
+                "key SHA256:abc is not an allowed signer here".to_string(),
+                Some(
+                    "ssh-rsa key SHA256:abc: key is allowed on line 4 for other namespaces"
+                        .to_string(),
+                ),
+            ),
             (not_image, Code::NotAnImage, not_image_message, None),
             (panic, Code::NotAnImage, panic_message, None),
             (oom, Code::Busy, oom_message, None),
@@ -310,6 +512,52 @@ mod tests {
             UploadError::Store(store()).to_string(),
             "the server could not store the file: no free name for red/a.png"
         );
+    }
+
+    #[test]
+    fn signed_uploads_are_charged_their_signature() {
+        let limits = Limits {
+            max_upload: 1000,
+            max_memory: 500,
+            ..Limits::default()
+        };
+        // (SIZE, SIGSIZE, largest SIZE accepted if refused)
+        let cases = [
+            (500, 0, None),
+            (501, 0, Some(500)),
+            (400, 100, None),
+            (401, 100, Some(400)),
+            (0, 600, Some(0)),
+        ];
+        for (size, sigsize, refused) in cases {
+            let got = match check_size(&limits, size, sigsize) {
+                Ok(()) => None,
+                Err(UploadError::TooLarge { max, .. }) => Some(max),
+                Err(e) => panic!("{e:?}"),
+            };
+            assert_eq!(got, refused, "SIZE {size} SIGSIZE {sigsize}");
+        }
+    }
+
+    #[test]
+    fn signatures_are_parsed_before_anything_is_decrypted() {
+        let fixture = |name: &str| {
+            let path = format!("{}/test-data/sshsig/{name}", env!("CARGO_MANIFEST_DIR"));
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
+        assert!(parse_signature(fixture("ed25519.sig")).is_ok());
+        // Refused from the signature alone: no message is needed.
+        for name in [
+            "fail_truncated.sig",
+            "fail_bad-base64.sig",
+            "fail_ecdsa.sig",
+            "fail_rsa1024.sig",
+        ] {
+            let err = parse_signature(fixture(name)).err().unwrap();
+            assert_eq!(err.code(), Code::BadSignature, "{name}: {err}");
+        }
+        let err = parse_signature(b"not a signature".to_vec()).err().unwrap();
+        assert!(matches!(err, UploadError::BadSignature(_)), "{err:?}");
     }
 
     #[test]

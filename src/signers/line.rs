@@ -65,6 +65,9 @@ pub(super) fn parse(line: &str, number: usize) -> Result<Option<Signer>, Reason>
     }
 
     let (principals, rest) = principals(line)?;
+    if is_key_type(principals) {
+        return Err(Reason::Principals("a key type where the principals belong"));
+    }
     pattern::check_list(principals).map_err(|e| {
         Reason::Principals(match e {
             ListError::Empty => "empty principal pattern",
@@ -350,6 +353,10 @@ mod tests {
             (
                 format!("alice {ed_b64}"),
                 Reason::UnknownOption(excerpt(ed_b64.as_bytes())),
+            ),
+            (
+                ed.clone(),
+                Reason::Principals("a key type where the principals belong"),
             ),
             ("alice namespaces=\"x\"".into(), Reason::MissingKey),
             (

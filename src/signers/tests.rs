@@ -300,16 +300,13 @@ fn refused_files_name_the_line() {
             other => panic!("{name}: {other:?}"),
         }
     }
-    let file = format!("# ok\n{ed}\n");
+    // A key without principals, after a comment and a blank line.
+    let file = format!("# ok\n\n{ed}\n");
     match AllowedSigners::parse(&file) {
-        Err(Error::Line { line: 2, reason }) => {
-            assert_eq!(
-                reason,
-                Reason::UnknownOption(crate::sshsig::excerpt(
-                    ed.split(' ').nth(1).unwrap().as_bytes()
-                ))
-            );
-        }
+        Err(Error::Line { line: 3, reason }) => assert_eq!(
+            reason,
+            Reason::Principals("a key type where the principals belong")
+        ),
         other => panic!("{other:?}"),
     }
     let err = AllowedSigners::parse(&format!("a {ed}\nb valid-after=\"1\" {ed}\n")).unwrap_err();
