@@ -1,14 +1,16 @@
 //! `colorsort send --sign`: signatures made with the real ssh-keygen, the
 //! server's POLICY followed, and what a user sees when signing cannot work.
 //!
-//! A stand-in server records exactly what the client sends, and plays a
-//! server from before POLICY, which the real one cannot be.
+//! The real server, with an allowed_signers file, files signed uploads and
+//! keeps their signatures for `ssh-keygen -Y verify`. A stand-in server
+//! records exactly what the client sends, and plays a server from before
+//! POLICY, which the real one cannot be.
 
 mod common;
 
 use colorsort::key::Identity;
 use colorsort::protocol::{self, Request};
-use common::{TEST_KEY, bin, png, skipped};
+use common::{TEST_KEY, TestServer, bin, install_test_key, png, skipped};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -262,6 +264,137 @@ fn assert_signed(
     }
 }
 
+/// The images of `dir` as (name, bytes), sorted by name.
+fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_server_with_known_senders_files_what_they_sign() {
+    let test = "a_server_with_known_senders_files_what_they_sign";
+    if !have_ssh_keygen(test) {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let alice = keygen(keys.path(), "alice", "");
+    let mallory = keygen(keys.path(), "mallory", "");
+    let data = tempfile::tempdir().unwrap();
+    install_test_key(data.path());
+    let signers = allowed_signers(data.path(), "alice@example.com", &alice);
+    let s = TestServer::start_in(data.path(), &[]);
+    let photos = images();
+    let dir = photos.path().to_str().unwrap();
+    let cfg = tempfile::tempdir().unwrap();
+
+    // Unsigned, the client refuses before anything is sent.
+    let out = send(&["--host", &s.host(), dir], cfg.path(), &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("signers=on") && stderr.contains("--sign"),
+        "{stderr}"
+    );
+    common::assert_nothing_stored(&s.data);
+
+    // Signed by a listed key: filed by colour, the principal named, and the
+    // signature kept where ssh-keygen verifies it against the stored file.
+    let sign = ["--sign", alice.to_str().unwrap(), "--host", &s.host()];
+    let out = send(&[&sign[..], &["--json", dir]].concat(), cfg.path(), &[]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        stdout.matches("\"result\":\"stored\"").count(),
+        3,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("\"signer\":\"alice@example.com\"").count(),
+        3,
+        "{stdout}"
+    );
+    let mut verified = 0;
+    for folder in ["red", "green", "blue"] {
+        for (name, bytes) in contents(&s.data.join(folder)) {
+            let sig = s
+                .data
+                .join("signatures")
+                .join(folder)
+                .join(format!("{name}.sig"));
+            let sig = fs::read(&sig).unwrap();
+            assert!(
+                verify(&signers, "alice@example.com", "colorsort", &sig, &bytes),
+                "{folder}/{name}"
+            );
+            verified += 1;
+        }
+    }
+    assert_eq!(verified, 3);
+    let originals: Vec<Vec<u8>> = contents(photos.path())
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
+    for folder in ["red", "green", "blue"] {
+        for (name, bytes) in contents(&s.data.join(folder)) {
+            assert!(originals.contains(&bytes), "{folder}/{name} is a sent file");
+        }
+    }
+
+    // Human lines name the signer too.
+    let again = send(&[&sign[..], &[dir]].concat(), cfg.path(), &[]);
+    let stdout = text(&again.stdout);
+    assert!(again.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.matches(" signer=alice@example.com").count(),
+        3,
+        "{stdout}"
+    );
+
+    // Signed by a key the server does not list: refused file by file, and
+    // the client says which line would list it.
+    let out = send(
+        &[
+            "--sign",
+            mallory.to_str().unwrap(),
+            "--host",
+            &s.host(),
+            dir,
+        ],
+        cfg.path(),
+        &[],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("failures: unknown-signer 3"), "{stdout}");
+    let mallory_public = fs::read_to_string(mallory.with_extension("pub")).unwrap();
+    let mallory_key: Vec<&str> = mallory_public.split_whitespace().take(2).collect();
+    assert_eq!(
+        stderr.matches("does not take your key").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("PRINCIPAL {}", mallory_key.join(" "))),
+        "{stderr}"
+    );
+
+    // --unsigned sends anyway, into not_trusted/.
+    let out = send(&["--unsigned", "--host", &s.host(), dir], cfg.path(), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(s.files("not_trusted").len(), 3);
+    assert!(common::files_in(&s.data.join("signatures/not_trusted")).is_empty());
+}
+
 #[test]
 fn signatures_verify_with_ssh_keygen_in_the_servers_namespace() {
     if !have_ssh_keygen("signatures_verify_with_ssh_keygen_in_the_servers_namespace") {
@@ -393,6 +526,7 @@ fn keys_with_a_passphrase_or_in_an_agent_sign_as_in_ssh() {
     assert!(fake.uploads().is_empty());
 
     // A key in ssh-agent, named by its public half.
+    let agent_key = keygen(keys.path(), "agent", "");
     let Ok(agent) = Command::new("ssh-agent").arg("-s").output() else {
         skipped(test, "ssh-agent is not installed");
         return;
@@ -406,7 +540,6 @@ fn keys_with_a_passphrase_or_in_an_agent_sign_as_in_ssh() {
             .to_string()
     };
     let (socket, pid) = (var("SSH_AUTH_SOCK"), var("SSH_AGENT_PID"));
-    let agent_key = keygen(keys.path(), "agent", "");
     let agent_signers = keys.path().join("agent_signers");
     fs::write(
         &agent_signers,

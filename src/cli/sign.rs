@@ -266,7 +266,7 @@ mod tests {
         // ssh-keygen's own failures and for a program that is not it.
         let check = r#"[ "$1 $2 $3 $4 $5 $6" = "-Y sign -n ns -f key" ] || { echo "bad args: $*" >&2; exit 9; }"#;
         type Check = fn(&Error) -> bool;
-        let cases: [(&str, Check); 5] = [
+        let cases: [(&str, Check); 6] = [
             (
                 "echo 'Signing data on standard input' >&2; echo \"Couldn't load public key key: No such file or directory\" >&2; exit 255",
                 |e| {
@@ -285,6 +285,10 @@ mod tests {
             ("cat >/dev/null; head -c 100000 /dev/zero", |e| {
                 matches!(e, Error::Output(sshsig::Error::TooLong))
             }),
+            (
+                "echo 'Confirm user presence for key ED25519-SK SHA256:x' >&2; echo 'device not found' >&2; exit 255",
+                |e| matches!(e, Error::Failed { stderr, .. } if stderr == "device not found"),
+            ),
             (
                 "printf 'a\\033b\\n' >&2; exit 2",
                 |e| matches!(e, Error::Failed { stderr, .. } if stderr == "a?b"),
