@@ -145,11 +145,18 @@ docker-run: docker-build
 	echo; \
 	$(DOCKER) exec $(CONTAINER) /colorsort ping >/dev/null || { echo "no answer after 60 s; see: $(DOCKER) logs $(CONTAINER)"; exit 1; }; \
 	echo "$(CONTAINER) ($(IMAGE):$(VERSION)) is up on port $(DOCKER_PORT); key $$($(DOCKER) exec $(CONTAINER) /colorsort key --fingerprint)"; \
+	mode=$$($(DOCKER) logs $(CONTAINER) 2>&1 | grep -m1 'known senders: ' | sed 's/.*known senders: //'); \
+	echo "known senders: $${mode:-(not in the log; see $(DOCKER) logs $(CONTAINER))}"; \
+	case "$$mode" in off*) \
+		echo "  to require signatures: put an allowed_signers file in the volume as /data/allowed_signers,"; \
+		echo "  then: $(DOCKER) kill -s HUP $(CONTAINER)";; \
+	esac; \
 	echo ""; \
 	echo "  logs:         $(DOCKER) logs -f $(CONTAINER)"; \
 	echo "  key:          $(DOCKER) exec $(CONTAINER) /colorsort key > server.pub"; \
 	echo "  fingerprint:  $(DOCKER) exec $(CONTAINER) /colorsort key --fingerprint"; \
 	echo "                (compare with the 'key SHA256:...' in the log, and what 'colorsort send' pins)"; \
+	echo "  signers:      edit allowed_signers in the volume; $(DOCKER) kill -s HUP $(CONTAINER) rereads it"; \
 	echo "  send:         colorsort send --host 127.0.0.1:$(DOCKER_PORT) IMAGE..."; \
 	echo "  files:        $(DOCKER) exec $(CONTAINER) /colorsort stats"; \
 	echo "                on the host, under red/ green/ blue/ not_trusted/ in:"; \

@@ -127,7 +127,7 @@ fn mode_line(server: &Server) -> String {
     let namespace = server.namespace();
     match server.known_senders() {
         (path, Some(entries)) => format!(
-            "known senders: on; {entries} allowed signer entries from {}; only SEALs signed by them \
+            "known senders: on; {entries} signer(s) listed in {}; only SEALs signed by them \
              for namespace {namespace} are filed by colour, unsigned SEALs and PUTs go to not_trusted/",
             path.display()
         ),

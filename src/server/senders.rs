@@ -73,7 +73,7 @@ impl fmt::Display for Reload {
             } => {
                 write!(
                     f,
-                    "reloaded {}: {entries} allowed signer entries in force",
+                    "reloaded {}: {entries} signer(s) listed, in force now",
                     path.display()
                 )?;
                 if *turned_on {
@@ -91,7 +91,7 @@ impl fmt::Display for Reload {
                 kept: Some(n),
             } => write!(
                 f,
-                "reload refused: {error}; the previous list ({n} entries) stays in force"
+                "reload refused: {error}; the previous list of {n} signer(s) stays in force"
             ),
             Reload::Refused { error, kept: None } => {
                 write!(f, "reload refused: {error}; known senders stay off")

@@ -335,6 +335,13 @@ impl Conn {
         self.line()
     }
 
+    /// Sends a signed `SEAL`: the line, the armored signature `sig`, then
+    /// the age file `sealed`; returns the reply.
+    pub fn seal_signed(&mut self, name: &str, sig: &[u8], sealed: &[u8]) -> String {
+        self.send(&signed_seal(name, sig, sealed));
+        self.line()
+    }
+
     /// True if the server closed the connection: reads reach end of input.
     pub fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
@@ -385,6 +392,10 @@ pub fn assert_nothing_stored(data: &Path) {
         let entries = files_in(&data.join(".index").join(index));
         assert!(entries.is_empty(), ".index/{index}: {entries:?}");
     }
+    for folder in CLASS_FOLDERS {
+        let kept = files_in(&data.join("signatures").join(folder));
+        assert!(kept.is_empty(), "signatures/{folder}: {kept:?}");
+    }
     assert_eq!(staged_files(data), Vec::<String>::new(), "staging");
 }
 
@@ -416,4 +427,128 @@ pub fn skipped(test: &str, why: &str) {
         panic!("{test} cannot run: {why} (COLORSORT_REQUIRE_TOOLS is set)");
     }
     eprintln!("SKIPPED: {test} ({why})");
+}
+
+/// The bytes of a signed `SEAL`: its line, the armored signature `sig`,
+/// then the age file `sealed`.
+pub fn signed_seal(name: &str, sig: &[u8], sealed: &[u8]) -> Vec<u8> {
+    let mut msg = format!("SEAL {name} {} {}\r\n", sealed.len(), sig.len()).into_bytes();
+    msg.extend_from_slice(sig);
+    msg.extend_from_slice(sealed);
+    msg
+}
+
+/// True if `ssh-keygen` runs; otherwise reports `test` as skipped (see
+/// [`skipped`]).
+pub fn ssh_keygen_installed(test: &str) -> bool {
+    // ssh-keygen has no version flag; `-?` prints usage, so only whether
+    // it starts counts.
+    let found = Command::new("ssh-keygen")
+        .arg("-?")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        skipped(test, "ssh-keygen is not installed");
+    }
+    found
+}
+
+/// A key pair made by the real `ssh-keygen`, without a passphrase.
+pub struct SshKey {
+    /// The private key file; the public one is beside it, as `.pub`.
+    pub path: PathBuf,
+    /// `type base64`, as the public key line begins.
+    pub public: String,
+}
+
+/// Runs a command to completion and panics with its stderr if it fails.
+fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+impl SshKey {
+    /// Makes a key with `ssh-keygen -t kind` (`ed25519`, `rsa`), of `bits`
+    /// if given, as `dir/name`.
+    pub fn generate(dir: &Path, name: &str, kind: &str, bits: Option<u32>) -> SshKey {
+        let path = dir.join(name);
+        let mut cmd = Command::new("ssh-keygen");
+        cmd.args(["-q", "-t", kind, "-N", "", "-C", name, "-f"])
+            .arg(&path);
+        if let Some(bits) = bits {
+            cmd.args(["-b", &bits.to_string()]);
+        }
+        run(cmd.stdin(Stdio::null()));
+        let line = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        let public: Vec<&str> = line.split_whitespace().take(2).collect();
+        SshKey {
+            public: public.join(" "),
+            path,
+        }
+    }
+
+    /// Signs `message` with `ssh-keygen -Y sign -n namespace -f key file`
+    /// and returns the armored signature it writes to `file.sig`.
+    pub fn sign(&self, message: &[u8], namespace: &str) -> Vec<u8> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = self.path.with_extension(format!("msg{n}"));
+        std::fs::write(&file, message).unwrap();
+        run(Command::new("ssh-keygen")
+            .args(["-Y", "sign", "-n", namespace, "-f"])
+            .arg(&self.path)
+            .arg(&file)
+            .stdin(Stdio::null()));
+        let sig_path = PathBuf::from(format!("{}.sig", file.display()));
+        let sig = std::fs::read(&sig_path).unwrap();
+        let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_file(&sig_path);
+        sig
+    }
+
+    /// An allowed_signers line for this key: `principals [options] key`.
+    pub fn allowed(&self, principals: &str, options: &str) -> String {
+        match options {
+            "" => format!("{principals} {}\n", self.public),
+            options => format!("{principals} {options} {}\n", self.public),
+        }
+    }
+
+    /// The key's fingerprint as `ssh-keygen -l` prints it, `SHA256:...`.
+    pub fn fingerprint(&self) -> String {
+        let out = run(Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(self.path.with_extension("pub")));
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.split_whitespace().nth(1).unwrap().to_string()
+    }
+}
+
+/// Whether `ssh-keygen -Y verify -f allowed -I principal -n namespace -s sig
+/// < message` accepts.
+pub fn ssh_keygen_verifies(
+    allowed: &Path,
+    principal: &str,
+    namespace: &str,
+    sig: &Path,
+    message: &Path,
+) -> bool {
+    Command::new("ssh-keygen")
+        .args(["-Y", "verify", "-f"])
+        .arg(allowed)
+        .args(["-I", principal, "-n", namespace, "-s"])
+        .arg(sig)
+        .stdin(std::fs::File::open(message).unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
 }
