@@ -147,37 +147,17 @@ fn chromium_renders_the_counts() {
 #[test]
 fn signed_images_show_their_signer() {
     let test = "signed_images_show_their_signer";
-    let has_ssh_keygen = Command::new("ssh-keygen")
-        .arg("-?")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok();
-    if !has_ssh_keygen {
-        common::skipped(test, "ssh-keygen is not installed");
+    if !common::ssh_keygen_installed(test) {
         return;
     }
     let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("alice");
-    let made = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f"])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    let fingerprint = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(key.with_extension("pub"))
-        .output()
-        .unwrap();
-    let fingerprint = String::from_utf8(fingerprint.stdout).unwrap();
-    let fingerprint = fingerprint.split_whitespace().nth(1).unwrap().to_string();
+    let alice = common::SshKey::generate(keys.path(), "alice", "ed25519", None);
+    let (key, fingerprint) = (alice.path.clone(), alice.fingerprint());
 
     let data = tempfile::tempdir().unwrap();
     common::install_test_key(data.path());
     let listed = data.path().join("allowed_signers");
-    std::fs::write(&listed, format!("alice@example.com {public}")).unwrap();
+    std::fs::write(&listed, alice.allowed("alice@example.com", "")).unwrap();
     let s = TestServer::start_in(data.path(), &[]);
     let photos = tempfile::tempdir().unwrap();
     std::fs::write(photos.path().join("r.png"), png([220, 20, 20], 8, 8)).unwrap();

@@ -10,7 +10,10 @@ mod common;
 
 use colorsort::key::Identity;
 use colorsort::protocol::{self, Request};
-use common::{TEST_KEY, TestServer, bin, install_test_key, png, skipped};
+use common::{
+    SshKey, TEST_KEY, TestServer, bin, install_test_key, png, skipped, ssh_keygen_installed,
+    ssh_keygen_verifies,
+};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -20,27 +23,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-/// True if ssh-keygen runs here; otherwise reports `test` as skipped.
-fn have_ssh_keygen(test: &str) -> bool {
-    let runs = Command::new("ssh-keygen")
-        .arg("-?")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !runs {
-        skipped(test, "ssh-keygen is not installed");
-    }
-    runs
-}
-
-/// A fresh ed25519 key in `dir` (no passphrase unless given), as
-/// `ssh-keygen -t ed25519` writes it: `NAME` and `NAME.pub`.
+/// A fresh ed25519 key in `dir`, `NAME` and `NAME.pub`; protected by
+/// `passphrase` unless it is empty.
 fn keygen(dir: &Path, name: &str, passphrase: &str) -> PathBuf {
+    if passphrase.is_empty() {
+        return SshKey::generate(dir, name, "ed25519", None).path;
+    }
     let key = dir.join(name);
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-C", name, "-N", passphrase, "-f"])
         .arg(&key)
+        .stdin(Stdio::null())
         .status()
         .unwrap();
     assert!(status.success());
@@ -59,20 +52,10 @@ fn allowed_signers(dir: &Path, principal: &str, key: &Path) -> PathBuf {
 /// `ssh-keygen -Y verify` of `signature` over `data`.
 fn verify(signers: &Path, principal: &str, namespace: &str, signature: &[u8], data: &[u8]) -> bool {
     let dir = tempfile::tempdir().unwrap();
-    let sig = dir.path().join("data.sig");
+    let (sig, message) = (dir.path().join("data.sig"), dir.path().join("data"));
     fs::write(&sig, signature).unwrap();
-    let mut child = Command::new("ssh-keygen")
-        .args(["-Y", "verify", "-f"])
-        .arg(signers)
-        .args(["-I", principal, "-n", namespace, "-s"])
-        .arg(&sig)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    child.wait().unwrap().success()
+    fs::write(&message, data).unwrap();
+    ssh_keygen_verifies(signers, principal, namespace, &sig, &message)
 }
 
 /// One upload as the stand-in server received it.
@@ -283,7 +266,7 @@ fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn a_server_with_known_senders_files_what_they_sign() {
     let test = "a_server_with_known_senders_files_what_they_sign";
-    if !have_ssh_keygen(test) {
+    if !ssh_keygen_installed(test) {
         return;
     }
     let keys = tempfile::tempdir().unwrap();
@@ -397,7 +380,7 @@ fn a_server_with_known_senders_files_what_they_sign() {
 
 #[test]
 fn signatures_verify_with_ssh_keygen_in_the_servers_namespace() {
-    if !have_ssh_keygen("signatures_verify_with_ssh_keygen_in_the_servers_namespace") {
+    if !ssh_keygen_installed("signatures_verify_with_ssh_keygen_in_the_servers_namespace") {
         return;
     }
     let keys = tempfile::tempdir().unwrap();
@@ -464,7 +447,7 @@ fn signatures_verify_with_ssh_keygen_in_the_servers_namespace() {
 #[test]
 fn keys_with_a_passphrase_or_in_an_agent_sign_as_in_ssh() {
     let test = "keys_with_a_passphrase_or_in_an_agent_sign_as_in_ssh";
-    if !have_ssh_keygen(test) {
+    if !ssh_keygen_installed(test) {
         return;
     }
     let keys = tempfile::tempdir().unwrap();
@@ -699,7 +682,7 @@ fn a_missing_ssh_keygen_is_one_message_before_anything_is_sent() {
 
 #[test]
 fn ssh_keygen_errors_are_reported_per_file() {
-    if !have_ssh_keygen("ssh_keygen_errors_are_reported_per_file") {
+    if !ssh_keygen_installed("ssh_keygen_errors_are_reported_per_file") {
         return;
     }
     let photos = images();
