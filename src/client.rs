@@ -3,7 +3,7 @@
 //! and `ping`.
 
 use crate::key::{self, PublicKey};
-use crate::protocol::{self, Code, Reply, Stored, Upload};
+use crate::protocol::{self, Code, Policy, Reply, Stored, Upload};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -140,12 +140,48 @@ impl Client {
         PublicKey::from_ssh_line(&line).map_err(Error::Key)
     }
 
+    /// Fetches the server's upload policy: whether it files only signed
+    /// uploads by colour, and the namespace to sign for. `None` from a
+    /// server that predates `POLICY` (it answers `ERR unknown-command`),
+    /// which takes no signatures.
+    pub fn policy(&mut self) -> Result<Option<Policy>, Error> {
+        match self.request("POLICY") {
+            Ok(text) => Policy::parse(&text).map(Some).ok_or(Error::BadReply(text)),
+            Err(e) if e.code() == Some(Code::UnknownCommand) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sends one upload and returns where the server filed it.
     pub fn upload(&mut self, kind: Upload, name: &str, payload: &[u8]) -> Result<Stored, Error> {
-        let head = format!("{} {name} {}\r\n", kind.verb(), payload.len());
+        self.send_upload(kind, name, None, payload)
+    }
+
+    /// Sends a signed `SEAL`: `signature`, an armored SSH signature of the
+    /// image, then `sealed`, the image sealed to the server's key. Returns
+    /// where the server filed it.
+    pub fn upload_signed(
+        &mut self,
+        name: &str,
+        signature: &[u8],
+        sealed: &[u8],
+    ) -> Result<Stored, Error> {
+        self.send_upload(Upload::Seal, name, Some(signature), sealed)
+    }
+
+    fn send_upload(
+        &mut self,
+        kind: Upload,
+        name: &str,
+        signature: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<Stored, Error> {
+        let head =
+            protocol::upload_line(kind, name, payload.len() as u64, signature.map(<[u8]>::len));
         let sent = self
             .writer
             .write_all(head.as_bytes())
+            .and_then(|()| self.writer.write_all(signature.unwrap_or_default()))
             .and_then(|()| self.writer.write_all(payload));
         // A server refusing an upload early (too large, say) replies and
         // closes while we are still writing: its reply beats our error.
@@ -228,6 +264,80 @@ mod tests {
                 .unwrap_err();
             assert!(check(&e), "{reply:?} gave {e:?}");
         }
+    }
+
+    #[test]
+    fn policy_replies() {
+        let on = Client::connect(&fake(b"OK signers=on namespace=ns later=1\r\n"))
+            .unwrap()
+            .policy()
+            .unwrap();
+        assert_eq!(
+            on,
+            Some(Policy {
+                signers: true,
+                namespace: "ns".into()
+            })
+        );
+        let old = Client::connect(&fake(b"ERR unknown-command unknown command POLICY\r\n"))
+            .unwrap()
+            .policy();
+        assert_eq!(old.unwrap(), None, "a server from before POLICY");
+        let e = Client::connect(&fake(b"OK signers=maybe namespace=ns\r\n"))
+            .unwrap()
+            .policy()
+            .unwrap_err();
+        assert!(matches!(e, Error::BadReply(_)), "{e:?}");
+        let e = Client::connect(&fake(b"ERR busy full\r\n"))
+            .unwrap()
+            .policy()
+            .unwrap_err();
+        assert_eq!(e.code(), Some(Code::Busy));
+    }
+
+    #[test]
+    fn signed_uploads_send_the_signature_before_the_payload() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut seen = Vec::new();
+            for _ in 0..2 {
+                let mut line = Vec::new();
+                reader.read_until(b'\n', &mut line).unwrap();
+                let line = line.strip_suffix(b"\r\n").unwrap().to_vec();
+                let protocol::Request::Upload { size, sigsize, .. } =
+                    protocol::parse_request(&line).unwrap()
+                else {
+                    panic!("not an upload")
+                };
+                let mut sig = vec![0; sigsize.unwrap_or(0)];
+                let mut payload = vec![0; size as usize];
+                reader.read_exact(&mut sig).unwrap();
+                reader.read_exact(&mut payload).unwrap();
+                seen.push((String::from_utf8(line).unwrap(), sig, payload));
+                (&s).write_all(b"OK red/a.png r=1.0 g=2.0 b=3.0 signer=a\\x40b\r\n")
+                    .unwrap();
+            }
+            seen
+        });
+        let mut c = Client::connect(&addr).unwrap();
+        let signed = c.upload_signed("a.png", b"SIG", b"payload").unwrap();
+        assert_eq!(signed.signer.as_deref(), Some("a@b"));
+        c.upload(Upload::Put, "a.png", b"plain").unwrap();
+        let seen = server.join().unwrap();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "SEAL a.png 7 3".to_string(),
+                    b"SIG".to_vec(),
+                    b"payload".to_vec()
+                ),
+                ("PUT a.png 5".to_string(), Vec::new(), b"plain".to_vec()),
+            ]
+        );
     }
 
     #[test]

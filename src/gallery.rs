@@ -14,18 +14,27 @@
 //! in parallel. Means come from the server's content index where it has
 //! them, so a new image is decoded once, for its thumbnail; images the
 //! server did not file are classified as `colorsort classify` would.
+//!
+//! A trusted image the server kept a signature for
+//! (`DATA/signatures/FOLDER/NAME.sig`) shows its signer: the principal that
+//! an allowed_signers file lists for the signature's key, or else the key's
+//! fingerprint. The signature is read, not checked against the image; the
+//! server checked it when it filed the image, and `ssh-keygen -Y verify`
+//! checks it again.
 
 use crate::classify;
-use crate::store::{self, Digest, Folder};
+use crate::signers::AllowedSigners;
+use crate::sshsig::{self, Signature};
+use crate::store::{self, Digest, Folder, SIGNATURES};
 use base64ct::{Base64, Encoding};
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::fs;
-use std::io::{self, Cursor};
+use std::io::{self, Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The thumbnail cache, under the data directory.
 pub const THUMBS: &str = ".thumbs";
@@ -121,8 +130,14 @@ impl fmt::Display for Summary {
 }
 
 /// Builds the gallery of `data` and writes it to `out`, using `jobs`
-/// threads for new thumbnails. Returns the page and what was done.
-pub fn build(data: &Path, out: &Output, jobs: usize) -> Result<(String, Summary), Error> {
+/// threads for new thumbnails and `signers` to name who signed what.
+/// Returns the page and what was done.
+pub fn build(
+    data: &Path,
+    out: &Output,
+    jobs: usize,
+    signers: Option<&AllowedSigners>,
+) -> Result<(String, Summary), Error> {
     if let Err(source) = fs::read_dir(data) {
         return Err(Error::Read {
             path: data.to_path_buf(),
@@ -212,7 +227,7 @@ pub fn build(data: &Path, out: &Output, jobs: usize) -> Result<(String, Summary)
     {
         prune(&thumbs, &fresh);
     }
-    let page = render(data, &items, &summary, embed);
+    let page = render(data, &items, &summary, embed, signers);
     write_output(out, &page)?;
     Ok((page, summary))
 }
@@ -476,11 +491,18 @@ figcaption{margin-top:.4rem;display:grid;grid-template-columns:1.2rem 1fr;gap:.1
 .swatch{width:1.2rem;height:1.2rem;border-radius:3px;border:1px solid #8888;grid-row:span 2}\
 .name{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;font-weight:600}\
 .rgb{color:var(--muted);font:12px ui-monospace,monospace}\
+.signer{grid-column:2;color:var(--muted);font-size:12px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
 .red{--accent:#d33}.green{--accent:#2a2}.blue{--accent:#36d}.not_trusted{--accent:#999}\
 section h2{border-color:var(--accent)}";
 
 /// The page.
-fn render(data: &Path, items: &[Item], summary: &Summary, embed: bool) -> String {
+fn render(
+    data: &Path,
+    items: &[Item],
+    summary: &Summary,
+    embed: bool,
+    signers: Option<&AllowedSigners>,
+) -> String {
     let total: usize = summary.counts.iter().sum();
     let mut page = String::with_capacity(1024 + items.len() * 400);
     let _ = write!(
@@ -508,7 +530,7 @@ fn render(data: &Path, items: &[Item], summary: &Summary, embed: bool) -> String
              <h2>{folder} <span class=\"count\">{count}</span></h2>\n<div class=\"grid\">\n"
         );
         for item in items.iter().filter(|i| i.folder == folder) {
-            card(&mut page, data, item, embed);
+            card(&mut page, data, item, embed, signers);
         }
         page.push_str("</div>\n</section>\n");
     }
@@ -516,7 +538,13 @@ fn render(data: &Path, items: &[Item], summary: &Summary, embed: bool) -> String
     page
 }
 
-fn card(page: &mut String, data: &Path, item: &Item, embed: bool) {
+fn card(
+    page: &mut String,
+    data: &Path,
+    item: &Item,
+    embed: bool,
+    signers: Option<&AllowedSigners>,
+) {
     let name = escape(&item.name);
     // A thumbnail that could not be cached can only be embedded.
     let src = match (&item.thumb, embed || item.jpeg.is_some()) {
@@ -548,11 +576,87 @@ fn card(page: &mut String, data: &Path, item: &Item, embed: bool) {
         ),
         None => ("transparent".to_string(), "-".to_string()),
     };
+    let signer = match signer(data, item, signers) {
+        None => String::new(),
+        Some(Signed::By { label, title }) => format!(
+            "<span class=\"signer\" title=\"{}\">signed by {}</span>",
+            escape(&title),
+            escape(&label)
+        ),
+        Some(Signed::Unreadable(why)) => format!(
+            "<span class=\"signer\" title=\"{}\">signature unreadable</span>",
+            escape(&why)
+        ),
+    };
     let _ = writeln!(
         page,
         "<figure>{picture}<figcaption><span class=\"swatch\" style=\"background:{swatch}\"></span>\
-         <span class=\"name\" title=\"{name}\">{name}</span><span class=\"rgb\">{rgb}</span></figcaption></figure>"
+         <span class=\"name\" title=\"{name}\">{name}</span><span class=\"rgb\">{rgb}</span>{signer}</figcaption></figure>"
     );
+}
+
+/// Who signed an image, as the page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Signed {
+    /// A signature names its key: `label` is the principal listed for it,
+    /// or its fingerprint; `title` gives the details.
+    By { label: String, title: String },
+    /// The kept signature cannot be read or parsed; the text says why.
+    Unreadable(String),
+}
+
+/// The signer of a trusted image, from the signature the server kept for
+/// it; `None` for an image kept without one.
+fn signer(data: &Path, item: &Item, signers: Option<&AllowedSigners>) -> Option<Signed> {
+    if item.folder == Folder::NotTrusted {
+        return None;
+    }
+    let path = data
+        .join(SIGNATURES)
+        .join(item.folder.as_str())
+        .join(format!("{}.sig", item.name));
+    let file = match fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Signed::Unreadable(e.to_string())),
+    };
+    let mut armored = Vec::new();
+    if let Err(e) = file
+        .take(sshsig::MAX_SIGNATURE as u64 + 1)
+        .read_to_end(&mut armored)
+    {
+        return Some(Signed::Unreadable(e.to_string()));
+    }
+    Some(named(&armored, signers))
+}
+
+/// Names the key of an armored signature.
+fn named(armored: &[u8], signers: Option<&AllowedSigners>) -> Signed {
+    let signature = match Signature::parse(armored) {
+        Ok(s) => s,
+        Err(e) => return Signed::Unreadable(e.to_string()),
+    };
+    let key = signature.public_key();
+    let namespace = String::from_utf8_lossy(signature.namespace());
+    let fingerprint = key.fingerprint();
+    let title = format!("{} {fingerprint}, namespace {namespace}", key.algorithm());
+    // The entry the server would match now, else any entry listing the key:
+    // one expired since still names who signed.
+    let listed = signers.and_then(|s| {
+        s.find(key, &namespace, SystemTime::now())
+            .ok()
+            .or_else(|| s.signers().iter().find(|e| e.key() == key))
+    });
+    match listed {
+        Some(entry) => Signed::By {
+            label: entry.principals().to_string(),
+            title,
+        },
+        None => Signed::By {
+            label: fingerprint,
+            title,
+        },
+    }
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -577,9 +681,14 @@ fn percent(s: &str) -> String {
 }
 
 /// Builds and writes a gallery and returns the summary line, timed.
-pub fn run(data: &Path, out: &Output, jobs: usize) -> Result<(String, String), Error> {
+pub fn run(
+    data: &Path,
+    out: &Output,
+    jobs: usize,
+    signers: Option<&AllowedSigners>,
+) -> Result<(String, String), Error> {
     let started = Instant::now();
-    let (page, summary) = build(data, out, jobs)?;
+    let (page, summary) = build(data, out, jobs, signers)?;
     let line = format!(
         "gallery: {summary} in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -616,7 +725,7 @@ mod tests {
     fn page_lists_every_folder_with_counts_and_cards() {
         let dir = data_dir();
         let out = Output::File(dir.path().join("gallery.html"));
-        let (page, summary) = build(dir.path(), &out, 2).unwrap();
+        let (page, summary) = build(dir.path(), &out, 2, None).unwrap();
         assert_eq!(summary.counts, [2, 0, 1, 1]);
         assert_eq!(
             (summary.made, summary.cached, summary.unreadable),
@@ -658,15 +767,15 @@ mod tests {
     fn thumbnails_are_cached_and_remade_only_when_needed() {
         let dir = data_dir();
         let out = Output::File(dir.path().join("gallery.html"));
-        build(dir.path(), &out, 2).unwrap();
-        let (_, again) = build(dir.path(), &out, 2).unwrap();
+        build(dir.path(), &out, 2, None).unwrap();
+        let (_, again) = build(dir.path(), &out, 2, None).unwrap();
         assert_eq!((again.made, again.cached, again.unreadable), (0, 3, 1));
         // A replaced image and a missing thumbnail are made again; a deleted
         // image's thumbnail goes.
         fs::write(dir.path().join("blue/c.png"), png([0, 0, 250], 9, 9)).unwrap();
         fs::remove_file(dir.path().join(".thumbs/red/a.png.jpg")).unwrap();
         fs::remove_file(dir.path().join("red/b <&>.png")).unwrap();
-        let (page, third) = build(dir.path(), &out, 2).unwrap();
+        let (page, third) = build(dir.path(), &out, 2, None).unwrap();
         assert_eq!((third.made, third.cached), (2, 0));
         assert!(page.contains("r=0.0 g=0.0 b=250.0"));
         assert!(!dir.path().join(".thumbs/red/b <&>.png.jpg").exists());
@@ -675,7 +784,7 @@ mod tests {
     #[test]
     fn elsewhere_or_on_stdout_the_page_embeds_its_thumbnails() {
         let dir = data_dir();
-        let (page, _) = build(dir.path(), &Output::Stdout, 1).unwrap();
+        let (page, _) = build(dir.path(), &Output::Stdout, 1, None).unwrap();
         assert_eq!(page.matches("src=\"data:image/jpeg;base64,").count(), 3);
         assert!(
             !page.contains("href=\"red/"),
@@ -686,6 +795,7 @@ mod tests {
             dir.path(),
             &Output::File(elsewhere.path().join("g.html")),
             1,
+            None,
         )
         .unwrap();
         assert_eq!(page.matches("data:image/jpeg;base64,").count(), 3);
@@ -702,7 +812,7 @@ mod tests {
             index.join(Digest::of(&bytes).hex()),
         )
         .unwrap();
-        let (page, _) = build(dir.path(), &Output::Stdout, 1).unwrap();
+        let (page, _) = build(dir.path(), &Output::Stdout, 1, None).unwrap();
         assert!(
             page.contains("r=1.5 g=2.5 b=99.0"),
             "the recorded means are used"
@@ -714,14 +824,71 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("none");
         assert!(matches!(
-            build(&missing, &Output::Stdout, 1),
+            build(&missing, &Output::Stdout, 1, None),
             Err(Error::Read { .. })
         ));
         assert!(!missing.exists(), "nothing is created");
         let empty = tempfile::tempdir().unwrap();
-        let (page, summary) = build(empty.path(), &Output::Stdout, 1).unwrap();
+        let (page, summary) = build(empty.path(), &Output::Stdout, 1, None).unwrap();
         assert_eq!(summary.counts, [0; 4]);
         assert!(page.contains("0 image(s)"));
+    }
+
+    #[test]
+    fn trusted_images_show_who_signed_them() {
+        let dir = data_dir();
+        let fixture = |f: &str| {
+            fs::read(format!(
+                "{}/test-data/sshsig/{f}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        };
+        let sigs = dir.path().join(SIGNATURES);
+        for folder in ["red", "blue", "not_trusted"] {
+            fs::create_dir_all(sigs.join(folder)).unwrap();
+        }
+        fs::write(sigs.join("red/a.png.sig"), fixture("ed25519.sig")).unwrap();
+        fs::write(sigs.join("red/b <&>.png.sig"), b"not a signature").unwrap();
+        fs::write(sigs.join("blue/c.png.sig"), fixture("rsa3072.sig")).unwrap();
+        // Only the trusted folders have signers.
+        fs::write(
+            sigs.join("not_trusted/junk.txt.sig"),
+            fixture("ed25519.sig"),
+        )
+        .unwrap();
+        let alice = Signature::parse(&fixture("ed25519.sig")).unwrap();
+        let alice = alice.public_key().fingerprint();
+        let rsa = Signature::parse(&fixture("rsa3072.sig")).unwrap();
+        let rsa = rsa.public_key().fingerprint();
+
+        let (page, _) = build(dir.path(), &Output::Stdout, 1, None).unwrap();
+        assert_eq!(page.matches("class=\"signer\"").count(), 3, "{page}");
+        assert!(page.contains(&format!("signed by {alice}")), "{page}");
+        assert!(page.contains(&format!("signed by {rsa}")), "{page}");
+        assert!(page.contains("signature unreadable"), "{page}");
+
+        let listed =
+            AllowedSigners::parse(&String::from_utf8(fixture("allowed_signers")).unwrap()).unwrap();
+        let (page, _) = build(dir.path(), &Output::Stdout, 1, Some(&listed)).unwrap();
+        assert!(page.contains("signed by alice@example.com<"), "{page}");
+        assert!(
+            page.contains(&format!(
+                "title=\"ssh-ed25519 {alice}, namespace colorsort\""
+            )),
+            "{page}"
+        );
+        assert!(page.contains("signed by rsa@example.com<"), "{page}");
+        // A file listing neither key names them by fingerprint.
+        let other = fs::read_to_string(format!(
+            "{}/test-data/sshsig/keys/other-ed25519.pub",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let other = AllowedSigners::parse(&format!("bob@example.com {other}")).unwrap();
+        let (page, _) = build(dir.path(), &Output::Stdout, 1, Some(&other)).unwrap();
+        assert!(page.contains(&format!("signed by {alice}<")), "{page}");
+        assert!(!page.contains("bob@example.com"), "{page}");
     }
 
     #[test]

@@ -4,16 +4,41 @@
 //! when a key is pinned is the one to compare out of band.
 //!
 //! The file is `$XDG_CONFIG_HOME/colorsort/known_hosts`, or
-//! `~/.config/colorsort/known_hosts`, one `HOST ssh-rsa BASE64` line per
-//! host, where HOST is the `--host` value as given.
+//! `~/.config/colorsort/known_hosts`, unless one is named with
+//! `--known-hosts` ([`KNOWN_HOSTS_ENV`]); one `HOST ssh-rsa BASE64` line per
+//! host, where HOST is the `--host` value as given. Where no file can be
+//! kept (a container without a home), a fingerprint given with `--pin`
+//! ([`PIN_ENV`]) checks the key instead.
 
 use crate::key::PublicKey;
+use base64ct::{Base64Unpadded, Encoding};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 /// The file name under the configuration folder.
 const FILE: &str = "known_hosts";
+/// The environment variable naming the pin file, like `--known-hosts`.
+pub const KNOWN_HOSTS_ENV: &str = "COLORSORT_KNOWN_HOSTS";
+/// The environment variable holding the fingerprint the server's key must
+/// have, like `--pin`.
+pub const PIN_ENV: &str = "COLORSORT_PIN";
+/// How a fingerprint starts.
+const SHA256_PREFIX: &str = "SHA256:";
+/// Bytes in a SHA-256 digest.
+const SHA256_LEN: usize = 32;
+
+/// Parses a fingerprint as [`PublicKey::fingerprint`] and ssh-keygen print
+/// it, `SHA256:` and 43 characters of unpadded base64; `None` if `text` is
+/// anything else.
+pub fn parse_fingerprint(text: &str) -> Option<String> {
+    let hash = text.strip_prefix(SHA256_PREFIX)?;
+    let mut digest = [0u8; SHA256_LEN];
+    match Base64Unpadded::decode(hash, &mut digest) {
+        Ok(decoded) if decoded.len() == SHA256_LEN => Some(text.to_string()),
+        _ => None,
+    }
+}
 
 /// Where the pins live, or `None` if there is no home or config folder.
 pub fn default_path() -> Option<PathBuf> {
@@ -57,7 +82,7 @@ impl Pins {
     pub fn check(&self, host: &str, key: &PublicKey) -> io::Result<Check> {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Check::New),
+            Err(e) if no_file(&e) => return Ok(Check::New),
             Err(e) => return Err(e),
         };
         let Some(line) = text
@@ -83,7 +108,7 @@ impl Pins {
     pub fn pin(&self, host: &str, key: &PublicKey) -> io::Result<()> {
         let old = match fs::read_to_string(&self.path) {
             Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) if no_file(&e) => String::new(),
             Err(e) => return Err(e),
         };
         let mut text: String = old
@@ -106,6 +131,15 @@ impl Pins {
     }
 }
 
+/// True if reading failed because there is no file: nothing is there, or
+/// a folder on the way is a file.
+fn no_file(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +152,26 @@ mod tests {
         ))
         .unwrap();
         Identity::from_pem(&pem).unwrap().public().clone()
+    }
+
+    #[test]
+    fn fingerprints_parse_only_in_full() {
+        let real = key("test-only-server-key.pem").fingerprint();
+        assert_eq!(parse_fingerprint(&real), Some(real.clone()));
+        let cases = [
+            "",
+            "SHA256:",
+            &real[SHA256_PREFIX.len()..],
+            &real[..real.len() - 1],
+            &format!("{real}A"),
+            &format!("{real}="),
+            &format!("sha256:{}", &real[SHA256_PREFIX.len()..]),
+            &format!("MD5:{}", &real[SHA256_PREFIX.len()..]),
+            &format!("{} ", real),
+        ];
+        for text in cases {
+            assert_eq!(parse_fingerprint(text), None, "{text:?}");
+        }
     }
 
     #[test]
@@ -143,5 +197,15 @@ mod tests {
         assert_eq!(pins.check("h:1", &other).unwrap(), Check::Same);
         let text = fs::read_to_string(pins.path()).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[test]
+    fn a_file_in_the_way_is_no_pin_and_cannot_be_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("file"), "").unwrap();
+        let pins = Pins::at(&dir.path().join("file/colorsort/known_hosts"));
+        let ours = key("test-only-server-key.pem");
+        assert_eq!(pins.check("h:1", &ours).unwrap(), Check::New);
+        assert!(pins.pin("h:1", &ours).is_err());
     }
 }

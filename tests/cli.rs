@@ -15,9 +15,15 @@ fn run(args: &[&str], config: &Path) -> Output {
         .args(args)
         .env("XDG_CONFIG_HOME", config)
         .env_remove("COLORSORT_HOST")
+        .env_remove("COLORSORT_PIN")
+        .env_remove("COLORSORT_KNOWN_HOSTS")
         .output()
         .unwrap()
 }
+
+/// The fingerprint of test-data/keys/test-only-other-key, which no test
+/// server has.
+const OTHER_KEY: &str = "SHA256:DSaBl3/98cJISqN0XBCrdPSMzrSmYgFpx1dll2kQpEc";
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -271,11 +277,7 @@ fn send_refuses_a_changed_key_unless_accepted() {
     );
     assert_eq!(out.status.code(), Some(3));
     let err = text(&out.stderr);
-    assert!(
-        err.contains("CHANGED")
-            && err.contains("SHA256:V8rHUK4UazrNWiUR4b2NW6B/za3Kna/aJakJ9+G/Qcc"),
-        "{err}"
-    );
+    assert!(err.contains("CHANGED") && err.contains(OTHER_KEY), "{err}");
     assert!(s.files("red").is_empty(), "nothing was sent");
 
     let out = run(
@@ -294,6 +296,167 @@ fn send_refuses_a_changed_key_unless_accepted() {
         cfg.path(),
     );
     assert!(out.status.success(), "the accepted key is now pinned");
+}
+
+#[test]
+fn send_checks_the_key_against_a_pin() {
+    let s = TestServer::start(&[]);
+    let cfg = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let file = |name: &str, rgb| {
+        let path = files.path().join(name);
+        fs::write(&path, png(rgb, 2, 2)).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (red, green, blue) = (
+        file("r.png", [200, 0, 0]),
+        file("g.png", [0, 200, 0]),
+        file("b.png", [0, 0, 200]),
+    );
+    let ours = common::test_public_key().fingerprint();
+
+    let out = run(
+        &["send", "--pin", &ours, "--host", &s.host(), &red],
+        cfg.path(),
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains("pin"),
+        "nothing to say about a matching pin: {err}"
+    );
+    assert!(
+        !cfg.path().join("colorsort/known_hosts").exists(),
+        "--pin replaces the pin file"
+    );
+    assert_eq!(s.files("red"), ["r.png"]);
+
+    // Another fingerprint, from the flag or the variable: nothing is sent.
+    let flag = run(
+        &["send", "--pin", OTHER_KEY, "--host", &s.host(), &green],
+        cfg.path(),
+    );
+    let variable = Command::new(bin())
+        .args(["send", "--host", &s.host(), &blue])
+        .env("XDG_CONFIG_HOME", cfg.path())
+        .env("COLORSORT_PIN", OTHER_KEY)
+        .output()
+        .unwrap();
+    for (out, source) in [(flag, "(--pin)"), (variable, "(COLORSORT_PIN)")] {
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        assert!(
+            err.contains("NOT the pinned key")
+                && err.contains(&format!("{OTHER_KEY} {source}"))
+                && err.contains(&ours),
+            "{err}"
+        );
+    }
+    assert!(s.files("green").is_empty() && s.files("blue").is_empty());
+
+    // A pin that is not a fingerprint, or one with --accept-new-key, is a
+    // usage error.
+    let bad: &[&[&str]] = &[
+        &["--pin", "SHA256:short"],
+        &["--pin", &ours[7..]],
+        &["--pin", &ours, "--accept-new-key"],
+    ];
+    for args in bad {
+        let host = s.host();
+        let mut all = vec!["send", "--host", &host];
+        all.extend_from_slice(args);
+        all.push(&green);
+        let out = run(&all, cfg.path());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert!(s.files("green").is_empty());
+}
+
+#[test]
+fn send_without_a_pin_file_warns_once_and_sends() {
+    let s = TestServer::start(&[]);
+    let files = tempfile::tempdir().unwrap();
+    for (i, rgb) in [[200, 0, 0], [0, 200, 0], [0, 0, 200]]
+        .into_iter()
+        .enumerate()
+    {
+        fs::write(files.path().join(format!("{i}.png")), png(rgb, 3, 3)).unwrap();
+    }
+    let dir = files.path().to_str().unwrap();
+    let fingerprint = common::test_public_key().fingerprint();
+    // No home at all, as in a FROM scratch image; and a config folder that
+    // cannot be created (a path under a file fails even for root).
+    let cases: [(&str, &[(&str, &str)]); 2] = [
+        ("no home", &[]),
+        ("unwritable", &[("XDG_CONFIG_HOME", "/dev/null/config")]),
+    ];
+    for (what, vars) in cases {
+        let out = Command::new(bin())
+            .args(["send", "-j", "3", "--host", &s.host(), dir])
+            .env_remove("HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("COLORSORT_PIN")
+            .env_remove("COLORSORT_KNOWN_HOSTS")
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert!(out.status.success(), "{what}: {err}");
+        assert_eq!(err.matches("cannot pin").count(), 1, "{what}: {err}");
+        assert!(
+            err.contains(&format!("--pin {fingerprint}")) && err.contains("--known-hosts"),
+            "{what}: says how to pin: {err}"
+        );
+        assert!(
+            text(&out.stdout).contains("failed 0"),
+            "{what}: {}",
+            text(&out.stdout)
+        );
+    }
+    assert_eq!(
+        s.files("red").len() + s.files("green").len() + s.files("blue").len(),
+        3
+    );
+
+    // A pin file named with --known-hosts or the variable is used, and
+    // must be writable.
+    let cfg = tempfile::tempdir().unwrap();
+    let pins = cfg.path().join("pins");
+    let out = run(
+        &[
+            "send",
+            "--known-hosts",
+            pins.to_str().unwrap(),
+            "--host",
+            &s.host(),
+            dir,
+        ],
+        cfg.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pinned = fs::read_to_string(&pins).unwrap();
+    assert!(
+        pinned.starts_with(&format!("{} ssh-rsa ", s.host())),
+        "{pinned}"
+    );
+    assert!(
+        !cfg.path().join("colorsort").exists(),
+        "not the default file"
+    );
+    let out = Command::new(bin())
+        .args(["send", "--host", &s.host(), dir])
+        .env("XDG_CONFIG_HOME", cfg.path())
+        .env("COLORSORT_KNOWN_HOSTS", "/dev/null/pins")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("/dev/null/pins"), "{err}");
 }
 
 #[test]

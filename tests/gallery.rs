@@ -143,3 +143,85 @@ fn chromium_renders_the_counts() {
         .count();
     assert!(red > 1000, "only {red} red pixels in the screenshot");
 }
+
+#[test]
+fn signed_images_show_their_signer() {
+    let test = "signed_images_show_their_signer";
+    if !common::ssh_keygen_installed(test) {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let alice = common::SshKey::generate(keys.path(), "alice", "ed25519", None);
+    let (key, fingerprint) = (alice.path.clone(), alice.fingerprint());
+
+    let data = tempfile::tempdir().unwrap();
+    common::install_test_key(data.path());
+    let listed = data.path().join("allowed_signers");
+    std::fs::write(&listed, alice.allowed("alice@example.com", "")).unwrap();
+    let s = TestServer::start_in(data.path(), &[]);
+    let photos = tempfile::tempdir().unwrap();
+    std::fs::write(photos.path().join("r.png"), png([220, 20, 20], 8, 8)).unwrap();
+    std::fs::write(photos.path().join("b.png"), png([20, 20, 220], 8, 8)).unwrap();
+    let cfg = tempfile::tempdir().unwrap();
+    let send = |extra: &[&str]| {
+        Command::new(bin())
+            .args(["send", "--host", &s.host()])
+            .args(extra)
+            .arg(photos.path())
+            .env("XDG_CONFIG_HOME", cfg.path())
+            .env_remove("COLORSORT_PIN")
+            .env_remove("COLORSORT_KNOWN_HOSTS")
+            .output()
+            .unwrap()
+    };
+    let out = send(&["--sign", key.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = send(&["--unsigned"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The data directory's allowed_signers names the signer; the unsigned
+    // copies in not_trusted/ show none.
+    let page = |extra: &[&str]| {
+        let out = gallery(&s.data, &[&["--out", "-"], extra].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let named = page(&[]);
+    assert_eq!(named.matches("<figure>").count(), 4);
+    assert_eq!(
+        named.matches("signed by alice@example.com<").count(),
+        2,
+        "{named}"
+    );
+    assert!(named.contains(&fingerprint), "the title gives the key");
+
+    // Without the file, the key's fingerprint; with it named by flag, the
+    // principal again.
+    let moved = keys.path().join("signers");
+    std::fs::rename(&listed, &moved).unwrap();
+    let bare = page(&[]);
+    assert_eq!(
+        bare.matches(&format!("signed by {fingerprint}<")).count(),
+        2,
+        "{bare}"
+    );
+    let flagged = page(&["--allowed-signers", moved.to_str().unwrap()]);
+    assert_eq!(flagged.matches("signed by alice@example.com<").count(), 2);
+
+    // A named file that does not load is an error.
+    let out = gallery(&s.data, &["--allowed-signers", "/nonexistent/signers"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/signers"));
+}

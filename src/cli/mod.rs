@@ -5,7 +5,8 @@
 //! - 0: success;
 //! - 1: the operation failed (server unreachable or replying `ERR`, a file
 //!   not stored);
-//! - 2: usage error;
+//! - 2: usage error, or `send` refused: the server files only signed
+//!   uploads by colour and neither `--sign` nor `--unsigned` was given;
 //! - 3: `send` refused: the server's key differs from the pinned one.
 //!
 //! A closed stdout (`colorsort key | head -c 10`) is not an error: the
@@ -14,8 +15,8 @@
 //! Each subcommand has its own file. `exit` (exit codes, the command error,
 //! stdout and the broken-pipe rule) and `args` (the lexer) are leaves that
 //! they all import; nothing imports this file back. `serve` is the server
-//! side; `key`, `stats`, `ping`, `send` and its `report` are the client side
-//! and never import the server or the store; `classify` and `gallery` work
+//! side; `key`, `stats`, `ping`, `send` and its `report` and `sign` are the
+//! client side and never import the server or the store; `classify` and `gallery` work
 //! on local files, which `walk` finds.
 
 mod args;
@@ -27,6 +28,7 @@ mod ping;
 mod report;
 mod send;
 mod serve;
+mod sign;
 mod stats;
 mod walk;
 

@@ -24,7 +24,8 @@ pub(super) struct FileResult {
 /// Why a file was not stored.
 pub(super) struct Failure {
     /// The server's error code, or a client-side one: `read-failed`,
-    /// `seal-failed`, `connect-failed`, `connection-failed`, `bad-reply`.
+    /// `sign-failed`, `seal-failed`, `connect-failed`, `connection-failed`,
+    /// `bad-reply`.
     pub code: String,
     pub message: String,
 }
@@ -126,6 +127,11 @@ impl Report {
         );
     }
 
+    /// How many files failed with `code`.
+    pub(super) fn failed_with(&self, code: &str) -> usize {
+        self.failures.get(code).copied().unwrap_or(0)
+    }
+
     /// Prints the summary; the exit code says whether every file was stored.
     pub(super) fn finish(self, elapsed: Duration) -> Result<u8, Error> {
         self.clear_progress();
@@ -192,13 +198,14 @@ fn json_line(r: &FileResult) -> String {
         Ok(s) => {
             let result = if s.dup { "duplicate" } else { "stored" };
             let [red, green, blue] = s.mean;
+            let signer = s.signer.as_deref().map_or("null".into(), json_string);
             format!(
-                "{{\"path\":{path},\"result\":\"{result}\",\"stored\":{},\"r\":{red:.1},\"g\":{green:.1},\"b\":{blue:.1},\"error\":null,\"message\":null,\"bytes\":{bytes},\"attempts\":{attempts}}}\n",
+                "{{\"path\":{path},\"result\":\"{result}\",\"stored\":{},\"r\":{red:.1},\"g\":{green:.1},\"b\":{blue:.1},\"signer\":{signer},\"error\":null,\"message\":null,\"bytes\":{bytes},\"attempts\":{attempts}}}\n",
                 json_string(&s.path)
             )
         }
         Err(f) => format!(
-            "{{\"path\":{path},\"result\":\"failed\",\"stored\":null,\"r\":null,\"g\":null,\"b\":null,\"error\":{},\"message\":{},\"bytes\":{bytes},\"attempts\":{attempts}}}\n",
+            "{{\"path\":{path},\"result\":\"failed\",\"stored\":null,\"r\":null,\"g\":null,\"b\":null,\"signer\":null,\"error\":{},\"message\":{},\"bytes\":{bytes},\"attempts\":{attempts}}}\n",
             json_string(&f.code),
             json_string(&f.message)
         ),
@@ -270,10 +277,11 @@ mod tests {
             human_line(&ok),
             "x/a.png: stored red/a.png r=200.0 g=1.0 b=2.0\n"
         );
+        assert!(json_line(&ok).contains(",\"signer\":null,"));
         let dup = FileResult {
             outcome: Ok(Stored {
                 dup: true,
-                ..stored
+                ..stored.clone()
             }),
             ..ok
         };
@@ -282,6 +290,22 @@ mod tests {
             "x/a.png: duplicate of red/a.png r=200.0 g=1.0 b=2.0\n"
         );
         assert!(json_line(&dup).contains("\"result\":\"duplicate\""));
+        let signed = FileResult {
+            outcome: Ok(Stored {
+                signer: Some("alice@example.com,\"q\" x".into()),
+                ..stored
+            }),
+            ..dup
+        };
+        assert_eq!(
+            human_line(&signed),
+            "x/a.png: stored red/a.png r=200.0 g=1.0 b=2.0 signer=alice@example.com,\"q\"\\x20x\n"
+        );
+        assert!(
+            json_line(&signed).contains(",\"signer\":\"alice@example.com,\\\"q\\\" x\","),
+            "{}",
+            json_line(&signed)
+        );
         let failure = Failure {
             code: "not-an-image".into(),
             message: "unrecognised format".into(),
@@ -298,7 +322,7 @@ mod tests {
         );
         assert_eq!(
             json_line(&bad),
-            "{\"path\":\"b.txt\",\"result\":\"failed\",\"stored\":null,\"r\":null,\"g\":null,\"b\":null,\"error\":\"not-an-image\",\"message\":\"unrecognised format\",\"bytes\":3,\"attempts\":1}\n"
+            "{\"path\":\"b.txt\",\"result\":\"failed\",\"stored\":null,\"r\":null,\"g\":null,\"b\":null,\"signer\":null,\"error\":\"not-an-image\",\"message\":\"unrecognised format\",\"bytes\":3,\"attempts\":1}\n"
         );
     }
 }

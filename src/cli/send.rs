@@ -1,25 +1,31 @@
-//! `colorsort send`: finds the images under the given paths, seals each to
-//! the server's key and sends them over parallel connections, retrying what
-//! may succeed later, and reports each file and a summary.
+//! `colorsort send`: finds the images under the given paths, signs each if
+//! asked, seals it to the server's key and sends them over parallel
+//! connections, retrying what may succeed later, and reports each file and
+//! a summary.
 //!
 //! Files are picked by their magic bytes, not their names; anything else is
-//! skipped with a note. The server's key is pinned on first use (see
+//! skipped with a note. Before anything is sent, the server's `POLICY` says
+//! whether it files only signed uploads by colour and for which namespace
+//! to sign (see [`super::sign`]), and its key is checked: against `--pin`,
+//! or against the pin file, where it is pinned on first use (see
 //! [`crate::pins`]). Transient failures (connection refused or reset,
 //! `ERR busy`, `ERR timeout`, `ERR storage-failed`) are retried with a
 //! bounded, doubling backoff; permanent ones (`not-an-image`, `too-large`,
-//! `bad-name`, ...) are reported at once.
+//! `bad-name`, `unknown-signer`, ...) are reported at once.
 
 use super::args::{Args, Flags, Item, unknown};
 use super::exit::{EXIT_KEY_CHANGED, EXIT_OK, Error, print};
 use super::report::{Failure, FileResult, Report};
+use super::sign::{self, Signer};
 use super::walk::walk;
 use crate::age;
 use crate::classify;
 use crate::client::{self, Client};
+use crate::config;
 use crate::key::PublicKey;
 use crate::name;
 use crate::pins::{self, Check, Pins};
-use crate::protocol::Upload;
+use crate::protocol::{Policy, Upload};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -49,15 +55,31 @@ images are picked by their content; other files are skipped with a note.
 
 Options:
   --host HOST:PORT   server [$COLORSORT_HOST or 127.0.0.1:6666]
+  --sign KEYFILE     sign each image with `ssh-keygen -Y sign -f KEYFILE`:
+                     a private key, or a public key whose private half is in
+                     ssh-agent; passphrases and security keys work as in ssh
+  --namespace NS     namespace to sign for [the server's, from POLICY, or
+                     colorsort]
+  --unsigned         send unsigned to a server that files only signed uploads
+                     by colour; it keeps them in not_trusted/
+  --ssh-keygen PATH  the ssh-keygen to run [$COLORSORT_SSH_KEYGEN or
+                     ssh-keygen from PATH]
   --plain            send unsealed with PUT; the server files it in not_trusted/
   -j, --jobs N       parallel connections, 1 to 16 [number of CPUs]
   --json             print one JSON object per file on stdout
+  --pin SHA256:...   require the server's key to have this fingerprint
+                     (`colorsort key --fingerprint` on the server)
+                     [$COLORSORT_PIN]; the pin file is then not used
+  --known-hosts FILE the pin file [$COLORSORT_KNOWN_HOSTS or
+                     ~/.config/colorsort/known_hosts]
   --accept-new-key   accept and pin the server's key even if it changed
 
-The first key seen for a host is pinned in ~/.config/colorsort/known_hosts;
-if the server later presents another, send refuses and exits 3.
+The first key seen for a host is pinned in the pin file; if the server later
+presents another, send refuses and exits 3. Where no pin file can be written
+(a container without a home), send says so once and goes on unpinned.
 Exit codes: 0 every image stored (or already stored), 1 some image failed,
-2 usage error, 3 server key changed.
+2 usage error, or the server files only signed uploads by colour and neither
+--sign nor --unsigned was given, 3 server key changed or not the --pin key.
 ";
 
 struct Options {
@@ -66,6 +88,13 @@ struct Options {
     jobs: usize,
     json: bool,
     accept_new_key: bool,
+    sign: Option<PathBuf>,
+    namespace: Option<String>,
+    unsigned: bool,
+    ssh_keygen: String,
+    /// The fingerprint the key must have, and where it was given.
+    pin: Option<(&'static str, String)>,
+    known_hosts: Option<PathBuf>,
     paths: Vec<PathBuf>,
 }
 
@@ -76,6 +105,10 @@ pub(super) fn run(args: Args) -> Result<u8, Error> {
     };
     let started = Instant::now();
     let mut stderr = io::stderr();
+    let program = match &opts.sign {
+        Some(key) => Some(signing_tools(&opts.ssh_keygen, key)?),
+        None => None,
+    };
     let mut skipped = 0;
     let mut unreadable = Vec::new();
     let mut files = Vec::new();
@@ -95,27 +128,35 @@ pub(super) fn run(args: Args) -> Result<u8, Error> {
         let _ = writeln!(stderr, "colorsort: no images found");
     }
 
-    // The first connection fetches the key, with the same retries as an
-    // upload, and then serves the first worker.
-    let (mut first, key) = if files.is_empty() {
-        (None, None)
+    // The first connection asks for the policy and the key, with the same
+    // retries as an upload, and then serves the first worker.
+    let (mut first, policy, key) = if files.is_empty() || opts.plain {
+        (None, None, None)
     } else {
         let (connected, _) = retrying(|| {
             let mut client = Client::connect(&opts.host)?;
-            let key = if opts.plain {
-                None
-            } else {
-                Some(client.key()?)
-            };
-            Ok((client, key))
+            let policy = client.policy()?;
+            let key = client.key()?;
+            Ok((client, policy, key))
         });
-        let (client, key) = connected?;
-        (Some(client), key)
+        let (client, policy, key) = connected?;
+        (Some(client), policy, Some(key))
     };
     if let Some(key) = &key
-        && let Some(code) = check_pin(&opts, key)?
+        && let Some(code) = check_key(&opts, key)?
     {
         return Ok(code);
+    }
+    let signer = match (program, &opts.sign) {
+        (Some(program), Some(keyfile)) if !files.is_empty() => Some(Signer::new(
+            program,
+            keyfile.clone(),
+            namespace(&opts, policy.as_ref())?,
+        )),
+        _ => None,
+    };
+    if !files.is_empty() && !opts.plain {
+        check_policy(&opts, policy.as_ref())?;
     }
 
     let mut report = Report::new(opts.json, files.len() + unreadable.len(), skipped);
@@ -126,14 +167,21 @@ pub(super) fn run(args: Args) -> Result<u8, Error> {
     let (tx, rx) = mpsc::channel();
     thread::scope(|scope| -> Result<(), Error> {
         for worker in 0..opts.jobs.min(files.len()) {
-            let (tx, next, files, key, host) =
-                (tx.clone(), &next, &files, key.as_ref(), opts.host.as_str());
+            let (tx, next, files, key, host, signer) = (
+                tx.clone(),
+                &next,
+                &files,
+                key.as_ref(),
+                opts.host.as_str(),
+                signer.as_ref(),
+            );
             let mut client = if worker == 0 { first.take() } else { None };
             scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = files.get(i) else { break };
-                    if tx.send(send_one(&mut client, host, path, key)).is_err() {
+                    let result = send_one(&mut client, host, path, key, signer);
+                    if tx.send(result).is_err() {
                         break;
                     }
                 }
@@ -145,13 +193,45 @@ pub(super) fn run(args: Args) -> Result<u8, Error> {
         }
         Ok(())
     })?;
-    report.finish(started.elapsed())
+    let unknown_signer = report.failed_with("unknown-signer") > 0;
+    let code = report.finish(started.elapsed())?;
+    if let Some(signer) = &signer
+        && unknown_signer
+        && let Some(key) = signer.signed_with()
+    {
+        let _ = writeln!(
+            stderr,
+            "colorsort: {} does not take your key {} as a signer for namespace {}: it is not \
+             listed, or listed for other namespaces or times. To be listed, ask its operator \
+             to add this line, with your name for PRINCIPAL, to its allowed_signers file:\n  \
+             PRINCIPAL {}",
+            opts.host,
+            key.fingerprint(),
+            signer.namespace(),
+            key.to_openssh()
+        );
+    }
+    Ok(code)
 }
 
 const FLAGS: Flags = Flags {
-    values: &["--host", "-j", "--jobs"],
-    switches: &["--plain", "--json", "--accept-new-key"],
+    values: &[
+        "--host",
+        "-j",
+        "--jobs",
+        "--sign",
+        "--namespace",
+        "--ssh-keygen",
+        "--pin",
+        "--known-hosts",
+    ],
+    switches: &["--plain", "--json", "--accept-new-key", "--unsigned"],
 };
+
+/// A variable's value, if it is set and not empty.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
 
 fn parse(mut args: Args) -> Result<Option<Options>, Error> {
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
@@ -161,8 +241,15 @@ fn parse(mut args: Args) -> Result<Option<Options>, Error> {
         jobs: cpus.clamp(1, MAX_JOBS),
         json: false,
         accept_new_key: false,
+        sign: None,
+        namespace: None,
+        unsigned: false,
+        ssh_keygen: env(sign::PROGRAM_ENV).unwrap_or_else(|| sign::DEFAULT_PROGRAM.into()),
+        pin: None,
+        known_hosts: env(pins::KNOWN_HOSTS_ENV).map(PathBuf::from),
         paths: Vec::new(),
     };
+    let mut pin = env(pins::PIN_ENV).map(|v| (pins::PIN_ENV, v));
     while let Some(item) = args.next_item(&FLAGS)? {
         match item {
             Item::Help => {
@@ -180,44 +267,207 @@ fn parse(mut args: Args) -> Result<Option<Options>, Error> {
                         Error::Usage(format!("{f}: {v:?} is not a number from 1 to {MAX_JOBS}"))
                     })?;
             }
+            Item::Value("--sign", v) => o.sign = Some(PathBuf::from(v)),
+            Item::Value("--namespace", v) => {
+                config::check_namespace(&v)
+                    .map_err(|why| Error::Usage(format!("--namespace: {why}")))?;
+                o.namespace = Some(v);
+            }
+            Item::Value("--ssh-keygen", v) => o.ssh_keygen = v,
+            Item::Value(f @ "--pin", v) => pin = Some((f, v)),
+            Item::Value("--known-hosts", v) => o.known_hosts = Some(PathBuf::from(v)),
             Item::Switch("--plain") => o.plain = true,
             Item::Switch("--json") => o.json = true,
             Item::Switch("--accept-new-key") => o.accept_new_key = true,
+            Item::Switch("--unsigned") => o.unsigned = true,
             Item::Value(f, _) | Item::Switch(f) => return Err(unknown(f)),
         }
+    }
+    if let Some((source, v)) = pin {
+        let fingerprint = pins::parse_fingerprint(v.trim()).ok_or_else(|| {
+            Error::Usage(format!(
+                "{source}: {v:?} is not a key fingerprint like SHA256:{}",
+                "A".repeat(43)
+            ))
+        })?;
+        o.pin = Some((source, fingerprint));
     }
     if o.paths.is_empty() {
         return Err(Error::Usage("send needs at least one FILE or DIR".into()));
     }
+    let conflicts = [
+        (
+            o.sign.is_some() && o.plain,
+            "--sign and --plain: PUT takes no signature",
+        ),
+        (
+            o.sign.is_some() && o.unsigned,
+            "--sign and --unsigned contradict each other",
+        ),
+        (
+            o.namespace.is_some() && o.sign.is_none(),
+            "--namespace needs --sign",
+        ),
+        (
+            o.pin.is_some() && o.accept_new_key,
+            "--accept-new-key has no effect with --pin: the pin is the key to accept",
+        ),
+    ];
+    if let Some((_, why)) = conflicts.iter().find(|(bad, _)| *bad) {
+        return Err(Error::Usage(why.to_string()));
+    }
     Ok(Some(o))
 }
 
-/// Compares the server's key with the pinned one; pins it if new or if the
-/// user accepts a change. Returns an exit code if sending must not go on.
+/// Checks, before anything is read or sent, that signing can run: the
+/// program is there and the key file exists. Returns the program's path.
+fn signing_tools(program: &str, key: &Path) -> Result<PathBuf, Error> {
+    let found = sign::find_program(program).ok_or_else(|| {
+        let how = format!(
+            "install OpenSSH's ssh-keygen, or name it with --ssh-keygen PATH or {}",
+            sign::PROGRAM_ENV
+        );
+        Error::Failed(if program.contains('/') {
+            format!("cannot sign: {program} is not an executable file; {how}")
+        } else {
+            format!("cannot sign: {program} is not found in PATH; {how}")
+        })
+    })?;
+    match fs::metadata(key) {
+        Ok(m) if m.is_file() => Ok(found),
+        Ok(_) => Err(Error::Failed(format!(
+            "--sign {}: not a file",
+            key.display()
+        ))),
+        Err(e) => Err(Error::Failed(format!("--sign {}: {e}", key.display()))),
+    }
+}
+
+/// The namespace to sign for: `--namespace`, else the server's, else
+/// [`config::DEFAULT_SIGNATURE_NAMESPACE`]. Refuses to sign for a
+/// namespace a server announces that no server could be set to.
+fn namespace(opts: &Options, policy: Option<&Policy>) -> Result<String, Error> {
+    let announced = match policy {
+        Some(p) => {
+            config::check_namespace(&p.namespace).map_err(|why| {
+                Error::Failed(format!(
+                    "{} announces a signature namespace that is not one: {why}",
+                    opts.host
+                ))
+            })?;
+            Some(p.namespace.as_str())
+        }
+        None => None,
+    };
+    Ok(match (&opts.namespace, announced) {
+        (Some(mine), Some(theirs)) if mine != theirs => {
+            let _ = writeln!(
+                io::stderr(),
+                "colorsort: signing for namespace {mine:?}, but {} checks signatures for {theirs:?}",
+                opts.host
+            );
+            mine.clone()
+        }
+        (Some(mine), _) => mine.clone(),
+        (None, Some(theirs)) => theirs.to_string(),
+        (None, None) => config::DEFAULT_SIGNATURE_NAMESPACE.to_string(),
+    })
+}
+
+/// Checks the server's policy against the options: a server that files
+/// only signed uploads by colour needs `--sign` or `--unsigned`; one from
+/// before signatures takes none.
+fn check_policy(opts: &Options, policy: Option<&Policy>) -> Result<(), Error> {
+    match policy {
+        None if opts.sign.is_some() => Err(Error::Failed(format!(
+            "{} does not take signed uploads (it predates POLICY); nothing was sent. \
+             Send without --sign.",
+            opts.host
+        ))),
+        Some(p) if p.signers && opts.sign.is_none() && !opts.unsigned => {
+            Err(Error::Usage(format!(
+                "{} files only uploads signed by its known senders by colour (signers=on); \
+                 nothing was sent. Sign with --sign KEYFILE (namespace {}), or pass \
+                 --unsigned to send anyway: unsigned uploads go to not_trusted/.",
+                opts.host, p.namespace
+            )))
+        }
+        Some(p) if p.signers && opts.unsigned => {
+            let _ = writeln!(
+                io::stderr(),
+                "colorsort: sending unsigned to {}: it files these in not_trusted/",
+                opts.host
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks the server's key against `--pin`, or else against the pin file.
+/// Returns an exit code if sending must not go on.
+fn check_key(opts: &Options, key: &PublicKey) -> Result<Option<u8>, Error> {
+    let Some((source, pin)) = &opts.pin else {
+        return check_pin(opts, key);
+    };
+    if key.fingerprint() == *pin {
+        return Ok(None);
+    }
+    let _ = writeln!(
+        io::stderr(),
+        "colorsort: the key of {} is NOT the pinned key\n  pinned:    {pin} ({source})\n  \
+         presented: {}\nNothing was sent.",
+        opts.host,
+        key.fingerprint()
+    );
+    Ok(Some(EXIT_KEY_CHANGED))
+}
+
+/// Compares the server's key with the one in the pin file; pins it if new
+/// or if the user accepts a change. Returns an exit code if sending must
+/// not go on. Without a pin file to write (no home, a read-only one), a new
+/// key is reported once and sending goes on; a file named with
+/// `--known-hosts` must work.
 fn check_pin(opts: &Options, key: &PublicKey) -> Result<Option<u8>, Error> {
     let mut stderr = io::stderr();
-    let Some(path) = pins::default_path() else {
+    let explicit = opts.known_hosts.is_some();
+    let unpinned = |why: &str| {
         let _ = writeln!(
-            stderr,
-            "colorsort: no HOME or XDG_CONFIG_HOME; the server key {} is not pinned",
-            key.fingerprint()
+            io::stderr(),
+            "colorsort: cannot pin the key of {} ({}): {why}. Its key is not checked; to check \
+             it, compare the fingerprint with `colorsort key --fingerprint` on the server and \
+             pass --pin {} (or {}), or keep pins in a writable file with --known-hosts FILE \
+             (or {}).",
+            opts.host,
+            key.fingerprint(),
+            key.fingerprint(),
+            pins::PIN_ENV,
+            pins::KNOWN_HOSTS_ENV
         );
-        return Ok(None);
+        Ok(None)
+    };
+    let Some(path) = opts.known_hosts.clone().or_else(pins::default_path) else {
+        return unpinned("no HOME or XDG_CONFIG_HOME to keep a pin file in");
     };
     let pins = Pins::at(&path);
     let fail = |e: io::Error| Error::Failed(format!("{}: {e}", pins.path().display()));
     match pins.check(&opts.host, key).map_err(fail)? {
         Check::Same => Ok(None),
-        Check::New => {
-            pins.pin(&opts.host, key).map_err(fail)?;
-            let _ = writeln!(
-                stderr,
-                "pinned the key of {}: {}",
-                opts.host,
-                key.fingerprint()
-            );
-            Ok(None)
-        }
+        Check::New => match pins.pin(&opts.host, key) {
+            Ok(()) => {
+                let _ = writeln!(
+                    stderr,
+                    "pinned the key of {}: {}",
+                    opts.host,
+                    key.fingerprint()
+                );
+                Ok(None)
+            }
+            Err(e) if !explicit => {
+                unpinned(&format!("cannot write {}: {e}", pins.path().display()))
+            }
+            Err(e) => Err(fail(e)),
+        },
         Check::Changed { pinned } if opts.accept_new_key => {
             pins.pin(&opts.host, key).map_err(fail)?;
             let _ = writeln!(
@@ -265,19 +515,35 @@ fn failed_read(path: &Path, e: &io::Error) -> FileResult {
     }
 }
 
-/// Reads, seals and sends one file, reconnecting and retrying transient
-/// failures. `client` is this worker's connection, kept across files.
+/// Reads, signs if asked, seals and sends one file, reconnecting and
+/// retrying transient failures. `client` is this worker's connection, kept
+/// across files.
 fn send_one(
     client: &mut Option<Client>,
     host: &str,
     path: &Path,
     key: Option<&PublicKey>,
+    signer: Option<&Signer>,
 ) -> FileResult {
     let content = match fs::read(path) {
         Ok(c) => c,
         Err(e) => return failed_read(path, &e),
     };
     let bytes = content.len() as u64;
+    let failed = |code: &str, message: String| FileResult {
+        path: path.to_path_buf(),
+        bytes,
+        attempts: 0,
+        outcome: Err(Failure {
+            code: code.into(),
+            message,
+        }),
+    };
+    let signature = match signer.map(|s| s.sign(&content)) {
+        None => None,
+        Some(Ok(signature)) => Some(signature),
+        Some(Err(e)) => return failed("sign-failed", e.to_string()),
+    };
     // A worker holds one copy of a file while sending it: the plaintext
     // itself for PUT, the sealed file alone for SEAL.
     let (kind, payload) = match key {
@@ -287,18 +553,7 @@ fn send_one(
             drop(content);
             match sealed {
                 Ok(sealed) => (Upload::Seal, sealed),
-                Err(e) => {
-                    let failure = Failure {
-                        code: "seal-failed".into(),
-                        message: e.to_string(),
-                    };
-                    return FileResult {
-                        path: path.to_path_buf(),
-                        bytes,
-                        attempts: 0,
-                        outcome: Err(failure),
-                    };
-                }
+                Err(e) => return failed("seal-failed", e.to_string()),
             }
         }
     };
@@ -312,7 +567,10 @@ fn send_one(
             Some(c) => c,
             None => client.insert(Client::connect(host)?),
         };
-        let result = c.upload(kind, &wire_name, &payload);
+        let result = match &signature {
+            Some(signature) => c.upload_signed(&wire_name, signature, &payload),
+            None => c.upload(kind, &wire_name, &payload),
+        };
         if result.is_err() {
             // After any error the connection may be out of step or closed
             // by the server; a fresh one is cheap.
