@@ -57,8 +57,6 @@ HEALTHY_WAIT=120
 GONE_WAIT=60
 # Client containers: hardened as the server is.
 CLIENT_FLAGS=(--read-only --cap-drop ALL --security-opt no-new-privileges)
-# until send works without a writable config dir
-CLIENT_FLAGS+=(-e HOME=/tmp --tmpfs /tmp)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/colorsort-swarm-test.XXXXXX")
 BG_PIDS=()
