@@ -354,7 +354,10 @@ fuzz:
 # into $(BENCH_DIR)/assets from the sample photos in the scikit-image wheel
 # (downloaded, not installed), with Pillow and numpy in a virtualenv there,
 # beside colorthief for the Python anchors. The static musl binary is
-# compared when its target is installed, with a static glibc build beside it.
+# compared when its target is installed, with a static glibc build, the
+# same musl build with musl's own memcpy (--features libc-mem, copied to
+# $(BENCH_DIR)/) and, when a Docker engine is up, the image itself (built
+# here by docker-build) beside it.
 BENCH_DIR := target/bench
 BENCH_PY := $(BENCH_DIR)/venv/bin/python
 BENCH_FLAGS ?=
@@ -367,13 +370,24 @@ bench: $(BENCH_DIR)/assets/.done $(BENCH_DIR)/anchors.tsv
 	musl=""; \
 	if [ -d "$$(rustc --print sysroot)/lib/rustlib/$(STATIC_TARGET)/lib" ] || \
 		{ command -v rustup >/dev/null 2>&1 && rustup target add $(STATIC_TARGET) >/dev/null 2>&1; }; then \
+		$(CARGO) build --release --target $(STATIC_TARGET) --features libc-mem; \
+		cp target/$(STATIC_TARGET)/release/colorsort $(BENCH_DIR)/colorsort-musl-libc-mem; \
 		$(CARGO) build --release --target $(STATIC_TARGET); \
-		musl="--musl target/$(STATIC_TARGET)/release/colorsort"; \
+		musl="--musl target/$(STATIC_TARGET)/release/colorsort --musl-libc-mem $(BENCH_DIR)/colorsort-musl-libc-mem"; \
 	else \
 		echo "Rust target $(STATIC_TARGET) not available: no musl comparison"; \
 	fi; \
+	image=""; \
+	if $(DOCKER) info >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory docker-build; \
+		image="--image $(IMAGE):latest"; \
+	elif [ -n "$${COLORSORT_REQUIRE_TOOLS:-}" ]; then \
+		echo "container rows cannot run: no Docker engine reachable (COLORSORT_REQUIRE_TOOLS is set)" >&2; exit 1; \
+	else \
+		echo "SKIPPED: container rows (no Docker engine reachable)"; \
+	fi; \
 	$(CARGO) bench --bench bench -- --assets $(BENCH_DIR)/assets --anchors $(BENCH_DIR)/anchors.tsv \
-		--work $(BENCH_DIR)/work --server target/release/colorsort $$musl \
+		--work $(BENCH_DIR)/work --server target/release/colorsort $$musl $$image \
 		--static-glibc target/$(GLIBC_TARGET)/release/colorsort --out docs/BENCHMARKS.md $(BENCH_FLAGS)
 
 $(BENCH_PY):

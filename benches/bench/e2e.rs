@@ -1,12 +1,13 @@
-//! Sections 3 to 5: a release server on loopback under 1 to 32 clients, a
+//! Sections 3 and 4: a release server on loopback under 1 to 32 clients, a
 //! long run of 2,000 uploads, small uploads among large ones, the fsync
-//! cost, the idle footprint and start times, and the static musl binary
-//! against the glibc one.
+//! cost, the idle footprint and start times. Section 5 (`musl.rs`) reuses
+//! the load runs for the other builds.
 
 use crate::images::SET;
-use crate::server::{self, Job, Outcome, Server, data_dir, run_clients, unique};
+use crate::server::{self, Build, Job, Outcome, Server, data_dir, run_clients, unique};
 use crate::util::{
-    Report, Table, command_output, file_len, mb, median, mib_from_kib, note, percentile,
+    Report, Table, children_cpu_secs, command_output, file_len, mb, median, mib_from_kib, note,
+    percentile,
 };
 use colorsort::age;
 use colorsort::classify::{self, Limits};
@@ -27,15 +28,20 @@ const LEVELS: [usize; 4] = [1, 2, 8, 32];
 pub struct Config<'a> {
     pub server: &'a Path,
     pub musl: Option<&'a Path>,
+    /// The static musl binary built with musl's own memcpy, memmove and
+    /// memset (feature `libc-mem`).
+    pub musl_libc_mem: Option<&'a Path>,
     pub static_glibc: Option<&'a Path>,
+    /// The container image's tag, when Docker is up.
+    pub image: Option<&'a str>,
     pub assets: &'a Path,
     pub work: &'a Path,
     pub quick: bool,
 }
 
 /// One image of the end-to-end set, with what the server holds for it.
-struct Item {
-    file: &'static str,
+pub struct Item {
+    pub file: &'static str,
     bytes: Vec<u8>,
     decoded: u64,
 }
@@ -161,9 +167,9 @@ fn classify_cli_secs(binary: &Path, assets: &Path, runs: usize) -> (f64, f64) {
 }
 
 /// What a load run measured.
-struct Level {
+pub struct Level {
     clients: usize,
-    outcome: Outcome,
+    pub outcome: Outcome,
     start_rss: u64,
     peak: u64,
     bound: u64,
@@ -174,18 +180,18 @@ struct Level {
 }
 
 /// `clients` clients sharing `uploads` uploads of `set`, against a server
-/// run from `binary` with a copy of the key in `key_from`; `largest` is the
+/// run from `build` with a copy of the key in `key_from`; `largest` is the
 /// largest single-upload footprint, for the memory bound.
-fn run_level(
+pub fn run_level(
     cfg: &Config,
-    binary: &Path,
+    build: Build,
     key_from: &Path,
     set: &[Item],
     (clients, uploads): (usize, usize),
     largest: u64,
 ) -> Level {
     let data = data_dir(&cfg.work.join(format!("data-{clients}")), Some(key_from));
-    let server = Server::start(binary, &data, &cfg.work.join("server.log"));
+    let server = Server::launch(build, &data, &cfg.work.join("server.log"), None);
     let (start_rss, _) = server.rss();
     let key = server_key(&server);
     let tag = run_tag();
@@ -272,7 +278,14 @@ pub fn section(report: &mut Report, cfg: &Config) {
     let mut levels = Vec::new();
     for clients in LEVELS {
         note(format!("{clients} clients, {uploads} uploads"));
-        let level = run_level(cfg, cfg.server, &key_dir, &set, (clients, uploads), largest);
+        let level = run_level(
+            cfg,
+            Build::Binary(cfg.server),
+            &key_dir,
+            &set,
+            (clients, uploads),
+            largest,
+        );
         let o = &level.outcome;
         table.row(vec![
             clients.to_string(),
@@ -371,7 +384,7 @@ pub fn section(report: &mut Report, cfg: &Config) {
     small_among_large(report, cfg, &key_dir, &set);
     footprint(report, cfg, &key_dir, &soak);
     if let Some(musl) = cfg.musl {
-        musl_section(report, cfg, musl, &key_dir, &set);
+        crate::musl::section(report, cfg, musl, &key_dir, &set);
     }
     let _ = fs::remove_dir_all(&key_dir);
 }
@@ -745,144 +758,4 @@ fn footprint(report: &mut Report, cfg: &Config, key_from: &Path, soak: &Soak) {
         "Key generation looks for two random 1536-bit primes, so its time varies widely \
          from run to run; it happens once, on the first start with an empty data folder.",
     );
-}
-
-/// CPU seconds (user + system) of the children waited for so far.
-fn children_cpu_secs() -> f64 {
-    // SAFETY: `usage` is a valid, writable rusage.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; RUSAGE_CHILDREN has no other precondition.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
-/// Median CPU seconds of `binary classify FILE`, over `runs` runs.
-fn classify_cpu_secs(binary: &Path, file: &Path, runs: usize) -> f64 {
-    let mut times: Vec<f64> = (0..runs)
-        .map(|_| {
-            let before = children_cpu_secs();
-            let status = Command::new(binary)
-                .arg("classify")
-                .arg(file)
-                .stdout(std::process::Stdio::null())
-                .status()
-                .expect("colorsort classify");
-            assert!(status.success(), "colorsort classify failed");
-            children_cpu_secs() - before
-        })
-        .collect();
-    median(&mut times)
-}
-
-fn musl_section(report: &mut Report, cfg: &Config, musl: &Path, key_from: &Path, set: &[Item]) {
-    report.heading("5. Static musl binary against glibc");
-    let mut builds: Vec<(&str, &Path)> = vec![("glibc", cfg.server), ("static musl", musl)];
-    if let Some(static_glibc) = cfg.static_glibc {
-        builds.push(("static glibc", static_glibc));
-    }
-    let runs = if cfg.quick { 1 } else { 5 };
-    let mut head = vec!["run".to_string()];
-    for (name, _) in &builds {
-        head.push(name.to_string());
-    }
-    for (name, _) in &builds[1..] {
-        head.push(format!("{name} / glibc"));
-    }
-    let head: Vec<&str> = head.iter().map(String::as_str).collect();
-    let mut table = Table::new(&head);
-    let mut worst_musl: f64 = f64::INFINITY;
-    let mut worst_static: f64 = f64::INFINITY;
-    let mut row =
-        |table: &mut Table, what: String, values: &[f64], judged: bool, higher_better: bool| {
-            let mut cells = vec![what];
-            cells.extend(values.iter().map(|v| format!("{v:.1}")));
-            for (i, v) in values.iter().enumerate().skip(1) {
-                // Speed relative to glibc: above 1 is faster.
-                let speed = if higher_better {
-                    v / values[0]
-                } else {
-                    values[0] / v
-                };
-                // The verdicts use the CPU-time rows, which other processes
-                // on the machine disturb least.
-                if judged && i == 1 {
-                    worst_musl = worst_musl.min(speed);
-                } else if judged {
-                    worst_static = worst_static.min(speed);
-                }
-                cells.push(format!("{speed:.2}"));
-            }
-            table.row(cells);
-        };
-    for item in set {
-        let file = cfg.assets.join(item.file);
-        let values: Vec<f64> = builds
-            .iter()
-            .map(|(_, binary)| classify_cpu_secs(binary, &file, runs) * 1e3)
-            .collect();
-        row(
-            &mut table,
-            format!("`colorsort classify {}`, CPU ms", item.file),
-            &values,
-            true,
-            false,
-        );
-    }
-    let uploads = if cfg.quick { 16 } else { 48 };
-    for clients in [2, 8] {
-        note(format!("{clients} clients, each build"));
-        let values: Vec<f64> = builds
-            .iter()
-            .map(|(_, binary)| {
-                let level = run_level(cfg, binary, key_from, set, (clients, uploads), 0);
-                level.outcome.latencies.len() as f64 / level.outcome.wall
-            })
-            .collect();
-        row(
-            &mut table,
-            format!("end to end, {clients} clients, uploads/s"),
-            &values,
-            false,
-            true,
-        );
-    }
-    report.table(&table);
-    let verdict = report.goal(
-        "static musl binary within 10 % of glibc (else a remedy)",
-        worst_musl >= 0.9,
-        format!(
-            "slowest musl/glibc speed {worst_musl:.2}{}",
-            if worst_static.is_finite() {
-                format!("; static glibc {worst_static:.2}")
-            } else {
-                String::new()
-            }
-        ),
-    );
-    report.para(&format!(
-        "All builds are release builds of the same commit: *glibc* is the ordinary \
-         `cargo build --release`; *static musl* is the container image's binary \
-         (`--target x86_64-unknown-linux-musl`); *static glibc* is `--target \
-         x86_64-unknown-linux-gnu` with `-C target-feature=+crt-static`. The ratios are \
-         speeds relative to glibc (below 1 is slower). The verdict uses the `classify` \
-         rows, the CPU time of one process each (median of 5); the end-to-end rows are \
-         wall-clock rates of short runs, which move by about 10 % from run to run on a \
-         busy machine. **Goal: musl within 10 %: \
-         {verdict}** (slowest {worst_musl:.2}). The allocator is not the main cost: \
-         zune-jpeg refills its bit reader through `copy_from_slice` of a length known only \
-         at run time, so every refill calls `memcpy`, and musl's `memcpy` is a plain loop \
-         where glibc picks an AVX2 or AVX-512 one at start (perf: `memcpy` is 28 % of a \
-         baseline JPEG's decode under musl, 2 % under glibc). A static glibc binary keeps \
-         glibc's `memcpy` and allocator and runs as fast as the dynamic one{}; it resolves \
-         numeric addresses without NSS, which is all the server and `colorsort ping` need, \
-         but not host names. That is the remedy, and `make docker-build LIBC=glibc` builds \
-         the image on it; the default stays musl, whose resolver works in a `FROM scratch` \
-         image for client commands given a host name.",
-        if worst_static.is_finite() {
-            format!(" (slowest {worst_static:.2})")
-        } else {
-            String::new()
-        },
-    ));
 }

@@ -5,18 +5,26 @@
 //! image, with the Python anchors; (1b) reduced-resolution JPEG decoding;
 //! (2) decryption; (3) a release server on loopback under load, a long run,
 //! and small uploads among large ones; (4) footprint and start times;
-//! (5) the static musl binary against glibc. Run through `make bench`,
-//! which builds the binaries and the images first; by hand:
+//! (5) the static musl binary, the other static builds and the container
+//! image against glibc; (5b) the static binary's own memcpy. Run through
+//! `make bench`, which builds the binaries, the image and the benchmark
+//! images first; by hand:
 //!
 //! ```text
 //! cargo bench --bench bench -- --assets DIR --server BIN [--musl BIN]
-//!     [--static-glibc BIN] [--anchors FILE] [--work DIR] [--out FILE]
-//!     [--quick] [--only classify|crypto|e2e]...
+//!     [--musl-libc-mem BIN] [--static-glibc BIN] [--image TAG]
+//!     [--anchors FILE] [--work DIR] [--out FILE]
+//!     [--quick] [--only classify|crypto|e2e|mem]...
 //! ```
+//!
+//! `--only e2e` includes section 5, which needs `--musl`; `--only mem` is
+//! section 5b alone.
 
 mod crypto;
 mod e2e;
 mod images;
+mod mem;
+mod musl;
 mod server;
 mod util;
 
@@ -30,7 +38,9 @@ struct Args {
     anchors: PathBuf,
     server: PathBuf,
     musl: Option<PathBuf>,
+    musl_libc_mem: Option<PathBuf>,
     static_glibc: Option<PathBuf>,
+    image: Option<String>,
     work: PathBuf,
     out: Option<PathBuf>,
     quick: bool,
@@ -44,7 +54,9 @@ fn parse_args() -> Args {
         anchors: "target/bench/anchors.tsv".into(),
         server: "target/release/colorsort".into(),
         musl: None,
+        musl_libc_mem: None,
         static_glibc: None,
+        image: None,
         work: "target/bench/work".into(),
         out: None,
         quick: false,
@@ -59,7 +71,9 @@ fn parse_args() -> Args {
             "--anchors" => args.anchors = value(),
             "--server" => args.server = value(),
             "--musl" => args.musl = Some(value()),
+            "--musl-libc-mem" => args.musl_libc_mem = Some(value()),
             "--static-glibc" => args.static_glibc = Some(value()),
+            "--image" => args.image = Some(value().display().to_string()),
             "--work" => args.work = value(),
             "--out" => args.out = Some(value()),
             "--quick" => args.quick = true,
@@ -181,7 +195,24 @@ fn main() {
             &e2e::Config {
                 server: &args.server,
                 musl: args.musl.as_deref(),
+                musl_libc_mem: args.musl_libc_mem.as_deref(),
                 static_glibc: args.static_glibc.as_deref(),
+                image: args.image.as_deref(),
+                assets: &args.assets,
+                work: &args.work,
+                quick: args.quick,
+            },
+        );
+    }
+    if run("mem")
+        && let Some(musl) = &args.musl
+    {
+        mem::section(
+            &mut report,
+            &mem::Config {
+                glibc: &args.server,
+                musl,
+                musl_libc_mem: args.musl_libc_mem.as_deref(),
                 assets: &args.assets,
                 work: &args.work,
                 quick: args.quick,

@@ -13,25 +13,50 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// What runs a server: a binary on this machine, or the container image.
+#[derive(Clone, Copy)]
+pub enum Build<'a> {
+    Binary(&'a Path),
+    /// An image tag, run with `docker run` as `make docker-run` does.
+    Image(&'a str),
+}
+
 /// A running server.
 pub struct Server {
+    /// The server process, or the `docker run` attached to its container.
     child: Child,
+    /// The server process's id on this machine (in a container too).
+    pid: u32,
+    /// The container's name, for a server in one.
+    container: Option<String>,
     pub addr: String,
     /// Seconds from spawning the process to its first `OK PONG`.
     pub ready_secs: f64,
 }
 
+/// A port the kernel just handed out and took back: free, unless
+/// something grabs it in the next milliseconds.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
 impl Server {
+    /// Starts `build` with data in `data` (and, in a container, `assets`
+    /// mounted read-only at /assets), and waits until it answers PING.
+    pub fn launch(build: Build, data: &Path, log: &Path, assets: Option<&Path>) -> Server {
+        match build {
+            Build::Binary(binary) => Server::start(binary, data, log),
+            Build::Image(image) => Server::start_image(image, data, log, assets),
+        }
+    }
+
     /// Starts `binary` on a free loopback port with data in `data`, and
     /// waits until it answers PING.
     pub fn start(binary: &Path, data: &Path, log: &Path) -> Server {
-        // A port the kernel just handed out and took back: free, unless
-        // something grabs it in the next milliseconds.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("127.0.0.1:{}", free_port());
         fs::create_dir_all(data).expect("data folder");
         let started = Instant::now();
         let child = Command::new(binary)
@@ -43,18 +68,82 @@ impl Server {
             .stderr(File::create(log).expect("log file"))
             .spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
-        let mut server = Server {
+        let pid = child.id();
+        let server = Server {
             child,
+            pid,
+            container: None,
             addr,
             ready_secs: 0.0,
         };
+        server.wait_ready(started, log)
+    }
+
+    /// Runs `image` as `make docker-run` does (read-only, no capabilities,
+    /// its own user), with `data` mounted at /data and published on a free
+    /// loopback port (and `assets` read-only at /assets), and waits until
+    /// it answers PING. The health check is off, so that only the server
+    /// uses the container's CPU.
+    pub fn start_image(image: &str, data: &Path, log: &Path, assets: Option<&Path>) -> Server {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        fs::create_dir_all(data).expect("data folder");
+        let data = fs::canonicalize(data).expect("data folder");
+        give_to_image_user(image, &data);
+        let name = format!("colorsort-bench-{}-{port}", std::process::id());
+        let mut command = Command::new("docker");
+        command
+            .args(["run", "--rm", "--name", &name, "--no-healthcheck"])
+            .args(["--read-only", "--cap-drop", "ALL"])
+            .args(["--security-opt", "no-new-privileges"])
+            .args(["-p", &format!("{addr}:6666")])
+            .arg("-v")
+            .arg(format!("{}:/data", data.display()));
+        if let Some(assets) = assets {
+            let assets = fs::canonicalize(assets).expect("asset folder");
+            command
+                .arg("-v")
+                .arg(format!("{}:/assets:ro", assets.display()));
+        }
+        let started = Instant::now();
+        let child = command
+            .arg(image)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(log).expect("log file"))
+            .spawn()
+            .expect("docker run");
+        let mut server = Server {
+            child,
+            pid: 0,
+            container: Some(name),
+            addr,
+            ready_secs: 0.0,
+        }
+        .wait_ready(started, log);
+        let name = server.container.as_deref().unwrap_or_default();
+        server.pid =
+            crate::util::command_output("docker", &["inspect", "-f", "{{.State.Pid}}", name])
+                .and_then(|p| p.parse().ok())
+                .expect("the container's process id");
+        server
+    }
+
+    /// The container's name, for a server in one.
+    pub fn container(&self) -> Option<&str> {
+        self.container.as_deref()
+    }
+
+    /// Waits until the server answers PING (a published container port
+    /// accepts connections before the server inside listens).
+    fn wait_ready(mut self, started: Instant, log: &Path) -> Server {
         loop {
-            if let Ok(mut client) = Client::connect(&server.addr)
+            if let Ok(mut client) = Client::connect(&self.addr)
                 && client.request("PING").is_ok()
             {
                 break;
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("server exited at start ({status}); see {}", log.display());
             }
             assert!(
@@ -63,12 +152,12 @@ impl Server {
             );
             thread::sleep(Duration::from_millis(1));
         }
-        server.ready_secs = started.elapsed().as_secs_f64();
-        server
+        self.ready_secs = started.elapsed().as_secs_f64();
+        self
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     /// `VmRSS` and `VmHWM` in KiB.
@@ -78,9 +167,18 @@ impl Server {
 
     /// Stops the server with SIGTERM and waits for it.
     pub fn stop(mut self) {
-        // SAFETY: signalling our own child by its pid.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        match &self.container {
+            Some(name) => {
+                // `docker stop` sends the container's PID 1 SIGTERM.
+                let _ = Command::new("docker")
+                    .args(["stop", "-t", "30", name])
+                    .stdout(Stdio::null())
+                    .status();
+            }
+            // SAFETY: signalling our own child by its pid.
+            None => unsafe {
+                libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+            },
         }
         let _ = self.child.wait();
     }
@@ -89,9 +187,39 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            if let Some(name) = &self.container {
+                let _ = Command::new("docker")
+                    .args(["kill", name])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Hands `dir` and what it holds to the user `image` runs as, so that the
+/// server in the container can write its data there.
+fn give_to_image_user(image: &str, dir: &Path) {
+    let user = crate::util::command_output(
+        "docker",
+        &["image", "inspect", "-f", "{{.Config.User}}", image],
+    )
+    .unwrap_or_default();
+    let mut ids = user.split(':').map(|id| id.parse::<u32>().ok());
+    let (Some(Some(uid)), gid) = (ids.next(), ids.next().flatten()) else {
+        // Root, or a user by name: nothing to hand over.
+        return;
+    };
+    let chown = |path: &Path| {
+        std::os::unix::fs::chown(path, Some(uid), gid)
+            .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()))
+    };
+    chown(dir);
+    for entry in fs::read_dir(dir).expect("data folder").flatten() {
+        chown(&entry.path());
     }
 }
 

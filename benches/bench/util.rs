@@ -91,6 +91,50 @@ pub fn process_cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / hz
 }
 
+/// CPU seconds (user + system) of the children waited for so far.
+pub fn children_cpu_secs() -> f64 {
+    // SAFETY: `usage` is a valid, writable rusage.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_CHILDREN has no other precondition.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// CPU seconds used so far by every process in the control group of
+/// process `pid` (a container's, for its server's pid), with cgroup v1's
+/// `cpuacct.usage` or v2's `cpu.stat`; `None` if neither can be read.
+pub fn cgroup_cpu_secs(pid: u32) -> Option<f64> {
+    let groups = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    // hierarchy-id:controllers:path
+    let entries: Vec<(&str, &str)> = groups
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.splitn(3, ':').skip(1);
+            Some((fields.next()?, fields.next()?.trim_start_matches('/')))
+        })
+        .collect();
+    if let Some((controllers, path)) = entries
+        .iter()
+        .find(|(c, _)| c.split(',').any(|c| c == "cpuacct"))
+    {
+        return [*controllers, "cpuacct", "cpu,cpuacct"]
+            .iter()
+            .find_map(|mount| {
+                fs::read_to_string(format!("/sys/fs/cgroup/{mount}/{path}/cpuacct.usage")).ok()
+            })
+            .and_then(|ns| ns.trim().parse::<f64>().ok())
+            .map(|ns| ns * 1e-9);
+    }
+    let (_, path) = entries.iter().find(|(c, _)| c.is_empty())?;
+    fs::read_to_string(format!("/sys/fs/cgroup/{path}/cpu.stat"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|usec| usec * 1e-6)
+}
+
 /// CPU seconds the whole machine has been busy (all but idle and iowait),
 /// summed over its cores.
 pub fn machine_busy_secs() -> f64 {
