@@ -277,8 +277,7 @@ swarm-up: docker-build
 		fi; \
 	else \
 		echo "  reach it:     from a container on the network $(STACK)_net, as colorsort:6666, e.g."; \
-		: "HOME and the tmpfs: until send works without a writable config dir"; \
-		echo "                $(DOCKER) run --rm --network $(STACK)_net -v \"\$$PWD/images:/in:ro\" -e HOME=/tmp --tmpfs /tmp \\"; \
+		echo "                $(DOCKER) run --rm --network $(STACK)_net -v \"\$$PWD/images:/in:ro\" \\"; \
 		echo "                    $(IMAGE) send --host colorsort:6666 /in"; \
 	fi; \
 	echo "  tasks:        $(DOCKER) service ps $$service"; \
