@@ -34,6 +34,10 @@ pub const DEFAULT_MIN_RATE: u64 = 64 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Memory the server may hold for payloads and decoded pixels together.
 pub const DEFAULT_MAX_MEMORY: u64 = 1024 * 1024 * 1024;
+/// Decodes that may take more memory than this take turns, as many at once
+/// as there are CPUs; smaller ones (a 4-megapixel RGBA PNG and below) decode
+/// at once.
+pub const DEFAULT_LARGE_DECODE: u64 = 16 * 1024 * 1024;
 /// How long a stopping server lets in-flight requests finish.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a connection closed after an error is drained, so that its

@@ -35,10 +35,9 @@
 //! This file binds, runs, admits and stops. Beside it, one file per
 //! concept: `conn` serves a connection, reading through `reader` and
 //! handing uploads to `upload`; `registry` holds the slots and evicts;
-//! `linger` closes after errors; `budget` reserves memory and gates large
-//! decodes; `sys` holds the calls into libc.
+//! `linger` closes after errors; `sys` holds the calls into libc. Memory is
+//! reserved and large decodes take turns through [`crate::budget`].
 
-mod budget;
 mod conn;
 mod linger;
 mod reader;
@@ -46,11 +45,11 @@ mod registry;
 mod sys;
 mod upload;
 
-use crate::config::{Limits, MAX_LINGERING, ServeConfig};
+use crate::budget::{Budget, DecodeGate};
+use crate::config::{DEFAULT_LARGE_DECODE, Limits, MAX_LINGERING, ServeConfig};
 use crate::key::Identity;
 use crate::protocol::{self, Code};
 use crate::store::{self, Store};
-use budget::{Budget, DecodeGate};
 use conn::Connection;
 use linger::Closer;
 use registry::{Registry, Slot};
@@ -179,7 +178,7 @@ impl Server {
             store,
             identity,
             budget: Budget::new(limits.max_memory),
-            decodes: DecodeGate::new(thread::available_parallelism().map_or(1, |n| n.get())),
+            decodes: DecodeGate::per_cpu(DEFAULT_LARGE_DECODE),
             conns: Registry::new(limits.max_connections, limits.min_rate),
             closer,
         };
