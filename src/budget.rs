@@ -8,7 +8,15 @@
 //! waits for room instead ([`Budget::reserve`]). A [`DecodeGate`] lets as
 //! many large decodes run at once as it has turns, usually one per CPU;
 //! smaller decodes skip it.
+//!
+//! [`default_limit`] sizes a budget that was not configured: where the
+//! process runs under a cgroup memory limit (a container started with
+//! `--memory`), a share of that limit, so that the budget fits the container
+//! instead of getting the process OOM-killed.
 
+use crate::config::{DEFAULT_MAX_MEMORY, MEMORY_LIMIT_SHARE, MEMORY_OVERHEAD};
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -229,6 +237,141 @@ impl Drop for Turn<'_> {
     }
 }
 
+/// A cgroup memory limit this process runs under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerLimit {
+    /// The limit, in bytes.
+    pub bytes: u64,
+    /// The file it was read from.
+    pub file: PathBuf,
+}
+
+/// The budget to use when none is configured: [`DEFAULT_MAX_MEMORY`], or,
+/// under a cgroup memory limit, [`fitted`] to it if that is less. Returns
+/// the limit it was fitted to, if any, for the log.
+pub fn default_limit() -> (u64, Option<ContainerLimit>) {
+    match container_limit() {
+        Some(limit) => (fitted(limit.bytes), Some(limit)),
+        None => (DEFAULT_MAX_MEMORY, None),
+    }
+}
+
+/// The budget for a process under a memory limit of `limit` bytes: the
+/// limit divided by [`MEMORY_LIMIT_SHARE`] less [`MEMORY_OVERHEAD`] (but
+/// never less than half that share, for small limits), and never more than
+/// [`DEFAULT_MAX_MEMORY`]: a container only ever lowers the default.
+pub fn fitted(limit: u64) -> u64 {
+    let share = limit / MEMORY_LIMIT_SHARE;
+    share
+        .saturating_sub(MEMORY_OVERHEAD)
+        .max(share / 2)
+        .min(DEFAULT_MAX_MEMORY)
+}
+
+/// The lowest memory limit of this process's cgroups (v1 `memory` or v2),
+/// counting every ancestor cgroup up to the mount's root; `None` where
+/// there is none, or cgroups cannot be read (not Linux).
+pub fn container_limit() -> Option<ContainerLimit> {
+    let cgroups = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    limit_files(&cgroups, &mounts)
+        .into_iter()
+        .filter_map(|file| {
+            let bytes = parse_limit(&fs::read_to_string(&file).ok()?)?;
+            Some(ContainerLimit { bytes, file })
+        })
+        .min_by_key(|l| l.bytes)
+}
+
+/// Limits from this value up mean "unlimited": cgroup v1 writes no limit as
+/// the largest page-aligned `i64` (9223372036854771712 with 4 KiB pages, a
+/// little less with larger pages), far above any real memory.
+const UNLIMITED_FROM: u64 = 1 << 62;
+
+/// A cgroup memory limit file's value in bytes; `None` for no limit (`max`,
+/// or v1's huge sentinel) or for anything unreadable.
+fn parse_limit(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if text == "max" {
+        return None;
+    }
+    text.parse::<u64>().ok().filter(|&n| n < UNLIMITED_FROM)
+}
+
+/// The files that may hold a memory limit of this process, for the
+/// contents of `/proc/self/cgroup` and `/proc/self/mountinfo`: for each
+/// memory hierarchy (the v2 one, or the v1 one with the `memory`
+/// controller), the limit file of the process's cgroup and of each of its
+/// ancestors within the mount.
+fn limit_files(cgroups: &str, mountinfo: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for line in cgroups.lines() {
+        // hierarchy-ID:controller-list:cgroup-path
+        let mut fields = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let (v2, file) = if id == "0" && controllers.is_empty() {
+            (true, "memory.max")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (false, "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        let Some((root, mount)) = cgroup_mount(mountinfo, v2) else {
+            continue;
+        };
+        // The process's cgroup as seen from the mount: the mount's root is
+        // a cgroup too (a container's own, without a cgroup namespace).
+        let relative = path.strip_prefix(root.as_str()).unwrap_or(path);
+        let mut dir = mount.join(relative.trim_start_matches('/'));
+        loop {
+            files.push(dir.join(file));
+            if dir == mount || !dir.pop() {
+                break;
+            }
+        }
+    }
+    files
+}
+
+/// The root and mount point of the cgroup v2 mount, or of the v1 mount of
+/// the `memory` controller, from `/proc/self/mountinfo`; the usual place
+/// under `/sys/fs/cgroup` if mountinfo could not be read.
+fn cgroup_mount(mountinfo: &str, v2: bool) -> Option<(String, PathBuf)> {
+    let found = mountinfo.lines().find_map(|line| {
+        // ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER-OPTIONS
+        let (mine, theirs) = line.split_once(" - ")?;
+        let mut mine = mine.split(' ');
+        let root = mine.nth(3)?;
+        let point = mine.next()?;
+        let mut theirs = theirs.split(' ');
+        let kind = theirs.next()?;
+        let options = theirs.nth(1).unwrap_or("");
+        let wanted = if v2 {
+            kind == "cgroup2"
+        } else {
+            kind == "cgroup" && options.split(',').any(|o| o == "memory")
+        };
+        wanted.then(|| (root.to_string(), PathBuf::from(point)))
+    });
+    found.or_else(|| {
+        if !mountinfo.is_empty() {
+            return None;
+        }
+        let point = if v2 {
+            "/sys/fs/cgroup"
+        } else {
+            "/sys/fs/cgroup/memory"
+        };
+        Path::new(point)
+            .is_dir()
+            .then(|| ("/".to_string(), PathBuf::from(point)))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +463,97 @@ mod tests {
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(30));
         waiter.join().unwrap();
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn limit_files_parse() {
+        // (contents, limit in bytes)
+        let cases = [
+            ("max\n", None),
+            ("max", None),
+            ("268435456\n", Some(268_435_456)),
+            ("  1073741824  ", Some(1 << 30)),
+            ("0", Some(0)),
+            // cgroup v1's "no limit", with 4 KiB and with 64 KiB pages.
+            ("9223372036854771712\n", None),
+            ("9223372036854710272", None),
+            ("18446744073709551615", None),
+            ("", None),
+            ("-1", None),
+            ("256M", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_limit(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_budget_fits_a_limit() {
+        let mib = 1 << 20;
+        // (cgroup limit, budget)
+        let cases = [
+            (256 * mib, 64 * mib),
+            (512 * mib, 192 * mib),
+            (128 * mib, 32 * mib),
+            (64 * mib, 16 * mib),
+            (0, 0),
+            (2048 * mib, 960 * mib),
+            (4096 * mib, DEFAULT_MAX_MEMORY),
+            (u64::MAX, DEFAULT_MAX_MEMORY),
+        ];
+        for (limit, budget) in cases {
+            assert_eq!(fitted(limit), budget, "limit {limit}");
+        }
+    }
+
+    #[test]
+    fn limit_files_follow_cgroup_and_mountinfo() {
+        let v1_mount = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+                        32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n";
+        // A v1 container without a cgroup namespace: the mount's root is
+        // the container's own cgroup.
+        let docker_v1 = "41 40 0:32 /docker/abc /sys/fs/cgroup/memory ro,nosuid master:16 - cgroup cgroup rw,memory\n";
+        let v2_mount =
+            "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+        let files = |cgroup: &str, mounts: &str| -> Vec<String> {
+            limit_files(cgroup, mounts)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect()
+        };
+        // (/proc/self/cgroup, /proc/self/mountinfo, files to read)
+        let cases: [(&str, &str, &[&str]); 5] = [
+            (
+                "4:memory:/a/b\n1:cpu:/\n0::/\n",
+                v1_mount,
+                &[
+                    "/sys/fs/cgroup/memory/a/b/memory.limit_in_bytes",
+                    "/sys/fs/cgroup/memory/a/memory.limit_in_bytes",
+                    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                ],
+            ),
+            (
+                "9:cpuacct,memory:/docker/abc\n",
+                docker_v1,
+                &["/sys/fs/cgroup/memory/memory.limit_in_bytes"],
+            ),
+            (
+                "0::/system.slice/x.service\n",
+                v2_mount,
+                &[
+                    "/sys/fs/cgroup/system.slice/x.service/memory.max",
+                    "/sys/fs/cgroup/system.slice/memory.max",
+                    "/sys/fs/cgroup/memory.max",
+                ],
+            ),
+            // A v2 container with its own cgroup namespace.
+            ("0::/\n", v2_mount, &["/sys/fs/cgroup/memory.max"]),
+            // No memory controller, and a line that is not one.
+            ("3:cpu:/x\ngarbage\n", v1_mount, &[]),
+        ];
+        for (cgroup, mounts, want) in cases {
+            assert_eq!(files(cgroup, mounts), want, "{cgroup:?}");
+        }
     }
 
     #[test]

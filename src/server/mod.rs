@@ -46,7 +46,10 @@ mod sys;
 mod upload;
 
 use crate::budget::{Budget, DecodeGate};
-use crate::config::{DEFAULT_LARGE_DECODE, Limits, MAX_LINGERING, ServeConfig};
+use crate::config::{
+    DEFAULT_LARGE_DECODE, DEFAULT_MAX_MEMORY, Limits, MAX_LINGERING, MEMORY_LIMIT_SHARE,
+    MEMORY_OVERHEAD, ServeConfig, show_size,
+};
 use crate::key::Identity;
 use crate::protocol::{self, Code};
 use crate::store::{self, Store};
@@ -153,6 +156,7 @@ impl Server {
             source,
         })?;
         let mut limits = config.limits;
+        fit_memory(&mut limits, config.max_memory_set);
         let mut lingering = MAX_LINGERING;
         if let Some(soft) = sys::raise_fd_limit(limits.max_connections)
             && let fit = sys::connections_for_fd_limit(soft)
@@ -290,6 +294,36 @@ impl Server {
             self.shared.conns.release(id);
             log!("cannot start a connection thread: {e}");
         }
+    }
+}
+
+/// Fits the memory budget to a container's limit unless it was set, and
+/// logs the figure and where it came from.
+fn fit_memory(limits: &mut Limits, set: bool) {
+    if set {
+        log!(
+            "memory budget {} (--max-memory or COLORSORT_MAX_MEMORY)",
+            show_size(limits.max_memory)
+        );
+        return;
+    }
+    let (budget, container) = crate::budget::default_limit();
+    limits.max_memory = budget;
+    match container {
+        Some(limit) => log!(
+            "memory budget {}, fitted to the cgroup memory limit of {} in {} \
+             (1/{MEMORY_LIMIT_SHARE} of it less {} for the rest of the server, at most {}); \
+             --max-memory overrides",
+            show_size(budget),
+            show_size(limit.bytes),
+            limit.file.display(),
+            show_size(MEMORY_OVERHEAD),
+            show_size(DEFAULT_MAX_MEMORY)
+        ),
+        None => log!(
+            "memory budget {} (the default; no cgroup memory limit found)",
+            show_size(budget)
+        ),
     }
 }
 
