@@ -51,6 +51,16 @@ pub const MEMORY_LIMIT_SHARE: u64 = 2;
 pub const DEFAULT_LARGE_DECODE: u64 = 16 * 1024 * 1024;
 /// How long a stopping server lets in-flight requests finish.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How far behind the minimum rate an upload may fall, in time, and how
+/// long a reply may go unread, before the connection may be evicted to make
+/// room for another: a client that sent its request line is given this
+/// long for its payload to start flowing.
+pub const DEFAULT_SLOW_GRACE: Duration = Duration::from_secs(1);
+/// How long a newcomer waits for an evicted connection's slot, and a
+/// reservation for an evicted upload's memory. Not a setting: it waits on
+/// the server's own threads, which let go as soon as their socket is shut,
+/// so no client can lengthen it.
+pub const EVICTION_WAIT: Duration = Duration::from_millis(250);
 /// How long a connection closed after an error is drained, so that its
 /// `ERR` line is not destroyed by a TCP reset.
 pub const LINGER: Duration = Duration::from_secs(2);
@@ -91,6 +101,11 @@ pub struct Limits {
     pub max_memory: u64,
     /// Time in-flight requests get to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// How far behind an upload, or how long unread a reply, before the
+    /// connection may be evicted.
+    pub slow_grace: Duration,
+    /// Decodes that may take more memory than this take turns.
+    pub large_decode: u64,
 }
 
 impl Default for Limits {
@@ -103,6 +118,8 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_memory: DEFAULT_MAX_MEMORY,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            slow_grace: DEFAULT_SLOW_GRACE,
+            large_decode: DEFAULT_LARGE_DECODE,
         }
     }
 }
@@ -288,6 +305,28 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         show: |c| show_duration(c.limits.shutdown_grace),
+    },
+    Setting {
+        flag: "--slow-grace",
+        env: "COLORSORT_SLOW_GRACE",
+        value: "SECS",
+        help: "how far behind the minimum rate an upload, or how long a reply unread, before it may be evicted",
+        apply: |c, v| {
+            c.limits.slow_grace = parse_duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.limits.slow_grace),
+    },
+    Setting {
+        flag: "--large-decode",
+        env: "COLORSORT_LARGE_DECODE",
+        value: "BYTES",
+        help: "decodes that may take more memory than this take turns, as many at once as CPUs",
+        apply: |c, v| {
+            c.limits.large_decode = parse_size(v)?;
+            Ok(())
+        },
+        show: |c| show_size(c.limits.large_decode),
     },
 ];
 

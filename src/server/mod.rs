@@ -44,11 +44,12 @@ mod reader;
 mod registry;
 mod sys;
 mod upload;
+mod writer;
 
-use crate::budget::{Budget, DecodeGate};
+use crate::budget::{Budget, DecodeGate, Reservation};
 use crate::config::{
-    DEFAULT_LARGE_DECODE, DEFAULT_MAX_MEMORY, Limits, MAX_LINGERING, MEMORY_LIMIT_SHARE,
-    MEMORY_OVERHEAD, ServeConfig, show_size,
+    DEFAULT_MAX_MEMORY, EVICTION_WAIT, Limits, MAX_LINGERING, MEMORY_LIMIT_SHARE, MEMORY_OVERHEAD,
+    ServeConfig, show_size,
 };
 use crate::key::Identity;
 use crate::protocol::{self, Code};
@@ -182,8 +183,8 @@ impl Server {
             store,
             identity,
             budget: Budget::new(limits.max_memory),
-            decodes: DecodeGate::per_cpu(DEFAULT_LARGE_DECODE),
-            conns: Registry::new(limits.max_connections, limits.min_rate),
+            decodes: DecodeGate::per_cpu(limits.large_decode),
+            conns: Registry::new(limits.max_connections, limits.min_rate, limits.slow_grace),
             closer,
         };
         Ok(Server {
@@ -272,19 +273,21 @@ impl Server {
         if configured.is_err() {
             return;
         }
-        let Some((id, progress)) = self.shared.conns.register(&stream) else {
+        sys::limit_send_buffer(&stream);
+        let Some((id, activity)) = self.shared.conns.register(&stream) else {
             log!(
                 "{peer} - - -> ERR busy (connection limit {})",
                 limits.max_connections
             );
+            let why = "server is at its connection limit; try again later";
             self.shared
-                .turn_away(stream, "server is at its connection limit; try again later");
+                .turn_away(stream, &protocol::err(Code::Busy, why));
             return;
         };
         let shared = Arc::clone(&self.shared);
         let spawned = thread::Builder::new().name("conn".into()).spawn(move || {
             let _slot = Slot::new(&shared.conns, id);
-            match Connection::new(&shared, stream, (id, progress), peer) {
+            match Connection::new(&shared, stream, (id, activity), peer) {
                 Ok(conn) => conn.serve(),
                 Err(e) => log!("cannot set up a connection: {e}"),
             }
@@ -328,9 +331,33 @@ fn fit_memory(limits: &mut Limits, set: bool) {
 }
 
 impl Shared {
-    /// Sends one `ERR busy` line and closes lingeringly.
-    fn turn_away(&self, mut stream: TcpStream, why: &str) {
-        let _ = stream.write_all(protocol::err(Code::Busy, why).as_bytes());
+    /// Sends a last reply `line` without waiting for the client to read it,
+    /// and closes lingeringly. A client whose socket buffers are full (one
+    /// that does not read) does not get the line, and cannot hold this
+    /// thread, or the slot it is freeing, by not reading.
+    fn turn_away(&self, mut stream: TcpStream, line: &str) {
+        if stream.set_nonblocking(true).is_ok() {
+            let _ = stream.write(line.as_bytes());
+        }
         self.closer.linger(stream);
+    }
+
+    /// Reserves `bytes` for connection `id`: at once if they fit, else by
+    /// evicting the upload furthest behind the minimum rate, if one is, and
+    /// waiting up to [`EVICTION_WAIT`] for memory to be given back.
+    fn reserve_or_evict(&self, id: u64, bytes: u64) -> Option<Reservation<'_>> {
+        self.budget.try_reserve(bytes).or_else(|| {
+            self.conns.evict_for_memory(id);
+            self.budget.reserve_within(bytes, EVICTION_WAIT)
+        })
+    }
+
+    /// Grows `memory` by `more` bytes for connection `id`, as
+    /// [`reserve_or_evict`](Shared::reserve_or_evict) reserves.
+    fn grow_or_evict(&self, id: u64, memory: &mut Reservation<'_>, more: u64) -> bool {
+        memory.try_grow(more) || {
+            self.conns.evict_for_memory(id);
+            memory.grow_within(more, EVICTION_WAIT)
+        }
     }
 }

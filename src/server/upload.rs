@@ -1,13 +1,12 @@
-//! What the server does with an upload, apart from the socket: the checks
-//! made before its payload is read (size, name, memory), then, on the
-//! payload in memory, decryption, the duplicate check, decoding under the
-//! memory budget and the decode gate, and filing. Every way an upload can be
-//! refused is an [`UploadError`], and [`UploadError::code`] is the one place
-//! it becomes a protocol code.
+//! What the server does with an upload, apart from the socket: the check
+//! made before its payload is read (its size), then, on the payload in
+//! memory, decryption, the duplicate check, decoding under the memory
+//! budget and the decode gate, and filing.
+//! Every way an upload can be refused is an [`UploadError`], and
+//! [`UploadError::code`] is the one place it becomes a protocol code.
 
 use super::Shared;
 use crate::age;
-use crate::budget::{Budget, Reservation};
 use crate::classify;
 use crate::config::Limits;
 use crate::name::{self, Name};
@@ -138,25 +137,12 @@ pub(super) fn check_size(limits: &Limits, size: u64) -> Result<(), UploadError> 
     Ok(())
 }
 
-/// Parses the upload's name and reserves memory for its payload of `size`
-/// bytes, before any byte of the payload is read.
-pub(super) fn admit<'a>(
-    budget: &'a Budget,
-    raw_name: &[u8],
-    size: u64,
-) -> Result<(Name, Reservation<'a>), UploadError> {
-    let name = Name::parse(raw_name).map_err(UploadError::BadName)?;
-    let memory = budget
-        .try_reserve(size)
-        .ok_or(UploadError::NoPayloadMemory)?;
-    Ok((name, memory))
-}
-
-/// Opens, classifies and files one received payload, which
-/// [`admit`] reserved memory for: a `SEAL` payload is decrypted in place,
-/// decoded from the same buffer and filed from it.
+/// Opens, classifies and files one payload that connection `id` received
+/// (into memory reserved as it arrived): a `SEAL` payload is decrypted in
+/// place, decoded from the same buffer and filed from it.
 pub(super) fn process(
     shared: &Shared,
+    id: u64,
     kind: Upload,
     name: Name,
     payload: &mut Vec<u8>,
@@ -196,8 +182,7 @@ pub(super) fn process(
     }
     let turn = shared.decodes.enter_if_large(peak);
     let pixel_memory = shared
-        .budget
-        .try_reserve(peak)
+        .reserve_or_evict(id, peak)
         .ok_or(UploadError::NoPixelMemory)?;
     let verdict = image.classify().map_err(UploadError::Image)?;
     drop((turn, pixel_memory));
