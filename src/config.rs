@@ -61,6 +61,11 @@ pub const DEFAULT_SLOW_GRACE: Duration = Duration::from_secs(1);
 /// the server's own threads, which let go as soon as their socket is shut,
 /// so no client can lengthen it.
 pub const EVICTION_WAIT: Duration = Duration::from_millis(250);
+/// How long a stopping server waits, once the grace is over, for uploads
+/// that had begun to be written to disk to finish and be answered. Nothing
+/// begins to be written after the grace. Not a setting: no client can
+/// lengthen a filing, which is bounded by the disk.
+pub const FILING_WAIT: Duration = Duration::from_secs(1);
 /// How long a connection closed after an error is drained, so that its
 /// `ERR` line is not destroyed by a TCP reset.
 pub const LINGER: Duration = Duration::from_secs(2);

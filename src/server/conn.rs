@@ -26,6 +26,9 @@ struct Outcome {
     /// What happened, for the log only (never sent: it may name paths).
     detail: Option<String>,
     after: After,
+    /// The request was an upload, which may have begun filing: the
+    /// registry is told once its reply is written.
+    filing: bool,
 }
 
 /// What happens to the connection after the reply.
@@ -48,6 +51,7 @@ impl Outcome {
             reply: protocol::ok(&text.to_string()),
             detail: None,
             after: After::Continue,
+            filing: false,
         }
     }
 
@@ -56,6 +60,7 @@ impl Outcome {
             reply: protocol::err(code, &message.to_string()),
             detail: None,
             after: After::Continue,
+            filing: false,
         }
     }
 
@@ -64,6 +69,7 @@ impl Outcome {
             reply: String::new(),
             detail: Some(detail.to_string()),
             after: After::Gone,
+            filing: false,
         }
     }
 
@@ -187,6 +193,9 @@ impl<'a> Connection<'a> {
                 After::TurnAway => Ok(()),
                 _ => self.write_reply(&outcome.reply),
             };
+            if outcome.filing {
+                self.shared.conns.end_filing(self.id);
+            }
             self.log(&what, &outcome, started);
             if let Err(e) = written {
                 return self.unwritten(e);
@@ -316,9 +325,11 @@ impl<'a> Connection<'a> {
         self.shared
             .conns
             .set_payload(self.id, Some((started, size)));
-        let outcome = self.receive(kind, raw_name, size, started);
+        let mut outcome = self.receive(kind, raw_name, size, started);
         self.activity.set_progress(0, 0);
         self.shared.conns.set_payload(self.id, None);
+        // Whether or not it got as far as filing: ended once answered.
+        outcome.filing = true;
         outcome
     }
 

@@ -48,8 +48,8 @@ mod writer;
 
 use crate::budget::{Budget, DecodeGate, Reservation};
 use crate::config::{
-    DEFAULT_MAX_MEMORY, EVICTION_WAIT, Limits, MAX_LINGERING, MEMORY_LIMIT_SHARE, MEMORY_OVERHEAD,
-    ServeConfig, show_size,
+    DEFAULT_MAX_MEMORY, EVICTION_WAIT, FILING_WAIT, Limits, MAX_LINGERING, MEMORY_LIMIT_SHARE,
+    MEMORY_OVERHEAD, ServeConfig, show_size,
 };
 use crate::key::Identity;
 use crate::protocol::{self, Code};
@@ -241,16 +241,29 @@ impl Server {
             }
         }
         drop(self.listener);
+        let conns = &self.shared.conns;
         let grace = self.shared.limits.shutdown_grace;
-        let left = self.shared.conns.wait_empty(grace);
+        let left = conns.wait_empty(grace);
         if left > 0 {
+            // From here on nothing begins to be filed; uploads being filed
+            // now finish and are answered before their connections close.
+            let filing = conns.close_filing(FILING_WAIT);
             log!(
                 "stopping: closing {left} connection(s) still busy after {}s",
                 grace.as_secs_f64()
             );
-            self.shared.conns.close_all();
-            if self.shared.conns.wait_empty(Duration::from_millis(500)) > 0 {
-                // A thread still running may still write its staged file.
+            conns.close_all();
+            let running = conns.wait_empty(Duration::from_millis(500));
+            if filing > 0 {
+                // Only a stalled disk holds a filing this long. Its file is
+                // staged and fsynced before it is linked: it is published
+                // whole or not at all, as after a crash.
+                log!("stopped with {filing} upload(s) still being written to disk");
+                return Ok(());
+            }
+            if running > 0 {
+                // Decodes still running can no longer file anything, but
+                // their staging folder is left to the next start's sweep.
                 log!("stopped");
                 return Ok(());
             }
@@ -359,5 +372,94 @@ impl Shared {
             self.conns.evict_for_memory(id);
             memory.grow_within(more, EVICTION_WAIT)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::mpsc;
+
+    /// A bound server on 127.0.0.1:0, in a temporary data directory holding
+    /// the test key, with `limits`.
+    fn server(limits: Limits) -> (tempfile::TempDir, Server) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/test-data/keys/test-only-server-key.pem"
+        );
+        let pem = dir.path().join("key.pem");
+        std::fs::copy(key, &pem).unwrap();
+        std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = ServeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data: dir.path().to_path_buf(),
+            limits,
+            ..ServeConfig::default()
+        };
+        (dir, Server::bind(&config).unwrap())
+    }
+
+    /// A solid PNG of `side` x `side` RGBA pixels: small to send, but its
+    /// pixels take `side` x `side` x 4 bytes to decode.
+    fn rgba_png(side: u32) -> Vec<u8> {
+        let img = image::RgbaImage::from_pixel(side, side, image::Rgba([9, 9, 200, 255]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn nothing_is_filed_after_the_shutdown_grace() {
+        let (dir, server) = server(Limits {
+            shutdown_grace: Duration::from_millis(200),
+            ..Limits::default()
+        });
+        let shared = Arc::clone(&server.shared);
+        let stopper = server.stopper().unwrap();
+        let addr = server.local_addr().unwrap();
+        let (ran, returned) = mpsc::channel();
+        let runner = thread::spawn(move || {
+            let result = server.run();
+            ran.send(()).unwrap();
+            result
+        });
+        // An image whose decode takes a turn (over 16 MiB of pixels), while
+        // this test holds every turn: its upload waits, received whole,
+        // until the grace is over and `run` has returned.
+        let turns: Vec<_> = (0..thread::available_parallelism().map_or(1, |n| n.get()))
+            .map(|_| shared.decodes.enter())
+            .collect();
+        let image = rgba_png(2100);
+        let mut client = TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client
+            .write_all(format!("PUT late.png {}\r\n", image.len()).as_bytes())
+            .unwrap();
+        client.write_all(&image).unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while shared.budget.used() < image.len() as u64 {
+            assert!(Instant::now() < until, "the payload never arrived");
+            thread::yield_now();
+        }
+        stopper.stop();
+        returned
+            .recv_timeout(Duration::from_secs(10))
+            .expect("run returned after the grace");
+        // The decode goes on now, after the grace, and ends.
+        drop(turns);
+        assert_eq!(shared.conns.wait_empty(Duration::from_secs(10)), 0);
+        let mut reply = String::new();
+        let _ = client.read_to_string(&mut reply);
+        assert!(!reply.starts_with("OK"), "acknowledged: {reply}");
+        let filed: Vec<_> = std::fs::read_dir(dir.path().join("not_trusted"))
+            .unwrap()
+            .collect();
+        assert!(filed.is_empty(), "filed after the grace: {filed:?}");
+        runner.join().unwrap().unwrap();
     }
 }

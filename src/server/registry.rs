@@ -2,7 +2,8 @@
 //! cap, eviction (of the connection idle longest, else the reply unread
 //! longest, else the upload furthest behind the minimum rate) to make room
 //! for a newcomer, eviction of the upload furthest behind to free memory,
-//! and the view of every connection that a stop needs.
+//! the gate that closes filing at the end of a stop's grace, and the view
+//! of every connection that a stop needs.
 
 use crate::config::EVICTION_WAIT;
 use std::collections::HashMap;
@@ -97,6 +98,8 @@ struct RegistryState {
     next_id: u64,
     conns: HashMap<u64, Entry>,
     stopping: bool,
+    /// Past a stop's grace: no upload may begin to be filed.
+    filing_closed: bool,
 }
 
 /// One live connection's slot.
@@ -114,6 +117,9 @@ struct Entry {
     payload: Option<(Instant, u64)>,
     /// What the connection's thread reports without the lock.
     activity: Arc<Activity>,
+    /// The connection is filing an upload (from its decision to file until
+    /// its reply is written).
+    filing: bool,
     evicted: Option<Eviction>,
 }
 
@@ -223,6 +229,7 @@ impl Registry {
             served: false,
             payload: None,
             activity: Arc::clone(&activity),
+            filing: false,
             evicted: None,
         };
         state.conns.insert(id, entry);
@@ -323,6 +330,44 @@ impl Registry {
         self.stopping.load(Ordering::Acquire)
     }
 
+    /// Lets connection `id` begin filing an upload, until
+    /// [`end_filing`](Registry::end_filing); false once a stop's grace is
+    /// over, when nothing more may be filed.
+    pub(super) fn begin_filing(&self, id: u64) -> bool {
+        let mut state = self.lock();
+        if state.filing_closed {
+            return false;
+        }
+        if let Some(e) = state.conns.get_mut(&id) {
+            e.filing = true;
+        }
+        true
+    }
+
+    /// Records that connection `id` has filed and answered, if it was
+    /// filing.
+    pub(super) fn end_filing(&self, id: u64) {
+        let mut state = self.lock();
+        if let Some(e) = state.conns.get_mut(&id).filter(|e| e.filing) {
+            e.filing = false;
+            drop(state);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Refuses every filing from now on, and waits up to `limit` for those
+    /// under way to finish and be answered; returns how many are left.
+    pub(super) fn close_filing(&self, limit: Duration) -> usize {
+        let mut state = self.lock();
+        state.filing_closed = true;
+        let filing = |s: &RegistryState| s.conns.values().filter(|e| e.filing).count();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, limit, |s| filing(s) > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        filing(&state)
+    }
+
     /// Refuses new connections and ends idle ones; busy ones finish their
     /// request first.
     pub(super) fn stop(&self) {
@@ -374,6 +419,7 @@ mod tests {
             served: false,
             payload: Some((start, size)),
             activity: Arc::new(activity),
+            filing: false,
             evicted: None,
         }
     }
@@ -510,5 +556,22 @@ mod tests {
         assert_eq!(registry.evicted(ids[0]), Some(Eviction::Memory));
         assert!(!registry.evict_for_memory(me), "no one left to evict");
         assert_eq!(registry.evicted(ids[2]), None);
+    }
+
+    #[test]
+    fn filing_closes_after_what_is_under_way() {
+        let accepted = sockets(2);
+        let registry = Arc::new(Registry::new(10, 1000, GRACE));
+        let (a, _) = registry.register(&accepted[0].1).unwrap();
+        let (b, _) = registry.register(&accepted[1].1).unwrap();
+        assert!(registry.begin_filing(a));
+        assert_eq!(registry.close_filing(Duration::from_millis(20)), 1);
+        assert!(!registry.begin_filing(b), "closed");
+        let ender = {
+            let registry = Arc::clone(&registry);
+            thread::spawn(move || registry.end_filing(a))
+        };
+        assert_eq!(registry.close_filing(Duration::from_secs(5)), 0);
+        ender.join().unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! What the server does with an upload, apart from the socket: the check
 //! made before its payload is read (its size), then, on the payload in
 //! memory, decryption, the duplicate check, decoding under the memory
-//! budget and the decode gate, and filing.
+//! budget and the decode gate, and filing, unless a stop's grace is over.
 //! Every way an upload can be refused is an [`UploadError`], and
 //! [`UploadError::code`] is the one place it becomes a protocol code.
 
@@ -46,6 +46,9 @@ pub(super) enum UploadError {
     },
     /// The memory budget has no room for the decoded pixels now.
     NoPixelMemory,
+    /// The server is stopping, and its grace is over: nothing more is
+    /// filed.
+    Stopping,
     /// The store could not file the upload.
     Store(store::Error),
 }
@@ -69,6 +72,7 @@ impl fmt::Display for UploadError {
             UploadError::NoPixelMemory => {
                 f.write_str("server is out of memory for decoding; try again later")
             }
+            UploadError::Stopping => f.write_str("server is shutting down; not stored"),
             UploadError::Store(e) => write!(f, "{STORE_FAILED}: {e}"),
         }
     }
@@ -86,7 +90,9 @@ impl UploadError {
         match self {
             UploadError::TooLarge { .. } => Code::TooLarge,
             UploadError::BadName(_) => Code::BadName,
-            UploadError::NoPayloadMemory | UploadError::NoPixelMemory => Code::Busy,
+            UploadError::NoPayloadMemory | UploadError::NoPixelMemory | UploadError::Stopping => {
+                Code::Busy
+            }
             UploadError::Decrypt(_) => Code::DecryptFailed,
             UploadError::Image(e) => match e {
                 E::TooManyPixels { .. } | E::DecoderLimit(_) => Code::TooManyPixels,
@@ -194,6 +200,12 @@ pub(super) fn process(
         Name::Given(n) => n,
         Name::Generated => generated_name(&digest, extension),
     };
+    // Past a stop's grace nothing more is filed: a client cut off by it
+    // finds nothing of its upload stored. A filing that began before is
+    // waited for (see `Server::run`).
+    if !shared.conns.begin_filing(id) {
+        return Err(UploadError::Stopping);
+    }
     let filed = shared
         .store
         .file(folder, &name, payload, &digest, verdict.mean)
@@ -276,6 +288,12 @@ mod tests {
                 UploadError::NoPixelMemory,
                 Code::Busy,
                 "server is out of memory for decoding; try again later".to_string(),
+                None,
+            ),
+            (
+                UploadError::Stopping,
+                Code::Busy,
+                "server is shutting down; not stored".to_string(),
                 None,
             ),
             (
