@@ -1255,7 +1255,7 @@ fn a_legitimate_upload_gets_through_600_hostile_connections() {
         .map(|i| seal(&common::noise_png(580, 580, 100 + i)))
         .collect();
     assert!(sealed[0].len() > 1_000_000, "{}", sealed[0].len());
-    let threads = s.proc_status("Threads");
+    let threads = common::SERVER_THREADS;
     let stop = Arc::new(AtomicBool::new(false));
     let connected = Arc::new(AtomicU64::new(0));
     let horde = {

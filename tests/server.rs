@@ -276,7 +276,8 @@ fn idle_connection_is_evicted_for_a_newcomer_when_full() {
     let s = TestServer::start(&["--max-connections", "2"]);
     // Each connection is waited for until its thread runs: the oldest is
     // idle first.
-    let threads = s.proc_status("Threads");
+    let threads = common::SERVER_THREADS;
+    assert!(s.wait_threads(threads, Duration::from_secs(5)));
     let mut oldest = s.connect();
     assert!(s.wait_threads(threads + 1, Duration::from_secs(5)));
     let mut newer = s.connect();

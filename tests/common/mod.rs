@@ -156,6 +156,10 @@ pub fn install_test_key(data: &Path) {
     std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
+/// Threads a server runs besides one per connection: main (accepting), the
+/// lingering closer and the signal handler.
+pub const SERVER_THREADS: u64 = 3;
+
 /// A running server process. Killed on drop.
 pub struct TestServer {
     pub child: Child,
