@@ -63,6 +63,14 @@ impl Budget {
         *self.lock()
     }
 
+    /// A reservation of nothing yet, to grow as memory is needed.
+    pub fn empty(&self) -> Reservation<'_> {
+        Reservation {
+            budget: self,
+            bytes: 0,
+        }
+    }
+
     /// Reserves `bytes`, or `None` if that would go over the limit now.
     pub fn try_reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
         self.reservation(bytes, Wait::Never)
@@ -423,7 +431,8 @@ mod tests {
     #[test]
     fn reservations_grow_only_within_the_limit() {
         let budget = Budget::new(100);
-        let mut r = budget.try_reserve(10).unwrap();
+        let mut r = budget.empty();
+        assert!(r.try_grow(10));
         // (more, grows, bytes held after)
         let cases = [
             (50, true, 60),
