@@ -1,12 +1,14 @@
 //! The server: the accept loop, one thread per connection, the limits that
 //! keep slow or hostile clients from starving the rest, and a clean stop.
 //!
-//! Each connection reads one request line through a capped, deadline-bound
-//! reader, then, for `PUT` and `SEAL`, exactly SIZE payload bytes with
-//! `read_exact` semantics under a deadline that moves with the bytes
-//! received (see below). The payload is
-//! held in memory once: a `SEAL` payload is decrypted in place, decoded
-//! from the same buffer and, if it is an image, filed from it.
+//! The rule behind the limits: whatever a client can make the server
+//! allocate or hold is charged before it is spent, and costs the client what
+//! it costs the server. Each connection reads one request line through a
+//! capped, deadline-bound reader, then, for `PUT` and `SEAL`, exactly SIZE
+//! payload bytes with `read_exact` semantics under a deadline that moves
+//! with the bytes received (see below). The payload is held in memory once:
+//! a `SEAL` payload is decrypted in place, decoded from the same buffer
+//! and, if it is an image, filed from it.
 //!
 //! Limits, all in [`crate::config::Limits`]:
 //! - a request line must arrive whole within the timeout of the previous
@@ -18,25 +20,35 @@
 //!   one timeout plus SIZE at the minimum rate after the line; a
 //!   client that announces a large SIZE and then stalls is cut a timeout
 //!   later, not after the whole SIZE's allowance;
+//! - a reply must be written whole within the timeout, or the connection
+//!   is closed: a client that does not read cannot hold its thread;
+//! - payload memory is reserved against the memory budget as the payload
+//!   arrives, never ahead of it (announcing a SIZE costs nothing), and a
+//!   decode's peak memory before it decodes. When a reservation does not
+//!   fit, the upload holding memory that is furthest behind the minimum
+//!   rate (by more than `slow_grace`) is evicted to make room; failing
+//!   that, after a short wait, `ERR busy`;
 //! - at most `max_connections` connections are served. When full, the
 //!   connection idle longest (waiting for a request line; first among those
 //!   that never had a request answered) is evicted to make room; failing
-//!   that, the upload furthest behind the minimum rate (by more than
-//!   `SLOW_UPLOAD_GRACE`, in `registry`); if there is neither, the
-//!   newcomer gets `ERR busy` at once;
-//! - payloads and decoded pixels are reserved against a memory budget before
-//!   they are allocated; past it, `ERR busy`.
+//!   that, the one whose reply has gone unread longest (past `slow_grace`);
+//!   failing that, the upload furthest behind the minimum rate (by more
+//!   than `slow_grace`); if there is none, the newcomer gets `ERR busy` at
+//!   once.
 //!
 //! A connection closed after an error is closed lingeringly: the write side
 //! is shut, and input is drained and discarded for
 //! [`LINGER`](crate::config::LINGER), so the client reads the `ERR` line
-//! instead of a TCP reset.
+//! instead of a TCP reset. Once a stop's grace is over, nothing more is
+//! filed: a connection cut off then has not had its upload stored, unless
+//! its filing had begun before (see [`Server::run`]).
 //!
 //! This file binds, runs, admits and stops. Beside it, one file per
-//! concept: `conn` serves a connection, reading through `reader` and
-//! handing uploads to `upload`; `registry` holds the slots and evicts;
-//! `linger` closes after errors; `sys` holds the calls into libc. Memory is
-//! reserved and large decodes take turns through [`crate::budget`].
+//! concept: `conn` serves a connection, reading through `reader`, writing
+//! through `writer` and handing uploads to `upload`; `registry` holds the
+//! slots, evicts and closes filing at a stop; `linger` closes after errors;
+//! `sys` holds the calls into libc. Memory is reserved and large decodes
+//! take turns through [`crate::budget`].
 
 mod conn;
 mod linger;
@@ -225,6 +237,14 @@ impl Server {
 
     /// Serves until stopped, then waits up to the shutdown grace for
     /// in-flight requests, closes what is left and returns.
+    ///
+    /// After the grace nothing more is filed, even by a decode that ends
+    /// after this returns: an upload whose connection is cut then was not
+    /// stored, unless its filing had begun before the grace ended. Those
+    /// filings are waited for, up to [`FILING_WAIT`], and answered before
+    /// the connections are closed; only one that takes longer than that (a
+    /// stalled disk, or a client not reading its `OK`) can leave a client
+    /// cut off with its upload stored, whole and indexed.
     pub fn run(self) -> Result<(), Error> {
         for stream in self.listener.incoming() {
             if self.shared.conns.stopping() {
