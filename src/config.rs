@@ -34,8 +34,38 @@ pub const DEFAULT_MIN_RATE: u64 = 64 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Memory the server may hold for payloads and decoded pixels together.
 pub const DEFAULT_MAX_MEMORY: u64 = 1024 * 1024 * 1024;
+/// Memory a server needs outside its budget, at most: per connection a
+/// thread's stack, a read buffer and socket buffers (up to about 64 KiB
+/// together, for [`DEFAULT_MAX_CONNECTIONS`]), plus the binary, the key and
+/// the allocator's own bookkeeping.
+pub const MEMORY_OVERHEAD: u64 = 64 * 1024 * 1024;
+/// Under a memory limit (a container's cgroup) and without `--max-memory`,
+/// the budget is the limit divided by this, less [`MEMORY_OVERHEAD`]: the
+/// other half is headroom for what the budget does not see exactly (each
+/// decoder's working memory beyond its estimate, the allocator's slack,
+/// page cache of files being written, which the cgroup charges too).
+pub const MEMORY_LIMIT_SHARE: u64 = 2;
+/// Decodes that may take more memory than this take turns, as many at once
+/// as there are CPUs; smaller ones (a 4-megapixel RGBA PNG and below) decode
+/// at once.
+pub const DEFAULT_LARGE_DECODE: u64 = 16 * 1024 * 1024;
 /// How long a stopping server lets in-flight requests finish.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How far behind the minimum rate an upload may fall, in time, and how
+/// long a reply may go unread, before the connection may be evicted to make
+/// room for another: a client that sent its request line is given this
+/// long for its payload to start flowing.
+pub const DEFAULT_SLOW_GRACE: Duration = Duration::from_secs(1);
+/// How long a newcomer waits for an evicted connection's slot, and a
+/// reservation for an evicted upload's memory. Not a setting: it waits on
+/// the server's own threads, which let go as soon as their socket is shut,
+/// so no client can lengthen it.
+pub const EVICTION_WAIT: Duration = Duration::from_millis(250);
+/// How long a stopping server waits, once the grace is over, for uploads
+/// that had begun to be written to disk to finish and be answered. Nothing
+/// begins to be written after the grace. Not a setting: no client can
+/// lengthen a filing, which is bounded by the disk.
+pub const FILING_WAIT: Duration = Duration::from_secs(1);
 /// How long a connection closed after an error is drained, so that its
 /// `ERR` line is not destroyed by a TCP reset.
 pub const LINGER: Duration = Duration::from_secs(2);
@@ -71,6 +101,9 @@ pub struct ServeConfig {
     pub signature_namespace: String,
     /// Resource limits.
     pub limits: Limits,
+    /// `limits.max_memory` was set by `--max-memory` or its variable;
+    /// otherwise the server fits it to a container's memory limit.
+    pub max_memory_set: bool,
 }
 
 impl ServeConfig {
@@ -102,6 +135,11 @@ pub struct Limits {
     pub max_memory: u64,
     /// Time in-flight requests get to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// How far behind an upload, or how long unread a reply, before the
+    /// connection may be evicted.
+    pub slow_grace: Duration,
+    /// Decodes that may take more memory than this take turns.
+    pub large_decode: u64,
 }
 
 impl Default for Limits {
@@ -114,6 +152,8 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_memory: DEFAULT_MAX_MEMORY,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            slow_grace: DEFAULT_SLOW_GRACE,
+            large_decode: DEFAULT_LARGE_DECODE,
         }
     }
 }
@@ -141,6 +181,7 @@ impl Default for ServeConfig {
             allowed_signers: None,
             signature_namespace: DEFAULT_SIGNATURE_NAMESPACE.to_string(),
             limits: Limits::default(),
+            max_memory_set: false,
         }
     }
 }
@@ -310,9 +351,10 @@ pub static SETTINGS: &[Setting] = &[
         flag: "--max-memory",
         env: "COLORSORT_MAX_MEMORY",
         value: "BYTES",
-        help: "memory for payloads and decoded pixels together; past it, ERR busy",
+        help: "memory for payloads and decoded pixels; past it, ERR busy (lower in a small container)",
         apply: |c, v| {
             c.limits.max_memory = parse_size(v)?;
+            c.max_memory_set = true;
             Ok(())
         },
         show: |c| show_size(c.limits.max_memory),
@@ -327,6 +369,28 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         show: |c| show_duration(c.limits.shutdown_grace),
+    },
+    Setting {
+        flag: "--slow-grace",
+        env: "COLORSORT_SLOW_GRACE",
+        value: "SECS",
+        help: "how far behind the minimum rate an upload, or how long a reply unread, before it may be evicted",
+        apply: |c, v| {
+            c.limits.slow_grace = parse_duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.limits.slow_grace),
+    },
+    Setting {
+        flag: "--large-decode",
+        env: "COLORSORT_LARGE_DECODE",
+        value: "BYTES",
+        help: "decodes that may take more memory than this take turns, as many at once as CPUs",
+        apply: |c, v| {
+            c.limits.large_decode = parse_size(v)?;
+            Ok(())
+        },
+        show: |c| show_size(c.limits.large_decode),
     },
 ];
 
@@ -436,7 +500,8 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn show_size(n: u64) -> String {
+/// A byte count as settings take it: `64M`, `1G`, `1000`.
+pub fn show_size(n: u64) -> String {
     match n {
         0 => "0".into(),
         n if n % (1 << 30) == 0 => format!("{}G", n >> 30),

@@ -15,6 +15,14 @@
 //! them, so a new image is decoded once, for its thumbnail; images the
 //! server did not file are classified as `colorsort classify` would.
 //!
+//! Decoding is held to what the server holds an upload to: the header is
+//! checked by [`classify::open`] under the same pixel limit before any
+//! pixel exists, the file and the decode's peak memory are reserved against
+//! one memory budget shared by every thread (sized as the server's default,
+//! fitted to a container's limit), and large decodes take turns, one per
+//! CPU. A thread waits for memory rather than fail, and never waits for it
+//! while holding any, so the threads cannot starve each other for good.
+//!
 //! A trusted image the server kept a signature for
 //! (`DATA/signatures/FOLDER/NAME.sig`) shows its signer: the principal that
 //! an allowed_signers file lists for the signature's key, or else the key's
@@ -22,14 +30,16 @@
 //! server checked it when it filed the image, and `ssh-keygen -Y verify`
 //! checks it again.
 
+use crate::budget::{self, Budget, DecodeGate, Reservation};
 use crate::classify;
+use crate::config::DEFAULT_LARGE_DECODE;
 use crate::signers::AllowedSigners;
 use crate::sshsig::{self, Signature};
 use crate::store::{self, Digest, Folder, SIGNATURES};
 use base64ct::{Base64, Encoding};
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
-use std::fs;
+use std::fs::{self, File};
 use std::io::{self, Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -129,6 +139,28 @@ impl fmt::Display for Summary {
     }
 }
 
+/// What every thumbnail thread decodes under: one memory budget and one
+/// decode gate for them all.
+struct Guards {
+    budget: Budget,
+    gate: DecodeGate,
+}
+
+impl Guards {
+    /// The server's defaults: its memory budget, fitted to a container's
+    /// limit, and its decode turns.
+    fn new() -> Guards {
+        Guards::with_budget(budget::default_limit().0)
+    }
+
+    fn with_budget(bytes: u64) -> Guards {
+        Guards {
+            budget: Budget::new(bytes),
+            gate: DecodeGate::per_cpu(DEFAULT_LARGE_DECODE),
+        }
+    }
+}
+
 /// Builds the gallery of `data` and writes it to `out`, using `jobs`
 /// threads for new thumbnails and `signers` to name who signed what.
 /// Returns the page and what was done.
@@ -137,6 +169,17 @@ pub fn build(
     out: &Output,
     jobs: usize,
     signers: Option<&AllowedSigners>,
+) -> Result<(String, Summary), Error> {
+    build_guarded(data, out, jobs, signers, &Guards::new())
+}
+
+/// [`build`], decoding under `guards`.
+fn build_guarded(
+    data: &Path,
+    out: &Output,
+    jobs: usize,
+    signers: Option<&AllowedSigners>,
+    guards: &Guards,
 ) -> Result<(String, Summary), Error> {
     if let Err(source) = fs::read_dir(data) {
         return Err(Error::Read {
@@ -199,7 +242,7 @@ pub fn build(
     }
 
     let embed = embeds(data, out);
-    let made = make_thumbnails(data, &items, &todo, jobs.max(1));
+    let made = make_thumbnails(data, &items, &todo, jobs.max(1), guards);
     for (i, result) in todo.iter().zip(made) {
         let item = &mut items[*i];
         match result {
@@ -297,7 +340,13 @@ enum Made {
 }
 
 /// Makes the thumbnails of `items[todo]` on `jobs` threads.
-fn make_thumbnails(data: &Path, items: &[Item], todo: &[usize], jobs: usize) -> Vec<Made> {
+fn make_thumbnails(
+    data: &Path,
+    items: &[Item],
+    todo: &[usize],
+    jobs: usize,
+    guards: &Guards,
+) -> Vec<Made> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Made>>> = Mutex::new((0..todo.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
@@ -306,7 +355,7 @@ fn make_thumbnails(data: &Path, items: &[Item], todo: &[usize], jobs: usize) -> 
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = todo.get(k) else { break };
-                    let made = make_one(data, &items[i]);
+                    let made = make_one(data, &items[i], guards);
                     results.lock().unwrap_or_else(|p| p.into_inner())[k] = Some(made);
                 }
             });
@@ -320,17 +369,20 @@ fn make_thumbnails(data: &Path, items: &[Item], todo: &[usize], jobs: usize) -> 
 }
 
 /// Decodes one image, writes its thumbnail to the cache, and finds its means.
-fn make_one(data: &Path, item: &Item) -> Made {
-    let Ok(bytes) = fs::read(data.join(item.folder.as_str()).join(&item.name)) else {
+fn make_one(data: &Path, item: &Item, guards: &Guards) -> Made {
+    let path = data.join(item.folder.as_str()).join(&item.name);
+    let Some((bytes, peak, _memory)) = load(&path, &guards.budget) else {
         return Made::Unreadable;
     };
-    let Some(jpeg) = thumbnail(&bytes) else {
+    // Both decodes below, one after the other, within the one reservation.
+    let _turn = guards.gate.enter_if_large(peak);
+    let Some(jpeg) = thumbnail(&bytes, peak) else {
         return Made::Unreadable;
     };
     let indexed = store::lookup(data, item.folder.trust(), &Digest::of(&bytes)).map(|s| s.mean);
     let mean = match indexed {
         Some(mean) => mean,
-        None => match classify::classify(&bytes, &classify::Limits::new(MAX_PIXELS)) {
+        None => match classify::classify(&bytes, &limits()) {
             Ok(v) => v.mean,
             Err(_) => return Made::Unreadable,
         },
@@ -342,25 +394,65 @@ fn make_one(data: &Path, item: &Item) -> Made {
     Made::Thumb { mean, uncached }
 }
 
+/// The limits an image is opened under: the server's default pixel limit.
+fn limits() -> classify::Limits {
+    classify::Limits::new(MAX_PIXELS)
+}
+
+/// Reads the image at `path` and checks its header, with the file's bytes
+/// and the peak memory of decoding it reserved against `budget`. Returns
+/// the bytes, the decode's peak and the reservation holding both; `None` if
+/// the file cannot be read, is not an image within the limits, or could
+/// never fit the budget.
+///
+/// It waits for memory only while holding none: first for the file alone,
+/// then, if the decode does not fit beside it at once, for the file and the
+/// decode together, after giving the file back.
+fn load<'b>(path: &Path, budget: &'b Budget) -> Option<(Vec<u8>, u64, Reservation<'b>)> {
+    let len = File::open(path).and_then(|f| f.metadata()).ok()?.len();
+    let mut memory = budget.reserve(len)?;
+    let bytes = read_at_most(path, len)?;
+    let peak = classify::open(&bytes, &limits()).ok()?.peak_memory();
+    if memory.try_grow(peak) {
+        return Some((bytes, peak, memory));
+    }
+    drop((bytes, memory));
+    let memory = budget.reserve(len.checked_add(peak)?)?;
+    let bytes = read_at_most(path, len)?;
+    Some((bytes, peak, memory))
+}
+
+/// The first `len` bytes of the file at `path`, never more: a file that
+/// grew since its length was reserved is read short (and then fails to
+/// decode) rather than over the reservation.
+fn read_at_most(path: &Path, len: u64) -> Option<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(usize::try_from(len).ok()?);
+    File::open(path)
+        .ok()?
+        .take(len)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(bytes)
+}
+
+/// Working memory a thumbnail's decoder may allocate beyond the decode's
+/// peak as estimated from the header (a TIFF strip, metadata): what
+/// [`classify`] allows its own decoders for metadata.
+const DECODER_ALLOWANCE: u64 = 64 * 1024 * 1024;
+
 /// A JPEG thumbnail of an image, at most [`THUMB_SIDE`] pixels a side, with
-/// transparency flattened onto white. `None` if the bytes are not an image
-/// within the limits.
-pub fn thumbnail(bytes: &[u8]) -> Option<Vec<u8>> {
+/// transparency flattened onto white; `None` if the bytes are not an image
+/// within the limits. The decoder may allocate the decode's `peak` (as
+/// reserved) twice over, plus [`DECODER_ALLOWANCE`], as a decoder behind
+/// [`classify::open`] may.
+fn thumbnail(bytes: &[u8], peak: u64) -> Option<Vec<u8>> {
     // Decoders are third-party code meeting whatever is in the folder.
     std::panic::catch_unwind(|| {
         let mut reader = image::ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
             .ok()?;
         let mut limits = image::Limits::default();
-        limits.max_alloc = Some(MAX_PIXELS * 8);
-        reader.limits(limits.clone());
-        let (w, h) = reader.into_dimensions().ok()?;
-        if u64::from(w) * u64::from(h) > MAX_PIXELS {
-            return None;
-        }
-        let mut reader = image::ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .ok()?;
+        limits.max_alloc = Some(peak.saturating_mul(2).saturating_add(DECODER_ALLOWANCE));
         reader.limits(limits);
         let small = reader
             .decode()
@@ -761,6 +853,40 @@ mod tests {
             image::load_from_memory(&fs::read(dir.path().join(".thumbs/red/a.png.jpg")).unwrap())
                 .unwrap();
         assert_eq!((thumb.width(), thumb.height()), (160, 120));
+    }
+
+    #[test]
+    fn decodes_share_one_memory_budget() {
+        let dir = data_dir();
+        // A budget that holds one 500x500 decode (its pixels and the
+        // decoder's working memory) but never two at once, so that they
+        // wait for each other; a 1000x1000 one never fits.
+        let peak = |bytes: &[u8]| classify::open(bytes, &limits()).unwrap().peak_memory();
+        let budget = peak(&png([0, 200, 0], 500, 500)) * 3 / 2;
+        for (name, rgb) in [
+            ("g1", [0, 200, 0]),
+            ("g2", [0, 190, 0]),
+            ("g3", [0, 180, 0]),
+        ] {
+            fs::write(
+                dir.path().join(format!("green/{name}.png")),
+                png(rgb, 500, 500),
+            )
+            .unwrap();
+        }
+        let big = png([0, 99, 0], 1000, 1000);
+        assert!(peak(&big) > budget);
+        fs::write(dir.path().join("green/big.png"), big).unwrap();
+        let guards = Guards::with_budget(budget);
+        let out = Output::File(dir.path().join("gallery.html"));
+        let (page, summary) = build_guarded(dir.path(), &out, 4, None, &guards).unwrap();
+        assert_eq!(summary.counts, [2, 4, 1, 1]);
+        // Made: a, b, c and the three that fit one at a time; unreadable:
+        // the junk and the image that could never fit.
+        assert_eq!((summary.made, summary.unreadable), (6, 2));
+        assert!(page.contains("r=0.0 g=180.0 b=0.0"));
+        assert!(!dir.path().join(".thumbs/green/big.png.jpg").exists());
+        assert_eq!(guards.budget.used(), 0, "every reservation was given back");
     }
 
     #[test]

@@ -16,15 +16,16 @@
 //!   errors stay coarse on purpose.
 //! - **Limits.** Every limit a client can run into is a named constant in
 //!   [`config`], overridable by a `serve` flag and a `COLORSORT_*` variable.
-//! - **Leaves.** `log`, `name`, `protocol`, `config`, `key`, `random` and
-//!   `sys` import nothing of the crate but each other's constants; the
-//!   client side (`client`, `pins`, the client subcommands) never imports
+//! - **Leaves.** `log`, `name`, `protocol`, `config`, `key`, `random`,
+//!   `sys` and `budget` import nothing of the crate but each other's constants;
+//!   the client side (`client`, `pins`, the client subcommands) never imports
 //!   `server` or `store`.
 
 #[macro_use]
 pub mod log;
 
 pub mod age;
+pub mod budget;
 pub mod classify;
 pub mod cli;
 pub mod client;

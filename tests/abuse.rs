@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{Conn, TestServer, assert_nothing_stored, code, png, proc_status_of, seal, test_data};
+use common::{
+    Conn, TestServer, after, assert_nothing_stored, code, png, proc_status_of, seal, test_data,
+    wait_until,
+};
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -520,7 +523,9 @@ struct CrowdReport {
 /// stopped. With `refill`, each connection the server closes is replaced.
 struct Crowd {
     stop: Arc<AtomicBool>,
+    /// Members connected, and members the server closed, so far.
     open: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
     handle: thread::JoinHandle<CrowdReport>,
 }
 
@@ -528,21 +533,26 @@ impl Crowd {
     fn start(addr: SocketAddr, size: usize, refill: bool) -> Crowd {
         let stop = Arc::new(AtomicBool::new(false));
         let open = Arc::new(AtomicU64::new(0));
-        let (flag, count) = (Arc::clone(&stop), Arc::clone(&open));
-        let handle = thread::spawn(move || crowd(addr, size, refill, &flag, &count));
-        Crowd { stop, open, handle }
+        let closed = Arc::new(AtomicU64::new(0));
+        let counts = (Arc::clone(&open), Arc::clone(&closed));
+        let flag = Arc::clone(&stop);
+        let handle = thread::spawn(move || crowd(addr, size, refill, &flag, &counts));
+        Crowd {
+            stop,
+            open,
+            closed,
+            handle,
+        }
     }
 
     /// Waits until `n` members are connected, up to `limit`.
     fn wait_open(&self, n: u64, limit: Duration) -> bool {
-        let until = Instant::now() + limit;
-        while Instant::now() < until {
-            if self.open.load(Ordering::Acquire) >= n {
-                return true;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        false
+        wait_until(after(limit), || self.open.load(Ordering::Acquire) >= n)
+    }
+
+    /// Waits until the server has closed `n` members, up to `limit`.
+    fn wait_closed(&self, n: u64, limit: Duration) -> bool {
+        wait_until(after(limit), || self.closed.load(Ordering::Acquire) >= n)
     }
 
     fn finish(self) -> CrowdReport {
@@ -559,11 +569,8 @@ const BEHAVIOURS: [Behaviour; 3] = [
 /// Most connections a refilling crowd opens per tick. A crowd that holds
 /// its slots, not one that floods new connections: opening more new slow
 /// uploads per second than the server has slots would keep every slot
-/// within its grace (see `SLOW_UPLOAD_GRACE` in src/server.rs).
+/// within its grace (`--slow-grace`, 1 s).
 const REFILL_PER_TICK: usize = 5;
-/// How long a crowd is left to settle before the legitimate client comes:
-/// past the grace a slow upload has before it may be evicted.
-const SETTLE: Duration = Duration::from_millis(1500);
 const TICK: Duration = Duration::from_millis(100);
 
 fn crowd(
@@ -571,7 +578,7 @@ fn crowd(
     size: usize,
     refill: bool,
     stop: &AtomicBool,
-    open: &AtomicU64,
+    (open, closed): &(Arc<AtomicU64>, Arc<AtomicU64>),
 ) -> CrowdReport {
     let mut report = CrowdReport::default();
     let connect = |behaviour: Behaviour, report: &mut CrowdReport| -> Member {
@@ -637,6 +644,7 @@ fn crowd(
             if gone {
                 m.closed = Some(now);
                 m.stream = None;
+                closed.fetch_add(1, Ordering::AcqRel);
             }
         }
         // Settle what ended; refill if asked.
@@ -710,6 +718,16 @@ fn legitimate_upload(s: &TestServer, sealed: &[u8], name: &str) -> Duration {
     took
 }
 
+/// Waits, up to 10 s, until a newcomer gets in and is answered: once a
+/// crowd's first slow uploads are past the grace after which they may be
+/// evicted, or its first idle connections are there to evict.
+fn wait_admitted(s: &TestServer) -> bool {
+    wait_until(after(Duration::from_secs(10)), || {
+        let mut c = s.connect();
+        c.ask("PING") == "OK PONG"
+    })
+}
+
 /// Threads a server runs besides its connections: main (accept), the
 /// lingering closer, the signal handler; plus slack for a connection
 /// thread that has freed its slot but not yet exited.
@@ -727,18 +745,18 @@ fn crowd_of_300_slow_clients_under_the_default_cap() {
     // All 300 are connected, none has reached its 4 s deadline yet. Wait
     // until the server has accepted them all: its three threads and one per
     // connection.
-    let until = Instant::now() + Duration::from_secs(2);
-    let mut threads_before = s.proc_status("Threads");
-    while threads_before < 303 && Instant::now() < until {
-        thread::sleep(Duration::from_millis(5));
+    let mut threads_before = 0;
+    wait_until(after(Duration::from_secs(2)), || {
         threads_before = s.proc_status("Threads");
-    }
+        threads_before >= 303
+    });
     let mut took = Vec::new();
     for (i, payload) in sealed.iter().enumerate() {
         took.push(legitimate_upload(&s, payload, &format!("legit{i}.png")));
     }
-    // Let every deadline pass: 4 s after each connection opened.
-    thread::sleep(Duration::from_millis(5000));
+    // Let every deadline pass, 4 s after each connection opened: the
+    // server closes all 300.
+    crowd.wait_closed(300, Duration::from_secs(8));
     let report = crowd.finish();
     stop.store(true, Ordering::Release);
     let max_threads = sampler.join().unwrap();
@@ -796,7 +814,7 @@ fn crowd_of_300_slow_clients_over_a_cap_of_100() {
     // keeps evicting the longest idle to stay at its cap.
     let crowd = Crowd::start(s.addr, 300, true);
     assert!(crowd.wait_open(300, Duration::from_secs(10)));
-    thread::sleep(SETTLE);
+    assert!(wait_admitted(&s), "no newcomer got in past the crowd");
     let mut took = Vec::new();
     for (i, payload) in sealed.iter().enumerate() {
         took.push(legitimate_upload(&s, payload, &format!("legit{i}.png")));
@@ -851,9 +869,24 @@ fn slowest_upload_is_evicted_when_every_slot_is_uploading() {
     for c in &mut slow {
         c.send(b"PUT slow.png 100000\r\nabc");
     }
-    thread::sleep(Duration::from_millis(1300));
+    // Until the grace has passed there is no one to evict, and a newcomer
+    // is turned away at once, evicting no one; then one gets in.
     let sealed = seal(&png([0, 0, 250], 3, 3));
-    let took = legitimate_upload(&s, &sealed, "through.png");
+    let mut took = Duration::ZERO;
+    let admitted = wait_until(after(Duration::from_secs(10)), || {
+        let started = Instant::now();
+        let mut c = s.connect();
+        let key = c.ask("KEY");
+        if key.starts_with("ERR busy") {
+            return false;
+        }
+        assert!(key.starts_with("OK ssh-rsa "), "{key}");
+        let reply = c.upload("SEAL", "through.png", &sealed);
+        assert!(reply.starts_with("OK blue/through.png "), "{reply}");
+        took = started.elapsed();
+        true
+    });
+    assert!(admitted, "no newcomer got in");
     let mut evicted = 0;
     for c in &mut slow {
         c.stream
@@ -898,7 +931,7 @@ fn a_low_open_file_limit_lowers_the_connection_cap() {
 
     let crowd = Crowd::start(s.addr, 300, true);
     assert!(crowd.wait_open(300, Duration::from_secs(10)));
-    thread::sleep(SETTLE);
+    assert!(wait_admitted(&s), "no newcomer got in past the crowd");
     let sealed = seal(&png([0, 0, 220], 4, 4));
     let took = legitimate_upload(&s, &sealed, "fits.png");
     let fds = fs::read_dir(format!("/proc/{}/fd", s.pid()))
@@ -912,4 +945,364 @@ fn a_low_open_file_limit_lowers_the_connection_cap() {
     assert!(took < Duration::from_secs(1), "{took:?}");
     assert!(fds < 256, "{fds} descriptors");
     assert!(!s.log_text().contains("accept failed"), "{}", s.log_text());
+}
+
+// --- What a client can make the server hold --------------------------------
+
+/// Sends `PUT NAME SIZE` and nothing else on a new connection.
+fn announce(s: &TestServer, size: u64) -> Conn {
+    let mut c = s.connect();
+    c.send(format!("PUT announced.png {size}\r\n").as_bytes());
+    c
+}
+
+#[test]
+fn announcing_a_size_costs_no_memory() {
+    // 20 uploads of 64 MiB announced, two of them under way: 1.25 GiB of
+    // SIZE against the default 1 GiB budget. Memory follows the bytes that
+    // arrive, so a legitimate upload still fits.
+    let s = TestServer::start(&[]);
+    let mut announcers: Vec<Conn> = (0..20).map(|_| announce(&s, 64 << 20)).collect();
+    for c in &mut announcers[..2] {
+        c.send(&vec![0x55; 1 << 20]);
+    }
+    for c in &announcers {
+        assert!(s.wait_read(c, Duration::from_secs(10)));
+    }
+    let sealed = seal(&png([0, 0, 200], 64, 64));
+    let took = legitimate_upload(&s, &sealed, "fits.png");
+    let hwm = s.proc_status("VmHWM");
+    eprintln!(
+        "20 x 64 MiB announced (2 with 1 MiB sent): legitimate KEY+SEAL in {took:?}; VmHWM {hwm} kB"
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    drop(announcers);
+}
+
+#[test]
+fn memory_goes_to_whoever_sends_and_is_taken_from_the_slowest() {
+    // Eight uploads each announce the whole 4 MiB budget and send 300 KB,
+    // which holds 512 KiB each (a buffer grows by no more than it holds):
+    // the budget is spent. Past the grace, the one furthest behind the
+    // minimum rate is evicted for a newcomer that needs memory. (The
+    // budget is larger than the decoders' fixed state, which every decode
+    // is charged, so the newcomer's image can be decoded at all.)
+    let s = TestServer::start(&["--max-memory", "4M"]);
+    let mut holders: Vec<Conn> = (0..8).map(|_| announce(&s, 4 << 20)).collect();
+    for c in &mut holders {
+        c.send(&vec![0x55; 300_000]);
+    }
+    for c in &holders {
+        assert!(s.wait_read(c, Duration::from_secs(10)));
+    }
+    let image = png([10, 20, 200], 4, 4);
+    let sealed = seal(&image);
+    let mut c = s.connect();
+    let started = Instant::now();
+    let mut replies = Vec::new();
+    let stored = wait_until(after(Duration::from_secs(15)), || {
+        let reply = c.upload("SEAL", "room.png", &sealed);
+        let ok = reply.starts_with("OK blue/room.png ");
+        replies.push(reply);
+        ok
+    });
+    let took = started.elapsed();
+    let mut evicted = Vec::new();
+    for h in &mut holders {
+        h.stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        if let Some(line) = common::try_line(&mut h.reader) {
+            evicted.push(line);
+        }
+    }
+    eprintln!(
+        "4 MiB budget held by 8 stalled uploads: newcomer stored after {took:?} and {} busy replies; \
+         evicted: {evicted:?}",
+        replies.len() - 1
+    );
+    let last = replies.last().cloned().unwrap_or_default();
+    assert!(stored, "never stored in {} tries: {last}", replies.len());
+    assert!(
+        replies[0].starts_with("ERR busy server is out of memory"),
+        "the budget was not spent: {}",
+        replies[0]
+    );
+    assert!(!evicted.is_empty() && evicted.len() < holders.len());
+    for line in &evicted {
+        assert_eq!(
+            line,
+            "ERR busy server is out of memory; closed the upload furthest behind the minimum rate"
+        );
+    }
+}
+
+/// A connection that pipelines `count` `KEY` requests and never reads.
+fn non_reader(s: &TestServer, count: usize) -> Conn {
+    let c = s.connect();
+    let mut stream = c.stream.try_clone().unwrap();
+    let requests = b"KEY\r\n".repeat(count);
+    // Writes until the server stops reading: its replies fill the buffers.
+    thread::spawn(move || {
+        let _ = stream.write_all(&requests);
+    });
+    c
+}
+
+#[test]
+fn clients_that_do_not_read_are_evicted_for_newcomers() {
+    // Four slots, each held by a client that pipelines 20 000 KEY requests
+    // (580 bytes of reply for each 5 bytes sent) and reads nothing: every
+    // one blocks in writing a reply. Past the grace, the one unread
+    // longest is evicted for a newcomer, well before the timeout cuts it.
+    let s = TestServer::start(&["--max-connections", "4"]);
+    let _readers: Vec<Conn> = (0..4).map(|_| non_reader(&s, 20_000)).collect();
+    let started = Instant::now();
+    let mut busy = 0;
+    let admitted = wait_until(after(Duration::from_secs(10)), || {
+        let mut c = s.connect();
+        match c.ask("PING").as_str() {
+            "OK PONG" => true,
+            reply => {
+                assert_eq!(code(reply), "busy", "{reply}");
+                busy += 1;
+                false
+            }
+        }
+    });
+    let took = started.elapsed();
+    let evicted = s.wait_log(
+        "(evicted: reply unread longest while full)",
+        Duration::from_secs(5),
+    );
+    eprintln!("4 slots held by non-readers: a newcomer got in after {took:?} ({busy} turned away)");
+    assert!(admitted, "no newcomer got in within 10 s");
+    assert!(evicted.is_some(), "{}", s.log_text());
+}
+
+#[test]
+fn a_reply_not_read_is_cut_at_the_timeout() {
+    let s = TestServer::start(&["--timeout", "1"]);
+    let mut c = non_reader(&s, 20_000);
+    let started = Instant::now();
+    let logged = s.wait_log(
+        "(closed: reply not read within 1.0s)",
+        Duration::from_secs(10),
+    );
+    let took = started.elapsed();
+    eprintln!("a client pipelining KEY without reading was cut after {took:?}");
+    assert!(logged.is_some(), "{}", s.log_text());
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // What the client reads is whole replies, then the end.
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = c.reader.read_to_end(&mut rest);
+    let text = String::from_utf8_lossy(&rest);
+    let whole = text
+        .lines()
+        .filter(|l| l.starts_with("OK ssh-rsa "))
+        .count();
+    assert!(whole > 0 && whole < 20_000, "{whole} replies");
+}
+
+// --- Many hostile clients at once ------------------------------------------
+
+/// What a hostile connection of [`horde`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hostile {
+    /// Announces a 64 MiB upload and sends nothing more.
+    Announcer,
+    /// Trickles a request line, a byte per tick, never ending it.
+    TrickleLine,
+    /// Announces a 64 MiB upload and trickles its payload, a byte per tick.
+    TricklePayload,
+    /// Pipelines 20 000 `KEY` requests and never reads a reply.
+    NonReader,
+}
+
+/// How often a horde member trickles a byte: a few bytes a second.
+const HORDE_TICK: Duration = Duration::from_millis(250);
+
+/// One hostile connection: its socket, and what it has yet to send.
+struct Hostage {
+    kind: Hostile,
+    stream: Option<TcpStream>,
+    pending: Vec<u8>,
+}
+
+/// Runs hostile connections, `per_kind` of each kind but the two
+/// trickles, which share theirs, until stopped; returns how many the
+/// server closed.
+fn horde(
+    addr: SocketAddr,
+    per_kind: usize,
+    stop: &AtomicBool,
+    connected: &AtomicU64,
+) -> (u64, u64) {
+    let kinds = (0..per_kind).flat_map(|i| {
+        let trickle = if i % 2 == 0 {
+            Hostile::TrickleLine
+        } else {
+            Hostile::TricklePayload
+        };
+        [Hostile::Announcer, trickle, Hostile::NonReader]
+    });
+    let mut members: Vec<Hostage> = kinds
+        .map(|kind| {
+            let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok();
+            let pending = match kind {
+                Hostile::Announcer | Hostile::TricklePayload => {
+                    b"PUT hostile.png 67108864\r\n".to_vec()
+                }
+                Hostile::TrickleLine => Vec::new(),
+                Hostile::NonReader => b"KEY\r\n".repeat(20_000),
+            };
+            if stream
+                .as_ref()
+                .is_some_and(|s| s.set_nonblocking(true).is_ok())
+            {
+                connected.fetch_add(1, Ordering::AcqRel);
+            }
+            Hostage {
+                kind,
+                stream,
+                pending,
+            }
+        })
+        .collect();
+    let mut closed = 0;
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Acquire) {
+        for m in &mut members {
+            let Some(stream) = &mut m.stream else {
+                continue;
+            };
+            // Replies (an ERR line) are read and dropped; the end of input
+            // means the server closed the connection.
+            let mut gone = m.kind != Hostile::NonReader
+                && match stream.read(&mut buf) {
+                    Ok(n) => n == 0,
+                    Err(e) => e.kind() != ErrorKind::WouldBlock,
+                };
+            if !gone && !m.pending.is_empty() {
+                match stream.write(&m.pending) {
+                    Ok(n) => {
+                        m.pending.drain(..n);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(_) => gone = true,
+                }
+            } else if !gone && matches!(m.kind, Hostile::TrickleLine | Hostile::TricklePayload) {
+                gone = stream.write(b"A").is_err();
+            }
+            if gone {
+                m.stream = None;
+                closed += 1;
+            }
+        }
+        thread::sleep(HORDE_TICK);
+    }
+    let open = members.iter().filter(|m| m.stream.is_some()).count() as u64;
+    (open, closed)
+}
+
+/// Raises this process's soft open-file limit to at least `n`, as far as
+/// the hard limit allows; returns the soft limit then.
+fn raise_open_files(n: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write one `rlimit` through
+    // valid pointers.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < n {
+            let raised = libc::rlimit {
+                rlim_cur: n.min(limit.rlim_max),
+                ..limit
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
+#[test]
+fn a_legitimate_upload_gets_through_600_hostile_connections() {
+    // Default limits. 200 connections that announce 64 MiB uploads and go
+    // silent, 200 that trickle a request line or a payload at 4 bytes a
+    // second, and 200 that pipeline KEY and never read: a legitimate 1 MB
+    // sealed upload must be stored within 2 s, every time. The test is
+    // over well within the 30 s timeout that eventually cuts them all.
+    const PER_KIND: usize = 200;
+    const TRIES: usize = 10;
+    let test = "a_legitimate_upload_gets_through_600_hostile_connections";
+    let needed = 3 * PER_KIND as u64 + 200;
+    let soft = raise_open_files(needed);
+    if soft < needed {
+        return common::skipped(
+            test,
+            &format!("the open-file limit is {soft}, {needed} needed"),
+        );
+    }
+    let s = TestServer::start(&[]);
+    let sealed: Vec<Vec<u8>> = (0..TRIES as u32)
+        .map(|i| seal(&common::noise_png(580, 580, 100 + i)))
+        .collect();
+    assert!(sealed[0].len() > 1_000_000, "{}", sealed[0].len());
+    let threads = common::SERVER_THREADS;
+    let stop = Arc::new(AtomicBool::new(false));
+    let connected = Arc::new(AtomicU64::new(0));
+    let horde = {
+        let (stop, connected, addr) = (Arc::clone(&stop), Arc::clone(&connected), s.addr);
+        thread::spawn(move || horde(addr, PER_KIND, &stop, &connected))
+    };
+    let total = 3 * PER_KIND as u64;
+    assert!(
+        wait_until(after(Duration::from_secs(20)), || {
+            connected.load(Ordering::Acquire) >= total
+        }),
+        "the horde could not connect"
+    );
+    // Every one of them has a thread on the server.
+    assert!(
+        wait_until(after(Duration::from_secs(10)), || {
+            s.proc_status("Threads") >= threads + total
+        }),
+        "{} threads",
+        s.proc_status("Threads")
+    );
+    let mut took = Vec::new();
+    for (i, payload) in sealed.iter().enumerate() {
+        let name = format!("legit{i}.png");
+        let started = Instant::now();
+        let mut c = s.connect();
+        assert!(c.ask("KEY").starts_with("OK ssh-rsa "), "try {i}");
+        let reply = c.upload("SEAL", &name, payload);
+        took.push(started.elapsed());
+        assert!(reply.starts_with("OK "), "try {i}: {reply}");
+    }
+    let server_threads = s.proc_status("Threads");
+    let hwm = s.proc_status("VmHWM");
+    stop.store(true, Ordering::Release);
+    let (open, closed) = horde.join().unwrap();
+    let max = took.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "{total} hostile connections ({PER_KIND} silent 64 MiB announcers, {PER_KIND} trickles, \
+         {PER_KIND} non-readers), default limits: {TRIES} legitimate 1 MB SEALs took {took:?}, \
+         max {max:?}; server threads {server_threads}, VmHWM {hwm} kB; hostile still open {open}, \
+         closed by the server {closed}"
+    );
+    assert!(max < Duration::from_secs(2), "slowest {max:?}");
+    assert_eq!(
+        s.files("blue").len() + s.files("red").len() + s.files("green").len(),
+        TRIES
+    );
 }

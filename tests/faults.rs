@@ -11,8 +11,8 @@ mod common;
 
 use colorsort::store::Digest;
 use common::{
-    CLASS_FOLDERS, Conn, TestServer, assert_nothing_stored, code, files_in, install_test_key,
-    noise_png, png, seal, skipped, staged_files,
+    CLASS_FOLDERS, Conn, TestServer, after, assert_nothing_stored, code, files_in,
+    install_test_key, noise_png, png, seal, skipped, staged_files, wait_until,
 };
 use std::collections::HashMap;
 use std::fs;
@@ -207,12 +207,10 @@ impl Strace {
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();
-        let until = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(10));
+        if wait_until(after(Duration::from_secs(5)), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        }) {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -386,7 +384,21 @@ fn ok_comes_after_fsync_link_and_directory_fsync() {
         .into_iter()
         .flat_map(|t| t.join().unwrap())
         .collect();
-    thread::sleep(Duration::from_millis(100));
+    // strace writes each call as it returns: wait until every OK's sendto
+    // is in a trace, then detach.
+    let traced = |path: &String| {
+        let reply = format!("\"OK {path} ");
+        files_in(trace_dir.path()).iter().any(|f| {
+            fs::read_to_string(trace_dir.path().join(f)).is_ok_and(|t| {
+                t.lines()
+                    .any(|l| l.contains("sendto(") && l.contains(&reply) && l.contains(" = "))
+            })
+        })
+    };
+    assert!(
+        wait_until(after(Duration::from_secs(10)), || stored.iter().all(traced)),
+        "strace did not write every reply"
+    );
     strace.detach();
 
     let root = fs::canonicalize(&s.data).unwrap();
@@ -518,11 +530,12 @@ fn sigkill_under_load_loses_no_acknowledged_upload() {
         })
         .collect();
     // Kill once a third of the uploads are acknowledged.
-    let until = Instant::now() + Duration::from_secs(60);
-    while count.load(Ordering::Acquire) < CLIENTS * EACH / 3 {
-        assert!(Instant::now() < until, "uploads too slow");
-        thread::sleep(Duration::from_millis(1));
-    }
+    assert!(
+        wait_until(after(Duration::from_secs(60)), || count
+            .load(Ordering::Acquire)
+            >= CLIENTS * EACH / 3),
+        "uploads too slow"
+    );
     s.signal("KILL");
     let killed_at = count.load(Ordering::Acquire);
     s.wait_exit(Duration::from_secs(5)).expect("killed");

@@ -69,12 +69,13 @@ fn fragmented_writes_are_reassembled() {
     let sealed = seal(&image);
     let mut msg = format!("SEAL frag.png {}\r\n", sealed.len()).into_bytes();
     msg.extend_from_slice(&sealed);
-    // One byte at a time through the request line, then odd-sized pieces.
+    // One byte at a time through the request line, each read by the server
+    // before the next is sent, then odd-sized pieces.
     for (i, chunk) in msg.chunks(7).enumerate() {
         if i < 4 {
             for b in chunk {
                 c.send(&[*b]);
-                thread::sleep(Duration::from_millis(2));
+                assert!(s.wait_read(&c, Duration::from_secs(5)));
             }
         } else {
             c.send(chunk);
@@ -242,7 +243,7 @@ fn busy_when_every_slot_is_in_a_request() {
     let s = TestServer::start(&["--max-connections", "1", "--min-rate", "1"]);
     let mut first = s.connect();
     first.send(b"PUT slow.png 100\r\npartial");
-    thread::sleep(Duration::from_millis(200));
+    assert!(s.wait_read(&first, Duration::from_secs(5)));
     let mut second = s.connect();
     assert_eq!(code(&second.line()), "busy");
     assert!(second.closed());
@@ -273,10 +274,14 @@ fn busy_when_out_of_memory_keeps_the_connection() {
 #[test]
 fn idle_connection_is_evicted_for_a_newcomer_when_full() {
     let s = TestServer::start(&["--max-connections", "2"]);
+    // Each connection is waited for until its thread runs: the oldest is
+    // idle first.
+    let threads = common::SERVER_THREADS;
+    assert!(s.wait_threads(threads, Duration::from_secs(5)));
     let mut oldest = s.connect();
-    thread::sleep(Duration::from_millis(50));
+    assert!(s.wait_threads(threads + 1, Duration::from_secs(5)));
     let mut newer = s.connect();
-    thread::sleep(Duration::from_millis(50));
+    assert!(s.wait_threads(threads + 2, Duration::from_secs(5)));
     let mut newcomer = s.connect();
     assert_eq!(newcomer.ask("PING"), "OK PONG");
     assert_eq!(code(&oldest.line()), "busy");
@@ -470,16 +475,17 @@ fn sigterm_stops_cleanly_after_in_flight_upload() {
     let head = format!("SEAL inflight.png {}\r\n", sealed.len());
     busy.send(head.as_bytes());
     busy.send(&sealed[..10]);
-    thread::sleep(Duration::from_millis(100));
+    assert!(s.wait_read(&busy, Duration::from_secs(5)));
     s.signal("TERM");
-    thread::sleep(Duration::from_millis(200));
-    busy.send(&sealed[10..]);
-    assert_eq!(busy.line(), "OK blue/inflight.png r=0.0 g=0.0 b=255.0");
+    // The idle connection is told once the server is stopping; the rest of
+    // the upload comes after that.
     assert_eq!(
         code(&idle.line()),
         "busy",
         "an idle connection is told why it closes"
     );
+    busy.send(&sealed[10..]);
+    assert_eq!(busy.line(), "OK blue/inflight.png r=0.0 g=0.0 b=255.0");
     let status = s
         .wait_exit(Duration::from_secs(6))
         .expect("server did not stop");

@@ -352,6 +352,50 @@ fn the_signature_counts_against_the_memory_budget() {
 }
 
 #[test]
+fn a_stalled_signed_seal_holds_no_memory() {
+    if !common::ssh_keygen_installed("stalled signed seals") {
+        return;
+    }
+    let keys = Keys::new();
+    let alice = keys.ed25519("alice");
+    let (_dir, s) = server_with(
+        Some(&alice.allowed("alice@example.com", "")),
+        &["--max-memory", "4M"],
+    );
+    // Each announces a signature and payload that together fill the whole
+    // budget, then stalls: after the line, or a few bytes into the
+    // signature. Memory follows the bytes that arrive, so all of them
+    // together hold at most one signature's worth.
+    let (sigsize, size) = (8192u64, (4u64 << 20) - 8192);
+    let mut stalled: Vec<Conn> = (0..4)
+        .map(|i| {
+            let mut c = s.connect();
+            c.send(format!("SEAL big{i}.png {size} {sigsize}\r\n").as_bytes());
+            if i == 0 {
+                c.send(b"-----BEGIN SSH SIGNATURE-----\n");
+            }
+            c
+        })
+        .collect();
+    for c in &stalled {
+        assert!(s.wait_read(c, WAIT), "the server never read the line");
+    }
+    let image = png([20, 30, 220], 4, 4);
+    let mut c = s.connect();
+    assert_eq!(
+        c.seal_signed("room.png", &alice.sign(&image, NS), &seal(&image)),
+        "OK blue/room.png r=20.0 g=30.0 b=220.0 signer=alice@example.com"
+    );
+    // The stalled uploads are still under way, in step: finishing one with
+    // a signature that is not one gets its refusal, after its payload.
+    let first = &mut stalled[0];
+    first.send(&vec![b'x'; usize::try_from(sigsize).unwrap() - 30]);
+    first.send(&vec![0u8; usize::try_from(size).unwrap()]);
+    assert_eq!(code(&first.line()), "bad-signature");
+    assert_eq!(first.ask("PING"), "OK PONG");
+}
+
+#[test]
 fn unsigned_seals_and_puts_are_not_trusted_with_known_senders() {
     if !common::ssh_keygen_installed("unsigned uploads with known senders") {
         return;

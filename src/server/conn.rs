@@ -1,19 +1,21 @@
 //! One client connection, served on its own thread: the request loop, the
-//! reply to each request, what becomes of the connection after it, and the
-//! log line for each. Uploads are received here, a signed `SEAL`'s
-//! signature before its payload, and handed to [`upload`] for everything
+//! reply to each request (written whole before a deadline), what becomes of
+//! the connection after it, and the log line for each. Uploads are received
+//! here, a signed `SEAL`'s signature before its payload, into memory
+//! reserved as their bytes arrive, and handed to [`upload`] for everything
 //! past the socket.
 
 use super::Shared;
-use super::reader::{LineError, ReadError, Reader};
+use super::reader::{LineError, PayloadError, ReadError, Reader};
+use super::registry::{Activity, Eviction};
 use super::upload::{self, Accepted, UploadError};
-use crate::name;
+use super::writer::{WriteError, Writer};
+use crate::name::{self, Name};
 use crate::protocol::{self, Code, Request, Upload};
 use std::fmt;
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Longest reply text kept in a log line.
@@ -27,6 +29,9 @@ struct Outcome {
     /// A line of its own for the log, after the request's.
     audit: Option<String>,
     after: After,
+    /// The request was an upload, which may have begun filing: the
+    /// registry is told once its reply is written.
+    filing: bool,
 }
 
 /// What happens to the connection after the reply.
@@ -36,6 +41,9 @@ enum After {
     Continue,
     /// Shut the write side, drain input briefly, close.
     Linger,
+    /// The connection was evicted: send the reply without waiting for the
+    /// client to read it, then close lingeringly.
+    TurnAway,
     /// The client is gone (EOF or I/O error mid-request): close silently.
     Gone,
 }
@@ -47,6 +55,7 @@ impl Outcome {
             detail: None,
             audit: None,
             after: After::Continue,
+            filing: false,
         }
     }
 
@@ -56,6 +65,7 @@ impl Outcome {
             detail: None,
             audit: None,
             after: After::Continue,
+            filing: false,
         }
     }
 
@@ -65,11 +75,17 @@ impl Outcome {
             detail: Some(detail.to_string()),
             audit: None,
             after: After::Gone,
+            filing: false,
         }
     }
 
     fn closing(mut self) -> Outcome {
         self.after = After::Linger;
+        self
+    }
+
+    fn turning_away(mut self) -> Outcome {
+        self.after = After::TurnAway;
         self
     }
 
@@ -104,12 +120,13 @@ impl From<Accepted> for Outcome {
 pub(super) struct Connection<'a> {
     shared: &'a Shared,
     reader: Reader<'a>,
-    writer: TcpStream,
+    writer: Writer,
     id: u64,
     peer: String,
-    /// Payload bytes received of the current upload, shared with the
-    /// registry, which reads it to pick the slowest upload to evict.
-    progress: Arc<AtomicU64>,
+    /// What this connection reports to the registry without its lock:
+    /// payload progress and memory, and replies being written, which the
+    /// registry reads to pick whom to evict.
+    activity: Arc<Activity>,
 }
 
 impl<'a> Connection<'a> {
@@ -118,10 +135,10 @@ impl<'a> Connection<'a> {
     pub(super) fn new(
         shared: &'a Shared,
         stream: TcpStream,
-        (id, progress): (u64, Arc<AtomicU64>),
+        (id, activity): (u64, Arc<Activity>),
         peer: String,
     ) -> io::Result<Connection<'a>> {
-        let writer = stream.try_clone()?;
+        let writer = Writer::new(stream.try_clone()?, shared.limits.timeout);
         let reader = Reader::new(stream, &shared.limits);
         Ok(Connection {
             shared,
@@ -129,7 +146,7 @@ impl<'a> Connection<'a> {
             writer,
             id,
             peer,
-            progress,
+            activity,
         })
     }
 
@@ -148,7 +165,7 @@ impl<'a> Connection<'a> {
             let (what, outcome) = match line {
                 Ok(line) => self.request(&line),
                 Err(LineError::Read(ReadError::Eof)) => {
-                    if self.shared.conns.evicted(self.id) {
+                    if self.shared.conns.evicted(self.id) == Some(Eviction::Idle) {
                         log!(
                             "{} - - -> ERR busy (evicted: idle longest while full)",
                             self.peer
@@ -178,25 +195,69 @@ impl<'a> Connection<'a> {
                 Err(LineError::Read(ReadError::Io(_))) => return,
             };
             let after = outcome.after;
-            let sent =
-                outcome.reply.is_empty() || self.writer.write_all(outcome.reply.as_bytes()).is_ok();
+            let written = match after {
+                _ if outcome.reply.is_empty() => Ok(()),
+                After::TurnAway => Ok(()),
+                _ => self.write_reply(&outcome.reply),
+            };
+            if outcome.filing {
+                self.shared.conns.end_filing(self.id);
+            }
             self.log(&what, &outcome, started);
+            if let Err(e) = written {
+                return self.unwritten(e);
+            }
             match after {
-                After::Continue if sent => {
+                After::Continue => {
                     if !served {
                         served = true;
                         self.shared.conns.mark_served(self.id);
                     }
                 }
-                After::Linger if sent => return self.shared.closer.linger(self.writer),
-                _ => return,
+                After::Linger => return self.shared.closer.linger(self.writer.into_inner()),
+                After::TurnAway => {
+                    return self
+                        .shared
+                        .turn_away(self.writer.into_inner(), &outcome.reply);
+                }
+                After::Gone => return,
             }
+        }
+    }
+
+    /// Writes one reply whole within the timeout, telling the registry
+    /// while it waits for the client to read.
+    fn write_reply(&mut self, reply: &str) -> Result<(), WriteError> {
+        self.activity.set_writing(true);
+        let deadline = Instant::now() + self.shared.limits.timeout;
+        let written = self.writer.write_all_by(reply.as_bytes(), deadline);
+        self.activity.set_writing(false);
+        written
+    }
+
+    /// Logs why a reply was not written, if it was the server's doing; the
+    /// connection then closes.
+    fn unwritten(&self, e: WriteError) {
+        match e {
+            WriteError::Timeout => log!(
+                "{} - - -> (closed: reply not read within {:.1}s)",
+                self.peer,
+                self.shared.limits.timeout.as_secs_f64()
+            ),
+            WriteError::Failed if self.shared.conns.evicted(self.id) == Some(Eviction::Unread) => {
+                log!(
+                    "{} - - -> (evicted: reply unread longest while full)",
+                    self.peer
+                )
+            }
+            WriteError::Failed => {}
         }
     }
 
     /// Sends a last `ERR busy` line, then closes lingeringly.
     fn end(self, why: &str) {
-        self.shared.turn_away(self.writer, why);
+        self.shared
+            .turn_away(self.writer.into_inner(), &protocol::err(Code::Busy, why));
     }
 
     fn log(&self, what: &str, outcome: &Outcome, started: Instant) {
@@ -293,15 +354,18 @@ impl<'a> Connection<'a> {
             return Outcome::from(e).closing();
         }
         let started = Instant::now();
-        self.progress.store(0, Ordering::Relaxed);
+        self.activity.set_progress(0, 0);
         // The signature and the payload are one transfer, held to one
         // moving deadline and watched as one by the registry.
         let total = size + sigsize as u64;
         self.shared
             .conns
             .set_payload(self.id, Some((started, total)));
-        let outcome = self.receive(kind, raw_name, (size, sigsize), started);
+        let mut outcome = self.receive(kind, raw_name, (size, sigsize), started);
+        self.activity.set_progress(0, 0);
         self.shared.conns.set_payload(self.id, None);
+        // Whether or not it got as far as filing: ended once answered.
+        outcome.filing = true;
         outcome
     }
 
@@ -318,45 +382,90 @@ impl<'a> Connection<'a> {
     ) -> Outcome {
         let shared = self.shared;
         let total = size + sigsize as u64;
-        let (name, _memory) = match upload::admit(&shared.budget, raw_name, total) {
-            Ok(admitted) => admitted,
-            Err(e) => return self.refuse_payload(total, started, e.into()),
+        let name = match Name::parse(raw_name) {
+            Ok(name) => name,
+            Err(e) => return self.refuse_payload(total, 0, started, UploadError::BadName(e)),
         };
+        // Nothing is reserved until bytes arrive; then as much as a buffer
+        // grows by, each time it must. One reservation holds the signature
+        // and the payload.
+        let mut memory = shared.budget.empty();
+        let id = self.id;
         let signed = if sigsize > 0 {
-            let mut armored = vec![0u8; sigsize];
-            if let Err(e) = self
-                .reader
-                .read_payload(&mut armored, started, &self.progress)
-            {
-                return self.payload_failed(e);
+            let mut armored = Vec::new();
+            let read = self.reader.read_payload(
+                &mut armored,
+                sigsize as u64,
+                (started, 0),
+                &self.activity,
+                |more| shared.grow_or_evict(id, &mut memory, more),
+            );
+            match read {
+                Ok(()) => {}
+                Err(PayloadError::NoMemory { received }) => {
+                    drop((armored, memory));
+                    return self.refuse_payload(
+                        total,
+                        received,
+                        started,
+                        UploadError::NoPayloadMemory,
+                    );
+                }
+                Err(PayloadError::Read(e)) => return self.payload_failed(e),
             }
             match upload::parse_signature(armored) {
                 Ok(signed) => Some(signed),
-                Err(e) => return self.refuse_payload(size, started, e.into()),
+                Err(e) => {
+                    drop(memory);
+                    return self.refuse_payload(total, sigsize as u64, started, e);
+                }
             }
         } else {
             None
         };
-        // `size` is at most `max_upload`, which was checked above; a budget
-        // over the address space would have failed the reservation.
-        let mut payload = vec![0u8; usize::try_from(size).unwrap_or(usize::MAX)];
-        if let Err(e) = self
-            .reader
-            .read_payload(&mut payload, started, &self.progress)
-        {
-            return self.payload_failed(e);
+        let before = sigsize as u64;
+        let mut payload = Vec::new();
+        let read = self.reader.read_payload(
+            &mut payload,
+            size,
+            (started, before),
+            &self.activity,
+            |more| shared.grow_or_evict(id, &mut memory, more),
+        );
+        match read {
+            Ok(()) => {}
+            Err(PayloadError::NoMemory { received }) => {
+                drop((payload, signed, memory));
+                return self.refuse_payload(
+                    total,
+                    before + received,
+                    started,
+                    UploadError::NoPayloadMemory,
+                );
+            }
+            Err(PayloadError::Read(e)) => return self.payload_failed(e),
         }
-        match upload::process(shared, kind, name, &mut payload, signed.as_ref()) {
+        match upload::process(shared, id, kind, name, &mut payload, signed.as_ref()) {
             Ok(accepted) => accepted.into(),
             Err(e) => e.into(),
         }
     }
 
-    /// Consumes the `size` bytes left of a refused upload, so the connection
-    /// stays in step.
-    fn refuse_payload(&mut self, size: u64, started: Instant, outcome: Outcome) -> Outcome {
-        match self.reader.skip_payload(size, started, &self.progress) {
-            Ok(()) => outcome,
+    /// Consumes the rest of a refused upload of `size` bytes (signature
+    /// and payload), of which `received` were read, so the connection stays
+    /// in step.
+    fn refuse_payload(
+        &mut self,
+        size: u64,
+        received: u64,
+        started: Instant,
+        refusal: UploadError,
+    ) -> Outcome {
+        match self
+            .reader
+            .skip_payload(size, received, started, &self.activity)
+        {
+            Ok(()) => refusal.into(),
             Err(e) => self.payload_failed(e),
         }
     }
@@ -367,21 +476,24 @@ impl<'a> Connection<'a> {
             ReadError::Timeout => {
                 Outcome::err(Code::Timeout, "payload not received in time").closing()
             }
-            ReadError::Eof if self.shared.conns.evicted(self.id) => {
-                log!(
-                    "{} - - -> ERR busy (evicted: slowest upload while full)",
-                    self.peer
-                );
-                Outcome::err(
+            ReadError::Eof => match self.shared.conns.evicted(self.id) {
+                Some(Eviction::Memory) => Outcome::err(
+                    Code::Busy,
+                    "server is out of memory; closed the upload furthest behind the minimum rate",
+                )
+                .detail("evicted: slowest upload while memory was short")
+                .turning_away(),
+                Some(_) => Outcome::err(
                     Code::Busy,
                     "server is full; closed the upload furthest behind the minimum rate",
                 )
-                .closing()
-            }
-            ReadError::Eof if self.shared.conns.stopping() => {
-                Outcome::gone("connection ended mid-payload while the server was stopping")
-            }
-            ReadError::Eof => Outcome::gone("client closed the connection mid-payload"),
+                .detail("evicted: slowest upload while full")
+                .turning_away(),
+                None if self.shared.conns.stopping() => {
+                    Outcome::gone("connection ended mid-payload while the server was stopping")
+                }
+                None => Outcome::gone("client closed the connection mid-payload"),
+            },
             ReadError::Io(e) => Outcome::gone(format_args!("read failed mid-payload: {e}")),
         }
     }

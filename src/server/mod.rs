@@ -1,12 +1,14 @@
 //! The server: the accept loop, one thread per connection, the limits that
 //! keep slow or hostile clients from starving the rest, and a clean stop.
 //!
-//! Each connection reads one request line through a capped, deadline-bound
-//! reader, then, for `PUT` and `SEAL`, exactly SIZE payload bytes with
-//! `read_exact` semantics under a deadline that moves with the bytes
-//! received (see below). The payload is
-//! held in memory once: a `SEAL` payload is decrypted in place, decoded
-//! from the same buffer and, if it is an image, filed from it.
+//! The rule behind the limits: whatever a client can make the server
+//! allocate or hold is charged before it is spent, and costs the client what
+//! it costs the server. Each connection reads one request line through a
+//! capped, deadline-bound reader, then, for `PUT` and `SEAL`, exactly SIZE
+//! payload bytes with `read_exact` semantics under a deadline that moves
+//! with the bytes received (see below). The payload is held in memory once:
+//! a `SEAL` payload is decrypted in place, decoded from the same buffer
+//! and, if it is an image, filed from it.
 //!
 //! Limits, all in [`crate::config::Limits`]:
 //! - a request line must arrive whole within the timeout of the previous
@@ -18,28 +20,38 @@
 //!   one timeout plus SIZE at the minimum rate after the line; a
 //!   client that announces a large SIZE and then stalls is cut a timeout
 //!   later, not after the whole SIZE's allowance;
+//! - a reply must be written whole within the timeout, or the connection
+//!   is closed: a client that does not read cannot hold its thread;
+//! - payload memory (a signed `SEAL`'s signature first, as part of the
+//!   same transfer) is reserved against the memory budget as the bytes
+//!   arrive, never ahead of them (announcing a SIZE or SIGSIZE costs
+//!   nothing), and a decode's peak memory before it decodes. When a
+//!   reservation does not fit, the upload holding memory that is furthest
+//!   behind the minimum rate (by more than `slow_grace`) is evicted to make
+//!   room; failing that, after a short wait, `ERR busy`;
 //! - at most `max_connections` connections are served. When full, the
 //!   connection idle longest (waiting for a request line; first among those
 //!   that never had a request answered) is evicted to make room; failing
-//!   that, the upload furthest behind the minimum rate (by more than
-//!   `SLOW_UPLOAD_GRACE`, in `registry`); if there is neither, the
-//!   newcomer gets `ERR busy` at once;
-//! - payloads (with their signatures) and decoded pixels are reserved
-//!   against a memory budget before they are allocated; past it, `ERR busy`.
+//!   that, the one whose reply has gone unread longest (past `slow_grace`);
+//!   failing that, the upload furthest behind the minimum rate (by more
+//!   than `slow_grace`); if there is none, the newcomer gets `ERR busy` at
+//!   once.
 //!
 //! A connection closed after an error is closed lingeringly: the write side
 //! is shut, and input is drained and discarded for
 //! [`LINGER`](crate::config::LINGER), so the client reads the `ERR` line
-//! instead of a TCP reset.
+//! instead of a TCP reset. Once a stop's grace is over, nothing more is
+//! filed: a connection cut off then has not had its upload stored, unless
+//! its filing had begun before (see [`Server::run`]).
 //!
 //! This file binds, runs, admits and stops. Beside it, one file per
-//! concept: `conn` serves a connection, reading through `reader` and
-//! handing uploads to `upload`; `registry` holds the slots and evicts;
-//! `linger` closes after errors; `budget` reserves memory and gates large
-//! decodes; `senders` holds the allowed_signers list in force; `sys` holds
-//! the calls into libc.
+//! concept: `conn` serves a connection, reading through `reader`, writing
+//! through `writer` and handing uploads to `upload`; `registry` holds the
+//! slots, evicts and closes filing at a stop; `linger` closes after errors;
+//! `senders` holds the allowed_signers list in force; `sys` holds the calls
+//! into libc. Memory is reserved and large decodes take turns through
+//! [`crate::budget`].
 
-mod budget;
 mod conn;
 mod linger;
 mod reader;
@@ -47,14 +59,18 @@ mod registry;
 mod senders;
 mod sys;
 mod upload;
+mod writer;
 
 pub use senders::{LoadError, Reload};
 
-use crate::config::{Limits, MAX_LINGERING, ServeConfig};
+use crate::budget::{Budget, DecodeGate, Reservation};
+use crate::config::{
+    DEFAULT_MAX_MEMORY, EVICTION_WAIT, FILING_WAIT, Limits, MAX_LINGERING, MEMORY_LIMIT_SHARE,
+    MEMORY_OVERHEAD, ServeConfig, show_size,
+};
 use crate::key::Identity;
 use crate::protocol::{self, Code};
 use crate::store::{self, Store};
-use budget::{Budget, DecodeGate};
 use conn::Connection;
 use linger::Closer;
 use registry::{Registry, Slot};
@@ -184,6 +200,7 @@ impl Server {
             source,
         })?;
         let mut limits = config.limits;
+        fit_memory(&mut limits, config.max_memory_set);
         let mut lingering = MAX_LINGERING;
         if let Some(soft) = sys::raise_fd_limit(limits.max_connections)
             && let fit = sys::connections_for_fd_limit(soft)
@@ -211,8 +228,8 @@ impl Server {
             namespace: config.signature_namespace.clone(),
             senders,
             budget: Budget::new(limits.max_memory),
-            decodes: DecodeGate::new(thread::available_parallelism().map_or(1, |n| n.get())),
-            conns: Registry::new(limits.max_connections, limits.min_rate),
+            decodes: DecodeGate::per_cpu(limits.large_decode),
+            conns: Registry::new(limits.max_connections, limits.min_rate, limits.slow_grace),
             closer,
         };
         Ok(Server {
@@ -272,6 +289,14 @@ impl Server {
 
     /// Serves until stopped, then waits up to the shutdown grace for
     /// in-flight requests, closes what is left and returns.
+    ///
+    /// After the grace nothing more is filed, even by a decode that ends
+    /// after this returns: an upload whose connection is cut then was not
+    /// stored, unless its filing had begun before the grace ended. Those
+    /// filings are waited for, up to [`FILING_WAIT`], and answered before
+    /// the connections are closed; only one that takes longer than that (a
+    /// stalled disk, or a client not reading its `OK`) can leave a client
+    /// cut off with its upload stored, whole and indexed.
     pub fn run(self) -> Result<(), Error> {
         for stream in self.listener.incoming() {
             if self.shared.conns.stopping() {
@@ -288,16 +313,29 @@ impl Server {
             }
         }
         drop(self.listener);
+        let conns = &self.shared.conns;
         let grace = self.shared.limits.shutdown_grace;
-        let left = self.shared.conns.wait_empty(grace);
+        let left = conns.wait_empty(grace);
         if left > 0 {
+            // From here on nothing begins to be filed; uploads being filed
+            // now finish and are answered before their connections close.
+            let filing = conns.close_filing(FILING_WAIT);
             log!(
                 "stopping: closing {left} connection(s) still busy after {}s",
                 grace.as_secs_f64()
             );
-            self.shared.conns.close_all();
-            if self.shared.conns.wait_empty(Duration::from_millis(500)) > 0 {
-                // A thread still running may still write its staged file.
+            conns.close_all();
+            let running = conns.wait_empty(Duration::from_millis(500));
+            if filing > 0 {
+                // Only a stalled disk holds a filing this long. Its file is
+                // staged and fsynced before it is linked: it is published
+                // whole or not at all, as after a crash.
+                log!("stopped with {filing} upload(s) still being written to disk");
+                return Ok(());
+            }
+            if running > 0 {
+                // Decodes still running can no longer file anything, but
+                // their staging folder is left to the next start's sweep.
                 log!("stopped");
                 return Ok(());
             }
@@ -320,19 +358,21 @@ impl Server {
         if configured.is_err() {
             return;
         }
-        let Some((id, progress)) = self.shared.conns.register(&stream) else {
+        sys::limit_send_buffer(&stream);
+        let Some((id, activity)) = self.shared.conns.register(&stream) else {
             log!(
                 "{peer} - - -> ERR busy (connection limit {})",
                 limits.max_connections
             );
+            let why = "server is at its connection limit; try again later";
             self.shared
-                .turn_away(stream, "server is at its connection limit; try again later");
+                .turn_away(stream, &protocol::err(Code::Busy, why));
             return;
         };
         let shared = Arc::clone(&self.shared);
         let spawned = thread::Builder::new().name("conn".into()).spawn(move || {
             let _slot = Slot::new(&shared.conns, id);
-            match Connection::new(&shared, stream, (id, progress), peer) {
+            match Connection::new(&shared, stream, (id, activity), peer) {
                 Ok(conn) => conn.serve(),
                 Err(e) => log!("cannot set up a connection: {e}"),
             }
@@ -345,10 +385,153 @@ impl Server {
     }
 }
 
+/// Fits the memory budget to a container's limit unless it was set, and
+/// logs the figure and where it came from.
+fn fit_memory(limits: &mut Limits, set: bool) {
+    if set {
+        log!(
+            "memory budget {} (--max-memory or COLORSORT_MAX_MEMORY)",
+            show_size(limits.max_memory)
+        );
+        return;
+    }
+    let (budget, container) = crate::budget::default_limit();
+    limits.max_memory = budget;
+    match container {
+        Some(limit) => log!(
+            "memory budget {}, fitted to the cgroup memory limit of {} in {} \
+             (1/{MEMORY_LIMIT_SHARE} of it less {} for the rest of the server, at most {}); \
+             --max-memory overrides",
+            show_size(budget),
+            show_size(limit.bytes),
+            limit.file.display(),
+            show_size(MEMORY_OVERHEAD),
+            show_size(DEFAULT_MAX_MEMORY)
+        ),
+        None => log!(
+            "memory budget {} (the default; no cgroup memory limit found)",
+            show_size(budget)
+        ),
+    }
+}
+
 impl Shared {
-    /// Sends one `ERR busy` line and closes lingeringly.
-    fn turn_away(&self, mut stream: TcpStream, why: &str) {
-        let _ = stream.write_all(protocol::err(Code::Busy, why).as_bytes());
+    /// Sends a last reply `line` without waiting for the client to read it,
+    /// and closes lingeringly. A client whose socket buffers are full (one
+    /// that does not read) does not get the line, and cannot hold this
+    /// thread, or the slot it is freeing, by not reading.
+    fn turn_away(&self, mut stream: TcpStream, line: &str) {
+        if stream.set_nonblocking(true).is_ok() {
+            let _ = stream.write(line.as_bytes());
+        }
         self.closer.linger(stream);
+    }
+
+    /// Reserves `bytes` for connection `id`: at once if they fit, else by
+    /// evicting the upload furthest behind the minimum rate, if one is, and
+    /// waiting up to [`EVICTION_WAIT`] for memory to be given back.
+    fn reserve_or_evict(&self, id: u64, bytes: u64) -> Option<Reservation<'_>> {
+        self.budget.try_reserve(bytes).or_else(|| {
+            self.conns.evict_for_memory(id);
+            self.budget.reserve_within(bytes, EVICTION_WAIT)
+        })
+    }
+
+    /// Grows `memory` by `more` bytes for connection `id`, as
+    /// [`reserve_or_evict`](Shared::reserve_or_evict) reserves.
+    fn grow_or_evict(&self, id: u64, memory: &mut Reservation<'_>, more: u64) -> bool {
+        memory.try_grow(more) || {
+            self.conns.evict_for_memory(id);
+            memory.grow_within(more, EVICTION_WAIT)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::mpsc;
+
+    /// A bound server on 127.0.0.1:0, in a temporary data directory holding
+    /// the test key, with `limits`.
+    fn server(limits: Limits) -> (tempfile::TempDir, Server) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/test-data/keys/test-only-server-key.pem"
+        );
+        let pem = dir.path().join("key.pem");
+        std::fs::copy(key, &pem).unwrap();
+        std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = ServeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data: dir.path().to_path_buf(),
+            limits,
+            ..ServeConfig::default()
+        };
+        (dir, Server::bind(&config).unwrap())
+    }
+
+    /// A solid PNG of `side` x `side` RGBA pixels: small to send, but its
+    /// pixels take `side` x `side` x 4 bytes to decode.
+    fn rgba_png(side: u32) -> Vec<u8> {
+        let img = image::RgbaImage::from_pixel(side, side, image::Rgba([9, 9, 200, 255]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn nothing_is_filed_after_the_shutdown_grace() {
+        let (dir, server) = server(Limits {
+            shutdown_grace: Duration::from_millis(200),
+            ..Limits::default()
+        });
+        let shared = Arc::clone(&server.shared);
+        let stopper = server.stopper().unwrap();
+        let addr = server.local_addr().unwrap();
+        let (ran, returned) = mpsc::channel();
+        let runner = thread::spawn(move || {
+            let result = server.run();
+            ran.send(()).unwrap();
+            result
+        });
+        // An image whose decode takes a turn (over 16 MiB of pixels), while
+        // this test holds every turn: its upload waits, received whole,
+        // until the grace is over and `run` has returned.
+        let turns: Vec<_> = (0..thread::available_parallelism().map_or(1, |n| n.get()))
+            .map(|_| shared.decodes.enter())
+            .collect();
+        let image = rgba_png(2100);
+        let mut client = TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client
+            .write_all(format!("PUT late.png {}\r\n", image.len()).as_bytes())
+            .unwrap();
+        client.write_all(&image).unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while shared.budget.used() < image.len() as u64 {
+            assert!(Instant::now() < until, "the payload never arrived");
+            thread::yield_now();
+        }
+        stopper.stop();
+        returned
+            .recv_timeout(Duration::from_secs(10))
+            .expect("run returned after the grace");
+        // The decode goes on now, after the grace, and ends.
+        drop(turns);
+        assert_eq!(shared.conns.wait_empty(Duration::from_secs(10)), 0);
+        let mut reply = String::new();
+        let _ = client.read_to_string(&mut reply);
+        assert!(!reply.starts_with("OK"), "acknowledged: {reply}");
+        let filed: Vec<_> = std::fs::read_dir(dir.path().join("not_trusted"))
+            .unwrap()
+            .collect();
+        assert!(filed.is_empty(), "filed after the grace: {filed:?}");
+        runner.join().unwrap().unwrap();
     }
 }

@@ -1,18 +1,25 @@
 //! A connection's input: one request line at a time through a capped
 //! reader before a deadline, and payloads with `read_exact` semantics under
-//! the moving payload deadline. The socket's read timeout is set to what is
+//! the moving payload deadline, into a buffer that grows, under the memory
+//! budget, only as bytes arrive. The socket's read timeout is set to what is
 //! left before the deadline ahead of every read, so a client trickling bytes
 //! cannot stretch a read past it.
 
+use super::registry::Activity;
 use crate::config::Limits;
 use crate::protocol;
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Read buffer per connection.
 const READ_BUFFER: usize = 8 * 1024;
+/// What a payload buffer first grows by, once the first payload byte has
+/// arrived: a client that sends one byte holds at most this much.
+const FIRST_CHUNK: u64 = 64 * 1024;
+/// The most a payload buffer grows by at once. Growth is by reallocation,
+/// which for blocks this large is a remapping, not a copy.
+const MAX_STEP: u64 = 8 * 1024 * 1024;
 
 /// Why reading from the client stopped.
 #[derive(Debug)]
@@ -23,6 +30,24 @@ pub(super) enum ReadError {
     Eof,
     /// The socket failed.
     Io(io::Error),
+}
+
+/// Why a payload was not read whole.
+#[derive(Debug)]
+pub(super) enum PayloadError {
+    /// Reading stopped.
+    Read(ReadError),
+    /// The memory budget refused more room, after `received` bytes.
+    NoMemory {
+        /// Payload bytes read so far.
+        received: u64,
+    },
+}
+
+impl From<ReadError> for PayloadError {
+    fn from(e: ReadError) -> PayloadError {
+        PayloadError::Read(e)
+    }
 }
 
 /// Why no request line was read.
@@ -93,48 +118,75 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Fills `out` with the payload whose request line ended at `started`,
-    /// under the moving payload deadline, storing the bytes received so far
-    /// in `progress` as they arrive. `progress` holds the bytes of this
-    /// upload already received (a signature before its payload), and the
-    /// deadline counts on from them: an upload is one transfer.
+    /// Reads one part of an upload, `size` bytes whose request line ended
+    /// at `started`, into `out`, under the moving payload deadline,
+    /// reporting the bytes received so far to `activity` as they arrive.
+    /// An upload is one transfer: the `before` bytes of it received, and
+    /// still held, ahead of this part (a signature before its payload)
+    /// count towards the deadline, the progress and the memory reported.
+    ///
+    /// `out` grows as bytes arrive, never ahead of them: before it grows,
+    /// at least one more byte must have arrived, and `reserve` must grant
+    /// the bytes it grows by (see [`next_len`]). Announcing a SIZE costs
+    /// nothing; holding memory costs sending it. If `reserve` refuses,
+    /// reading stops with [`PayloadError::NoMemory`] and the bytes of this
+    /// part received.
     pub(super) fn read_payload(
         &mut self,
-        out: &mut [u8],
-        started: Instant,
-        progress: &AtomicU64,
-    ) -> Result<(), ReadError> {
-        let before = progress.load(Ordering::Relaxed);
-        let mut received = 0;
-        while received < out.len() {
-            let deadline = self.payload_deadline(started, before + received as u64);
-            received += self.read_some(&mut out[received..], deadline)?;
-            progress.store(before + received as u64, Ordering::Relaxed);
+        out: &mut Vec<u8>,
+        size: u64,
+        (started, before): (Instant, u64),
+        activity: &Activity,
+        mut reserve: impl FnMut(u64) -> bool,
+    ) -> Result<(), PayloadError> {
+        out.clear();
+        let mut received = 0u64;
+        while received < size {
+            let deadline = self.payload_deadline(started, before + received);
+            if received == out.len() as u64 {
+                if self.fill(deadline)?.is_empty() {
+                    return Err(ReadError::Eof.into());
+                }
+                let len = next_len(received, size);
+                if !reserve(len - received) {
+                    return Err(PayloadError::NoMemory { received });
+                }
+                // `len` is at most SIZE, which the caller checked against
+                // the upload limit, and was just reserved.
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                // Exactly: `resize` alone may take twice what it needs.
+                out.reserve_exact(len - out.len());
+                out.resize(len, 0);
+            }
+            let at = usize::try_from(received).unwrap_or(usize::MAX);
+            received += self.read_some(&mut out[at..], deadline)? as u64;
+            activity.set_progress(before + received, before + out.len() as u64);
         }
         Ok(())
     }
 
-    /// Reads and discards a refused payload of `size` bytes, as
+    /// Reads and discards the rest of a refused upload of `size` bytes (its
+    /// signature and payload, as one transfer), of which `received` were
+    /// read already, as
     /// [`read_payload`](Reader::read_payload) would read it, so the
     /// connection stays in step.
     pub(super) fn skip_payload(
         &mut self,
         size: u64,
+        mut received: u64,
         started: Instant,
-        progress: &AtomicU64,
+        activity: &Activity,
     ) -> Result<(), ReadError> {
-        let before = progress.load(Ordering::Relaxed);
         let mut scratch = [0u8; 16 * 1024];
-        let mut received = 0;
         while received < size {
             let want = scratch
                 .len()
                 .min(usize::try_from(size - received).unwrap_or(usize::MAX));
             received += self.read_some(
                 &mut scratch[..want],
-                self.payload_deadline(started, before + received),
+                self.payload_deadline(started, received),
             )? as u64;
-            progress.store(before + received, Ordering::Relaxed);
+            activity.set_progress(received, 0);
         }
         Ok(())
     }
@@ -194,10 +246,54 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// How long a payload buffer holding `len` bytes, all received, grows to
+/// for a payload of `size`: by [`FIRST_CHUNK`] at first, then by as much as
+/// it holds (so it never holds more than twice what was received), at most
+/// [`MAX_STEP`] at a time, never past `size`.
+fn next_len(len: u64, size: u64) -> u64 {
+    len.saturating_add(len.clamp(FIRST_CHUNK, MAX_STEP))
+        .min(size)
+}
+
 /// Timeouts surface as `WouldBlock` or `TimedOut`; the deadline decides.
 fn retryable(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_buffers_grow_with_what_was_received() {
+        let mib = 1 << 20;
+        // (bytes held and received, SIZE, bytes held next)
+        let cases = [
+            (0, 22, 22),
+            (0, 64 * mib, 64 * 1024),
+            (64 * 1024, 64 * mib, 128 * 1024),
+            (mib, 64 * mib, 2 * mib),
+            (8 * mib, 64 * mib, 16 * mib),
+            (16 * mib, 64 * mib, 24 * mib),
+            (60 * mib, 64 * mib, 64 * mib),
+            (100, 150, 150),
+        ];
+        for (len, size, next) in cases {
+            assert_eq!(next_len(len, size), next, "{len} of {size}");
+        }
+        // However SIZE and the bytes received, the buffer holds at most
+        // twice what was received, or the first chunk.
+        for size in [1, 1000, 65_537, 3 * mib + 5, 64 * mib] {
+            let mut len = 0;
+            while len < size {
+                let next = next_len(len, size);
+                assert!(next > len && next <= size);
+                assert!(next <= (2 * len).max(FIRST_CHUNK), "{len} -> {next}");
+                len = next;
+            }
+        }
+    }
 }

@@ -1,28 +1,91 @@
 //! The connection registry: one slot per live connection, the connection
-//! cap, eviction of the connection idle longest (or else the upload furthest
-//! behind the minimum rate) to make room for a newcomer, and the view of
-//! every connection that a stop needs.
+//! cap, eviction (of the connection idle longest, else the reply unread
+//! longest, else the upload furthest behind the minimum rate) to make room
+//! for a newcomer, eviction of the upload furthest behind to free memory,
+//! the gate that closes filing at the end of a stop's grace, and the view
+//! of every connection that a stop needs.
 
+use crate::config::EVICTION_WAIT;
 use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// How long a newcomer waits for an evicted connection's slot to free up.
-const EVICTION_WAIT: Duration = Duration::from_millis(250);
-/// How far behind the minimum rate, in time, an upload must fall before it
-/// may be evicted for a newcomer: a client that sent its request line is
-/// given this long for its payload to start flowing.
-const SLOW_UPLOAD_GRACE: Duration = Duration::from_secs(1);
+/// Why a connection was evicted, for what it is told and the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Eviction {
+    /// It waited longest for a request line while every slot was taken.
+    Idle,
+    /// Its reply went unread longest while every slot was taken.
+    Unread,
+    /// Its upload was furthest behind the minimum rate while every slot
+    /// was taken.
+    SlowUpload,
+    /// Its upload was furthest behind the minimum rate while the memory
+    /// budget was spent.
+    Memory,
+}
+
+/// What a connection's thread reports of itself without taking the
+/// registry's lock, for eviction to read.
+pub(super) struct Activity {
+    /// The registry's clock: times below are milliseconds after it.
+    epoch: Instant,
+    /// Payload bytes received of the current upload.
+    progress: AtomicU64,
+    /// Bytes of the memory budget the current upload's payload holds.
+    reserved: AtomicU64,
+    /// When the reply being written started, plus one; 0 when none is.
+    writing_since: AtomicU64,
+}
+
+impl Activity {
+    fn new(epoch: Instant) -> Activity {
+        Activity {
+            epoch,
+            progress: AtomicU64::new(0),
+            reserved: AtomicU64::new(0),
+            writing_since: AtomicU64::new(0),
+        }
+    }
+
+    /// Records the payload bytes received so far, and the memory they hold.
+    pub(super) fn set_progress(&self, received: u64, reserved: u64) {
+        self.progress.store(received, Ordering::Relaxed);
+        self.reserved.store(reserved, Ordering::Relaxed);
+    }
+
+    /// Records that a reply is being written (`true`) or is written.
+    pub(super) fn set_writing(&self, writing: bool) {
+        let since = if writing {
+            let ms = self.epoch.elapsed().as_millis();
+            u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1
+        } else {
+            0
+        };
+        self.writing_since.store(since, Ordering::Relaxed);
+    }
+
+    /// How long the reply being written has waited, if one is.
+    fn writing_for(&self, now: Instant) -> Option<Duration> {
+        let since = self.writing_since.load(Ordering::Relaxed).checked_sub(1)?;
+        let now = u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).ok()?;
+        Some(Duration::from_millis(now.saturating_sub(since)))
+    }
+}
 
 /// The live connections, for the connection cap, eviction and shutdown.
 pub(super) struct Registry {
     cap: usize,
     /// The minimum payload rate, bytes per second: an upload more than
-    /// [`SLOW_UPLOAD_GRACE`] behind it may be evicted when the registry is
-    /// full and nothing is idle.
+    /// `grace` behind it may be evicted when the registry is full and
+    /// nothing is idle, or when memory is short.
     min_rate: u64,
+    /// How far behind an upload, or how long unread a reply, before its
+    /// connection may be evicted.
+    grace: Duration,
+    epoch: Instant,
     state: Mutex<RegistryState>,
     changed: Condvar,
     /// Mirrors `state.stopping`, read without the lock by the accept loop.
@@ -35,6 +98,8 @@ struct RegistryState {
     next_id: u64,
     conns: HashMap<u64, Entry>,
     stopping: bool,
+    /// Past a stop's grace: no upload may begin to be filed.
+    filing_closed: bool,
 }
 
 /// One live connection's slot.
@@ -50,25 +115,50 @@ struct Entry {
     /// When the connection's current payload started, and its SIZE, while
     /// it is in an upload.
     payload: Option<(Instant, u64)>,
-    /// Payload bytes received so far, written by the connection's thread.
-    progress: Arc<AtomicU64>,
-    evicted: bool,
+    /// What the connection's thread reports without the lock.
+    activity: Arc<Activity>,
+    /// The connection is filing an upload (from its decision to file until
+    /// its reply is written).
+    filing: bool,
+    evicted: Option<Eviction>,
 }
 
 impl Entry {
     /// How far the payload being received is behind the minimum rate, in
-    /// bytes, counted from [`SLOW_UPLOAD_GRACE`] after its start; `None` if
-    /// it is not behind (or not receiving a payload).
-    fn behind(&self, min_rate: u64, now: Instant) -> Option<u64> {
+    /// bytes, counted from `grace` after its start; `None` if it is not
+    /// behind (or not receiving a payload).
+    fn behind(&self, min_rate: u64, grace: Duration, now: Instant) -> Option<u64> {
         let (started, size) = self.payload?;
-        let received = self.progress.load(Ordering::Relaxed);
-        let elapsed = now
-            .saturating_duration_since(started)
-            .checked_sub(SLOW_UPLOAD_GRACE)?;
+        let received = self.activity.progress.load(Ordering::Relaxed);
+        let elapsed = now.saturating_duration_since(started).checked_sub(grace)?;
         let due = u64::try_from(elapsed.as_millis().saturating_mul(u128::from(min_rate)) / 1000)
             .unwrap_or(u64::MAX)
             .min(size);
         (received < due).then(|| due - received)
+    }
+
+    /// How long past `grace` the reply being written has gone unread, if it
+    /// has.
+    fn unread(&self, grace: Duration, now: Instant) -> Option<Duration> {
+        self.activity
+            .writing_for(now)?
+            .checked_sub(grace)
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Marks the connection evicted and shuts its socket so that its thread
+    /// notices: the read side for a connection reading (its read returns
+    /// end of input; the thread says why and exits), both for one blocked
+    /// in a write to a client that does not read.
+    fn evict(&mut self, why: Eviction) {
+        self.evicted = Some(why);
+        let how = match why {
+            Eviction::Unread => Shutdown::Both,
+            Eviction::Idle | Eviction::SlowUpload | Eviction::Memory => Shutdown::Read,
+        };
+        if let Some(socket) = &self.socket {
+            let _ = socket.shutdown(how);
+        }
     }
 }
 
@@ -92,10 +182,12 @@ impl Drop for Slot<'_> {
 }
 
 impl Registry {
-    pub(super) fn new(cap: usize, min_rate: u64) -> Registry {
+    pub(super) fn new(cap: usize, min_rate: u64, grace: Duration) -> Registry {
         Registry {
             cap,
             min_rate,
+            grace,
+            epoch: Instant::now(),
             state: Mutex::default(),
             changed: Condvar::new(),
             stopping: AtomicBool::new(false),
@@ -107,38 +199,18 @@ impl Registry {
     }
 
     /// Takes a slot for `stream`, evicting a connection if the registry is
-    /// full: the one idle longest, or else the upload furthest behind the
-    /// minimum rate. `None` if no slot could be had. Returns the slot's id
-    /// and the progress counter its connection reports payload bytes to.
-    pub(super) fn register(&self, stream: &TcpStream) -> Option<(u64, Arc<AtomicU64>)> {
+    /// full: the one idle longest, else the one whose reply has gone unread
+    /// longest, else the upload furthest behind the minimum rate. `None` if
+    /// no slot could be had. Returns the slot's id and the activity its
+    /// connection reports to.
+    pub(super) fn register(&self, stream: &TcpStream) -> Option<(u64, Arc<Activity>)> {
         let mut state = self.lock();
         if state.stopping {
             return None;
         }
         if state.conns.len() >= self.cap {
-            let now = Instant::now();
-            let candidates = || state.conns.iter().filter(|(_, e)| !e.evicted);
-            // Idle connections cost the server nothing to drop; a slow upload
-            // is dropped only when every slot is taken by a request, so that
-            // uploads trickled on purpose cannot lock everyone else out.
-            let idle = candidates()
-                .filter_map(|(id, e)| e.idle_since.map(|since| (e.served, since, *id)))
-                .min()
-                .map(|(_, _, id)| id);
-            let slow = || {
-                candidates()
-                    .filter_map(|(id, e)| e.behind(self.min_rate, now).map(|b| (b, *id)))
-                    .max()
-                    .map(|(_, id)| id)
-            };
-            let victim_id = idle.or_else(slow)?;
-            let victim = state.conns.get_mut(&victim_id)?;
-            victim.evicted = true;
-            if let Some(socket) = &victim.socket {
-                // Its blocked read returns end-of-input; its thread sees
-                // `evicted`, says why and exits, freeing the slot.
-                let _ = socket.shutdown(Shutdown::Read);
-            }
+            let (victim, why) = self.victim(&state)?;
+            state.conns.get_mut(&victim)?.evict(why);
             let (next, _) = self
                 .changed
                 .wait_timeout_while(state, EVICTION_WAIT, |s| s.conns.len() >= self.cap)
@@ -150,17 +222,70 @@ impl Registry {
         }
         state.next_id += 1;
         let id = state.next_id;
-        let progress = Arc::new(AtomicU64::new(0));
+        let activity = Arc::new(Activity::new(self.epoch));
         let entry = Entry {
             socket: stream.try_clone().ok(),
             idle_since: None,
             served: false,
             payload: None,
-            progress: Arc::clone(&progress),
-            evicted: false,
+            activity: Arc::clone(&activity),
+            filing: false,
+            evicted: None,
         };
         state.conns.insert(id, entry);
-        Some((id, progress))
+        Some((id, activity))
+    }
+
+    /// The connection to evict for a newcomer, and why. Idle connections
+    /// cost the server nothing to drop; a client that does not read its
+    /// replies, or trickles an upload, is dropped only when every slot is
+    /// taken by a request, so that none of them can lock everyone else out.
+    fn victim(&self, state: &RegistryState) -> Option<(u64, Eviction)> {
+        let now = Instant::now();
+        let candidates = || state.conns.iter().filter(|(_, e)| e.evicted.is_none());
+        let idle = candidates()
+            .filter_map(|(id, e)| e.idle_since.map(|since| (e.served, since, *id)))
+            .min()
+            .map(|(_, _, id)| (id, Eviction::Idle));
+        let unread = || {
+            candidates()
+                .filter_map(|(id, e)| e.unread(self.grace, now).map(|d| (d, *id)))
+                .max()
+                .map(|(_, id)| (id, Eviction::Unread))
+        };
+        let slow = || {
+            candidates()
+                .filter_map(|(id, e)| e.behind(self.min_rate, self.grace, now).map(|b| (b, *id)))
+                .max()
+                .map(|(_, id)| (id, Eviction::SlowUpload))
+        };
+        idle.or_else(unread).or_else(slow)
+    }
+
+    /// Evicts, to free memory for connection `for_id`, the upload holding
+    /// memory that is furthest behind the minimum rate (past the grace).
+    /// Returns false if no upload qualifies.
+    pub(super) fn evict_for_memory(&self, for_id: u64) -> bool {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let victim = state
+            .conns
+            .iter()
+            .filter(|(id, e)| {
+                **id != for_id
+                    && e.evicted.is_none()
+                    && e.activity.reserved.load(Ordering::Relaxed) > 0
+            })
+            .filter_map(|(id, e)| e.behind(self.min_rate, self.grace, now).map(|b| (b, *id)))
+            .max()
+            .map(|(_, id)| id);
+        match victim.and_then(|id| state.conns.get_mut(&id)) {
+            Some(entry) => {
+                entry.evict(Eviction::Memory);
+                true
+            }
+            None => false,
+        }
     }
 
     pub(super) fn release(&self, id: u64) {
@@ -196,12 +321,51 @@ impl Registry {
         }
     }
 
-    pub(super) fn evicted(&self, id: u64) -> bool {
-        self.lock().conns.get(&id).is_some_and(|e| e.evicted)
+    /// Why the connection was evicted, if it was.
+    pub(super) fn evicted(&self, id: u64) -> Option<Eviction> {
+        self.lock().conns.get(&id).and_then(|e| e.evicted)
     }
 
     pub(super) fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Lets connection `id` begin filing an upload, until
+    /// [`end_filing`](Registry::end_filing); false once a stop's grace is
+    /// over, when nothing more may be filed.
+    pub(super) fn begin_filing(&self, id: u64) -> bool {
+        let mut state = self.lock();
+        if state.filing_closed {
+            return false;
+        }
+        if let Some(e) = state.conns.get_mut(&id) {
+            e.filing = true;
+        }
+        true
+    }
+
+    /// Records that connection `id` has filed and answered, if it was
+    /// filing.
+    pub(super) fn end_filing(&self, id: u64) {
+        let mut state = self.lock();
+        if let Some(e) = state.conns.get_mut(&id).filter(|e| e.filing) {
+            e.filing = false;
+            drop(state);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Refuses every filing from now on, and waits up to `limit` for those
+    /// under way to finish and be answered; returns how many are left.
+    pub(super) fn close_filing(&self, limit: Duration) -> usize {
+        let mut state = self.lock();
+        state.filing_closed = true;
+        let filing = |s: &RegistryState| s.conns.values().filter(|e| e.filing).count();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, limit, |s| filing(s) > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        filing(&state)
     }
 
     /// Refuses new connections and ends idle ones; busy ones finish their
@@ -244,17 +408,37 @@ mod tests {
     use std::net::TcpListener;
     use std::thread;
 
-    #[test]
-    fn slow_uploads_are_behind_only_past_their_grace() {
-        let start = Instant::now();
-        let entry = |received: u64, size: u64| Entry {
+    const GRACE: Duration = Duration::from_secs(1);
+
+    fn entry(start: Instant, received: u64, size: u64) -> Entry {
+        let activity = Activity::new(start);
+        activity.set_progress(received, 0);
+        Entry {
             socket: None,
             idle_since: None,
             served: false,
             payload: Some((start, size)),
-            progress: Arc::new(AtomicU64::new(received)),
-            evicted: false,
-        };
+            activity: Arc::new(activity),
+            filing: false,
+            evicted: None,
+        }
+    }
+
+    /// `n` accepted server-side sockets, each with its client end.
+    fn sockets(n: usize) -> Vec<(TcpStream, TcpStream)> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        (0..n)
+            .map(|_| {
+                let client = TcpStream::connect(addr).unwrap();
+                (client, listener.accept().unwrap().0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn slow_uploads_are_behind_only_past_their_grace() {
+        let start = Instant::now();
         let at = |secs: u64| start + Duration::from_secs(secs);
         // (received, size, seconds since the payload started, behind by)
         let cases = [
@@ -269,29 +453,47 @@ mod tests {
         ];
         for (received, size, secs, want) in cases {
             assert_eq!(
-                entry(received, size).behind(100, at(secs)),
+                entry(start, received, size).behind(100, GRACE, at(secs)),
                 want,
                 "{received}/{size} after {secs}s"
             );
         }
         let idle = Entry {
             payload: None,
-            ..entry(0, 0)
+            ..entry(start, 0, 0)
         };
-        assert_eq!(idle.behind(100, at(100)), None);
+        assert_eq!(idle.behind(100, GRACE, at(100)), None);
+    }
+
+    #[test]
+    fn replies_are_unread_only_past_their_grace() {
+        let start = Instant::now();
+        let e = entry(start, 0, 0);
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert_eq!(e.unread(GRACE, at(5000)), None, "not writing");
+        // Writing since 0 ms after the epoch.
+        e.activity.writing_since.store(1, Ordering::Relaxed);
+        // (milliseconds after the epoch, unread past the grace)
+        let cases = [
+            (0, None),
+            (1000, None),
+            (1500, Some(500)),
+            (9000, Some(8000)),
+        ];
+        for (ms, want) in cases {
+            let want = want.map(Duration::from_millis);
+            assert_eq!(e.unread(GRACE, at(ms)), want, "{ms} ms");
+        }
+        e.activity.set_writing(false);
+        assert_eq!(e.unread(GRACE, at(9000)), None);
+        e.activity.set_writing(true);
+        assert!(e.activity.writing_for(Instant::now()).is_some());
     }
 
     #[test]
     fn eviction_spares_idle_connections_that_were_served() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted: Vec<(TcpStream, TcpStream)> = (0..3)
-            .map(|_| {
-                let client = TcpStream::connect(addr).unwrap();
-                (client, listener.accept().unwrap().0)
-            })
-            .collect();
-        let registry = Registry::new(2, 1000);
+        let accepted = sockets(3);
+        let registry = Registry::new(2, 1000, GRACE);
         let (served, _) = registry.register(&accepted[0].1).unwrap();
         registry.set_idle(served, true);
         registry.mark_served(served);
@@ -302,7 +504,74 @@ mod tests {
         // served one has been idle longer. No thread frees the slot here, so
         // the newcomer itself is then refused.
         assert!(registry.register(&accepted[2].1).is_none());
-        assert!(registry.evicted(fresh));
-        assert!(!registry.evicted(served));
+        assert_eq!(registry.evicted(fresh), Some(Eviction::Idle));
+        assert_eq!(registry.evicted(served), None);
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_is_evicted_when_full() {
+        let accepted = sockets(3);
+        let registry = Registry::new(2, 1000, Duration::from_millis(1));
+        // Both slots in a request: one writing a reply nobody reads, one
+        // receiving a payload at the rate it should.
+        let (writer, activity) = registry.register(&accepted[0].1).unwrap();
+        activity.set_writing(true);
+        let (uploader, _) = registry.register(&accepted[1].1).unwrap();
+        registry.set_payload(uploader, Some((Instant::now(), 1 << 30)));
+        let until = Instant::now() + Duration::from_secs(5);
+        while registry.lock().conns[&writer]
+            .unread(registry.grace, Instant::now())
+            .is_none()
+        {
+            assert!(Instant::now() < until, "never unread");
+            thread::yield_now();
+        }
+        assert!(registry.register(&accepted[2].1).is_none());
+        assert_eq!(registry.evicted(writer), Some(Eviction::Unread));
+        assert_eq!(registry.evicted(uploader), None);
+    }
+
+    #[test]
+    fn memory_goes_to_whoever_is_furthest_behind() {
+        let accepted = sockets(4);
+        let registry = Registry::new(10, 1000, Duration::from_millis(1));
+        let long_ago = Instant::now() - Duration::from_secs(60);
+        // (received, reserved): behind by 60 000 less what was received.
+        let holders = [(50_000, 65_536), (10_000, 65_536), (0, 0)];
+        let ids: Vec<u64> = holders
+            .iter()
+            .zip(&accepted)
+            .map(|(&(received, reserved), (_, socket))| {
+                let (id, activity) = registry.register(socket).unwrap();
+                registry.set_payload(id, Some((long_ago, 1 << 30)));
+                activity.set_progress(received, reserved);
+                id
+            })
+            .collect();
+        let (me, _) = registry.register(&accepted[3].1).unwrap();
+        // The one with nothing reserved frees nothing, however far behind.
+        assert!(registry.evict_for_memory(me));
+        assert_eq!(registry.evicted(ids[1]), Some(Eviction::Memory));
+        assert!(registry.evict_for_memory(me));
+        assert_eq!(registry.evicted(ids[0]), Some(Eviction::Memory));
+        assert!(!registry.evict_for_memory(me), "no one left to evict");
+        assert_eq!(registry.evicted(ids[2]), None);
+    }
+
+    #[test]
+    fn filing_closes_after_what_is_under_way() {
+        let accepted = sockets(2);
+        let registry = Arc::new(Registry::new(10, 1000, GRACE));
+        let (a, _) = registry.register(&accepted[0].1).unwrap();
+        let (b, _) = registry.register(&accepted[1].1).unwrap();
+        assert!(registry.begin_filing(a));
+        assert_eq!(registry.close_filing(Duration::from_millis(20)), 1);
+        assert!(!registry.begin_filing(b), "closed");
+        let ender = {
+            let registry = Arc::clone(&registry);
+            thread::spawn(move || registry.end_filing(a))
+        };
+        assert_eq!(registry.close_filing(Duration::from_secs(5)), 0);
+        ender.join().unwrap();
     }
 }

@@ -1,6 +1,6 @@
 //! What the server asks of the operating system through libc: a soft
-//! open-file limit high enough for its connections, and an allocator that
-//! gives large blocks back. Every `unsafe` call of the server is here, each
+//! open-file limit high enough for its connections, small send buffers,
+//! and an allocator that gives large blocks back. Every `unsafe` call of the server is here, each
 //! with the reason it is sound.
 
 /// File descriptors a connection holds at most: its socket, two duplicates
@@ -11,6 +11,36 @@ pub(super) const FDS_PER_CONNECTION: usize = 4;
 /// Descriptors kept for the rest of the process: stdio, the listener, the
 /// data directory's folder handles and locks, the key file at start.
 const FDS_RESERVED: usize = 64;
+
+/// The kernel's send buffer for a connection's socket, in bytes (Linux
+/// doubles it for its bookkeeping). Replies are at most a few hundred
+/// bytes, so this costs no speed; it bounds what a client that pipelines
+/// requests and never reads their replies makes the kernel hold for it,
+/// which otherwise grows to `net.ipv4.tcp_wmem`'s maximum (4 MiB).
+const SEND_BUFFER: i32 = 16 * 1024;
+
+/// Sets the socket's send buffer to [`SEND_BUFFER`]; best effort.
+pub(super) fn limit_send_buffer(stream: &std::net::TcpStream) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = SEND_BUFFER;
+        // SAFETY: setsockopt reads one `c_int` through a valid pointer, of
+        // the length given, on a socket that `stream` keeps open; a failure
+        // changes nothing.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&raw const size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
+}
 
 /// Raises the soft open-file limit to what `connections` need, as far as
 /// the hard limit allows, and returns the soft limit then in force; `None`

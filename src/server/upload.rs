@@ -1,15 +1,14 @@
-//! What the server does with an upload, apart from the socket: the checks
-//! made before its payload is read (size, name, memory) and, for a signed
-//! `SEAL`, the parse of its signature; then, on the payload in memory,
-//! decryption, the signature's check over the plaintext and the lookup of
-//! its key among the known senders, which decide the folder class, the
-//! duplicate check within that class, decoding under the memory budget and
-//! the decode gate, and filing. Every way an upload can be refused is an
-//! [`UploadError`], and [`UploadError::code`] is the one place it becomes a
-//! protocol code.
+//! What the server does with an upload, apart from the socket: the check
+//! made before its signature and payload are read (their sizes) and, for a
+//! signed `SEAL`, the parse of its signature before its payload is read;
+//! then, on the payload in memory, decryption, the signature's check over
+//! the plaintext and the lookup of its key among the known senders, which
+//! decide the folder class, the duplicate check within that class, decoding
+//! under the memory budget and the decode gate, and filing, unless a stop's
+//! grace is over. Every way an upload can be refused is an [`UploadError`],
+//! and [`UploadError::code`] is the one place it becomes a protocol code.
 
 use super::Shared;
-use super::budget::{Budget, Reservation};
 use crate::age;
 use crate::classify;
 use crate::config::Limits;
@@ -34,7 +33,8 @@ pub(super) enum UploadError {
     },
     /// The name given is not acceptable.
     BadName(name::Error),
-    /// The memory budget has no room for the payload now.
+    /// The memory budget has no room for more of the signature or payload
+    /// now.
     NoPayloadMemory,
     /// A `SEAL` payload could not be decrypted with the server's key.
     Decrypt(age::Error),
@@ -66,6 +66,9 @@ pub(super) enum UploadError {
     },
     /// The memory budget has no room for the decoded pixels now.
     NoPixelMemory,
+    /// The server is stopping, and its grace is over: nothing more is
+    /// filed.
+    Stopping,
     /// The store could not file the upload.
     Store(store::Error),
 }
@@ -96,6 +99,7 @@ impl fmt::Display for UploadError {
             UploadError::NoPixelMemory => {
                 f.write_str("server is out of memory for decoding; try again later")
             }
+            UploadError::Stopping => f.write_str("server is shutting down; not stored"),
             UploadError::Store(e) => write!(f, "{STORE_FAILED}: {e}"),
         }
     }
@@ -113,7 +117,9 @@ impl UploadError {
         match self {
             UploadError::TooLarge { .. } => Code::TooLarge,
             UploadError::BadName(_) => Code::BadName,
-            UploadError::NoPayloadMemory | UploadError::NoPixelMemory => Code::Busy,
+            UploadError::NoPayloadMemory | UploadError::NoPixelMemory | UploadError::Stopping => {
+                Code::Busy
+            }
             UploadError::Decrypt(_) => Code::DecryptFailed,
             UploadError::BadSignature(_) => Code::BadSignature,
             UploadError::UnknownSigner { .. } => Code::UnknownSigner,
@@ -197,20 +203,6 @@ pub(super) fn check_size(limits: &Limits, size: u64, sigsize: usize) -> Result<(
     Ok(())
 }
 
-/// Parses the upload's name and reserves memory for the `bytes` it is
-/// followed by (its signature and payload), before any of them is read.
-pub(super) fn admit<'a>(
-    budget: &'a Budget,
-    raw_name: &[u8],
-    bytes: u64,
-) -> Result<(Name, Reservation<'a>), UploadError> {
-    let name = Name::parse(raw_name).map_err(UploadError::BadName)?;
-    let memory = budget
-        .try_reserve(bytes)
-        .ok_or(UploadError::NoPayloadMemory)?;
-    Ok((name, memory))
-}
-
 /// Parses a `SEAL`'s signature, before its payload is read or decrypted:
 /// what a signature says needs no message, so a malformed one, or one of a
 /// key or hash never accepted, costs no decryption.
@@ -219,12 +211,13 @@ pub(super) fn parse_signature(armored: Vec<u8>) -> Result<Signed, UploadError> {
     Ok(Signed { armored, signature })
 }
 
-/// Opens, classifies and files one received payload, which [`admit`]
-/// reserved memory for, with its parsed signature, if it came with one: a
-/// `SEAL` payload is decrypted in place, decoded from the same buffer and
-/// filed from it.
+/// Opens, classifies and files one payload that connection `id` received
+/// (into memory reserved as it arrived, with its signature's), with its
+/// parsed signature, if it came with one: a `SEAL` payload is decrypted in
+/// place, decoded from the same buffer and filed from it.
 pub(super) fn process(
     shared: &Shared,
+    id: u64,
     kind: Upload,
     name: Name,
     payload: &mut Vec<u8>,
@@ -232,7 +225,7 @@ pub(super) fn process(
 ) -> Result<Accepted, UploadError> {
     let limits = &shared.limits;
     // The reservation is the payload's SIZE, whatever decryption leaves,
-    // and its signature.
+    // and its signature's.
     let held = payload.len() as u64 + signed.map_or(0, |s| s.armored.len() as u64);
     if kind == Upload::Seal {
         age::decrypt_in_place(payload, &shared.identity).map_err(UploadError::Decrypt)?;
@@ -281,8 +274,7 @@ pub(super) fn process(
     }
     let turn = shared.decodes.enter_if_large(peak);
     let pixel_memory = shared
-        .budget
-        .try_reserve(peak)
+        .reserve_or_evict(id, peak)
         .ok_or(UploadError::NoPixelMemory)?;
     let verdict = image.classify().map_err(UploadError::Image)?;
     drop((turn, pixel_memory));
@@ -295,6 +287,12 @@ pub(super) fn process(
         Name::Given(n) => n,
         Name::Generated => generated_name(&digest, extension),
     };
+    // Past a stop's grace nothing more is filed: a client cut off by it
+    // finds nothing of its upload stored. A filing that began before is
+    // waited for (see `Server::run`).
+    if !shared.conns.begin_filing(id) {
+        return Err(UploadError::Stopping);
+    }
     let signature = sender.as_ref().map(|s| s.armored);
     let filed = shared
         .store
@@ -494,6 +492,12 @@ mod tests {
                 UploadError::NoPixelMemory,
                 Code::Busy,
                 "server is out of memory for decoding; try again later".to_string(),
+                None,
+            ),
+            (
+                UploadError::Stopping,
+                Code::Busy,
+                "server is shutting down; not stored".to_string(),
                 None,
             ),
             (

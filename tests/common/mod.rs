@@ -47,8 +47,29 @@ pub fn png(rgb: [u8; 3], w: u32, h: u32) -> Vec<u8> {
     out.into_inner()
 }
 
+/// Waits until `cond` holds, checking every few milliseconds, or until
+/// `deadline`; returns whether it held.
+pub fn wait_until(deadline: Instant, mut cond: impl FnMut() -> bool) -> bool {
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `limit` from now.
+pub fn after(limit: Duration) -> Instant {
+    Instant::now() + limit
+}
+
 /// Opens a connection that reserves `reserve` bytes of the server's memory
-/// budget (an upload announced but not sent) and returns it once the
+/// budget (an upload announced, with its first bytes sent; memory is
+/// reserved as payload bytes arrive, and `reserve` must be at most the
+/// first chunk the server reserves, 64 KiB) and returns it once the
 /// reservation is seen: once a small probe upload gets `ERR busy`. The
 /// server must run with a low `--min-rate`, so the holder is neither cut
 /// nor evicted while the test runs.
@@ -60,7 +81,10 @@ pub fn hold_memory(s: &TestServer, reserve: u64) -> Conn {
     for round in 0..10 {
         let mut holder = s.connect();
         holder.send(format!("PUT hold.png {reserve}\r\n12345").as_bytes());
-        std::thread::sleep(Duration::from_millis(100 << round.min(4)));
+        assert!(
+            s.wait_read(&holder, Duration::from_secs(10)),
+            "the server never read the holder's bytes"
+        );
         for attempt in 0..3 {
             let seed = 1000 + round * 10 + attempt;
             let reply = probe.upload("PUT", "probe.png", &noise_png(8, 8, seed));
@@ -74,6 +98,41 @@ pub fn hold_memory(s: &TestServer, reserve: u64) -> Conn {
         let _ = holder.line();
     }
     panic!("the server never reported the held memory as busy");
+}
+
+/// One TCP socket's queues from `/proc/net/tcp`: bytes sent and not yet
+/// acknowledged by the peer, and bytes received and not yet read by the
+/// socket's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queues {
+    pub unacked: u64,
+    pub unread: u64,
+}
+
+/// The queues of the IPv4 socket bound to `local` and connected to
+/// `remote`, as the kernel reports them; `None` if there is none.
+pub fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<Queues> {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => Some(format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        )),
+        SocketAddr::V6(_) => None,
+    };
+    let (local, remote) = (hex(local)?, hex(remote)?);
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&local.as_str()) || fields.get(2) != Some(&remote.as_str()) {
+            return None;
+        }
+        let (tx, rx) = fields.get(4)?.split_once(':')?;
+        Some(Queues {
+            unacked: u64::from_str_radix(tx, 16).ok()?,
+            unread: u64::from_str_radix(rx, 16).ok()?,
+        })
+    })
 }
 
 /// A PNG of pseudo-random pixels, which barely compresses: about 3·w·h bytes.
@@ -96,6 +155,10 @@ pub fn install_test_key(data: &Path) {
     std::fs::copy(TEST_KEY, &dest).unwrap();
     std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
+
+/// Threads a server runs besides one per connection: main (accepting), the
+/// lingering closer and the signal handler.
+pub const SERVER_THREADS: u64 = 3;
 
 /// A running server process. Killed on drop.
 pub struct TestServer {
@@ -169,7 +232,7 @@ impl TestServer {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on ").nth(1) {
@@ -189,7 +252,8 @@ impl TestServer {
             }),
             Err(_) => {
                 let status = child.wait().unwrap();
-                std::thread::sleep(Duration::from_millis(100));
+                // The log is whole once the reader has reached its end.
+                let _ = reader.join();
                 let text = log.lock().unwrap().join("\n");
                 Err((status, text))
             }
@@ -220,14 +284,37 @@ impl TestServer {
 
     /// Waits for the process to exit, up to `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let until = Instant::now() + limit;
-        while Instant::now() < until {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        let mut status = None;
+        wait_until(after(limit), || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status
+    }
+
+    /// Waits up to `limit` until the server has read everything `conn` has
+    /// sent: the client's bytes are all acknowledged (so they reached the
+    /// server's socket) and none is left unread in it.
+    pub fn wait_read(&self, conn: &Conn, limit: Duration) -> bool {
+        let client = conn.stream.local_addr().unwrap();
+        wait_until(after(limit), || {
+            let sent = tcp_queues(client, self.addr);
+            let received = tcp_queues(self.addr, client);
+            matches!(
+                (sent, received),
+                (
+                    Some(Queues { unacked: 0, .. }),
+                    Some(Queues { unread: 0, .. })
+                )
+            )
+        })
+    }
+
+    /// Waits up to `limit` until the server runs `n` threads.
+    pub fn wait_threads(&self, n: u64, limit: Duration) -> bool {
+        wait_until(after(limit), || {
+            proc_status_of(self.pid(), "Threads").is_some_and(|t| t == n)
+        })
     }
 
     pub fn log_text(&self) -> String {
@@ -239,17 +326,12 @@ impl TestServer {
     /// log line after its reply, and the log reaches the test through a
     /// pipe and a thread, so a reply can arrive before its log line.
     pub fn wait_log(&self, needle: &str, limit: Duration) -> Option<String> {
-        let until = Instant::now() + limit;
-        loop {
-            let text = self.log_text();
-            if text.contains(needle) {
-                return Some(text);
-            }
-            if Instant::now() >= until {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let mut text = String::new();
+        wait_until(after(limit), || {
+            text = self.log_text();
+            text.contains(needle)
+        })
+        .then_some(text)
     }
 
     /// Files in a folder of the data directory, sorted.
