@@ -6,7 +6,7 @@ use common::{TestServer, bin, png, test_data};
 use std::fs;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 /// Runs `colorsort ARGS` with a private config folder and no inherited host.
@@ -564,4 +564,133 @@ fn a_closed_stdout_is_not_an_error() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
+}
+
+/// Runs `colorsort ARGS` like `run`, with stdout into a pipe shrunk to
+/// [`shrink_pipe`]'s size, read up to its first line and then closed, as
+/// `| head -1` does. Returns the exit status, that line and stderr.
+fn run_into_head(args: &[&str], config: &Path) -> (ExitStatus, String, String) {
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    shrink_pipe(&writer);
+    let mut child = Command::new(bin())
+        .args(args)
+        .env("XDG_CONFIG_HOME", config)
+        .env_remove("COLORSORT_HOST")
+        .env_remove("COLORSORT_PIN")
+        .env_remove("COLORSORT_KNOWN_HOSTS")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = Vec::new();
+    let mut byte = [0u8; 1];
+    while reader.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        first.push(byte[0]);
+    }
+    drop(reader);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (child.wait().unwrap(), text(&first), stderr)
+}
+
+/// Shrinks the pipe that `writer` writes into to its least, one page, and
+/// returns the bytes it now holds.
+fn shrink_pipe(writer: &std::io::PipeWriter) -> usize {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl(2) with F_SETPIPE_SZ takes the descriptor, which
+    // `writer` keeps open, and an integer; it touches no memory of ours.
+    let size = unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETPIPE_SZ, 1) };
+    assert!(
+        size > 0,
+        "F_SETPIPE_SZ: {}",
+        std::io::Error::last_os_error()
+    );
+    size as usize
+}
+
+#[test]
+fn send_into_a_closed_stdout_sends_everything_and_exits_by_its_uploads() {
+    // `send DIR | head -1`: the report outgrows the pipe, so send writes
+    // into it after head is gone, whatever the timing (it cannot write more
+    // than the pipe holds, plus the line read, before then). It must go on
+    // sending, and exit by what it stored.
+    let s = TestServer::start(&[]);
+    let cfg = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    let probe = std::io::pipe().unwrap().1;
+    let capacity = shrink_pipe(&probe);
+    drop(probe);
+    // Each report line names the local path and the stored one, over 200
+    // bytes with these names: the report is more than twice the pipe.
+    let stem = "x".repeat(100);
+    let files = 2 * capacity / 200 + 10;
+    for i in 0..files {
+        let name = format!("{i:04}-{stem}.png");
+        fs::write(
+            photos.path().join(name),
+            png([200, 10, (i % 200) as u8], 2, 2),
+        )
+        .unwrap();
+    }
+    let dir = photos.path().to_str().unwrap();
+    let host = s.host();
+    let args = ["send", "-j", "2", "--host", &host, dir];
+
+    let (status, first, stderr) = run_into_head(&args, cfg.path());
+    assert!(first.contains(": stored red/"), "{first}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(s.files("red").len(), files, "every file was sent: {stderr}");
+    assert!(!stderr.contains("cannot write"), "{stderr}");
+
+    // Again, with one image the server refuses: the others are duplicates,
+    // and the exit code is that of the failure, report or no report.
+    fs::write(
+        photos.path().join("broken.png"),
+        b"\x89PNG\r\n\x1a\nnot really",
+    )
+    .unwrap();
+    let (status, first, stderr) = run_into_head(&args, cfg.path());
+    assert!(!first.is_empty(), "{stderr}");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(s.files("red").len(), files);
+}
+
+#[test]
+fn send_with_an_unwritable_stdout_sends_everything_and_fails() {
+    // Not a closed pipe but a failing one (a full disk under `> FILE`): the
+    // report asked for is lost, which send says once and exits 1 for, after
+    // sending every file all the same.
+    let s = TestServer::start(&[]);
+    let cfg = tempfile::tempdir().unwrap();
+    let photos = tempfile::tempdir().unwrap();
+    for i in 0..4u8 {
+        fs::write(
+            photos.path().join(format!("{i}.png")),
+            png([220, 5, i], 2, 2),
+        )
+        .unwrap();
+    }
+    let out = Command::new(bin())
+        .args(["send", "--host", &s.host(), photos.path().to_str().unwrap()])
+        .env("XDG_CONFIG_HOME", cfg.path())
+        .env_remove("COLORSORT_HOST")
+        .env_remove("COLORSORT_PIN")
+        .env_remove("COLORSORT_KNOWN_HOSTS")
+        .stdout(fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.matches("colorsort: cannot write output: ").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("sending goes on"), "{stderr}");
+    assert_eq!(s.files("red").len(), 4);
 }

@@ -293,6 +293,76 @@ fn failed_fsync_is_a_failed_store_never_retried() {
     );
 }
 
+#[test]
+fn failing_to_hash_an_indexed_file_never_replaces_its_entry() {
+    // The index entry for stored content names its file; the server hashes
+    // that file before believing the entry, and again before replacing it.
+    // Making every open of that one file fail (too many open files, an I/O
+    // error) proves nothing about the entry: it must stay, and the upload
+    // is stored again, unindexed, rather than take the entry over.
+    let test = "failing_to_hash_an_indexed_file_never_replaces_its_entry";
+    let s = TestServer::start(&[]);
+    for (i, errno) in ["EIO", "EMFILE"].into_iter().enumerate() {
+        let image = png([200, 0, 0], 5, 5 + i as u32);
+        let first = s
+            .connect()
+            .upload("SEAL", &format!("first{i}.png"), &seal(&image));
+        assert_eq!(
+            first.split(' ').nth(1),
+            Some(format!("red/first{i}.png").as_str()),
+            "{first}"
+        );
+        let file = s.data.join(format!("red/first{i}.png"));
+        let inject = format!("inject=openat:error={errno}");
+        let args = [
+            "-o",
+            "/dev/null",
+            "-P",
+            file.to_str().unwrap(),
+            "-e",
+            "trace=openat",
+            "-e",
+            &inject,
+        ];
+        let strace = match Strace::attach(s.pid(), &args) {
+            Ok(strace) => strace,
+            Err(why) => return skipped(test, &why),
+        };
+        let second = s
+            .connect()
+            .upload("SEAL", &format!("second{i}.png"), &seal(&image));
+        strace.detach();
+        assert_eq!(
+            second.split(' ').nth(1),
+            Some(format!("red/second{i}.png").as_str()),
+            "{errno}: {second}"
+        );
+        assert!(!second.ends_with(" dup"), "{errno}: {second}");
+        let detail = format!(
+            "stored, but not indexed: cannot check index entry {}/.index/sealed/",
+            s.data.display()
+        );
+        let logged = s.wait_log(&detail, Duration::from_secs(5));
+        assert!(
+            logged
+                .as_deref()
+                .is_some_and(|l| l.contains(&format!("first{i}.png"))),
+            "{errno}: no {detail:?} in {}",
+            s.log_text()
+        );
+        // Without the fault, the first copy answers for the content still.
+        let third = s
+            .connect()
+            .upload("SEAL", &format!("third{i}.png"), &seal(&image));
+        assert_eq!(
+            third,
+            format!("{first} dup"),
+            "{errno}: the entry was replaced"
+        );
+        assert_eq!(s.files("red").len(), 2 * (i + 1));
+    }
+}
+
 /// Sends one sealed upload while strace makes the `nth` fsync of the server
 /// fail with EIO; `None` if strace cannot attach.
 fn upload_with_failed_fsync(s: &TestServer, nth: u32, image: &[u8]) -> Option<String> {

@@ -577,3 +577,92 @@ fn resending_content_is_idempotent_across_restarts_and_servers() {
     assert_eq!(a.files("green"), ["g.png"]);
     assert_eq!(a.files("not_trusted"), ["p.png"]);
 }
+
+#[test]
+fn index_entries_from_before_versions_are_read_and_unknown_ones_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    common::install_test_key(dir.path());
+    let index = dir.path().join(".index/sealed");
+    fs::create_dir_all(&index).unwrap();
+    fs::create_dir_all(dir.path().join("red")).unwrap();
+    let digest = |bytes: &[u8]| colorsort::store::Digest::of(bytes).hex();
+    // A copy filed by a server from before versioned entries: its entry is
+    // the reply text of the day.
+    let old = png([200, 10, 0], 4, 4);
+    fs::write(dir.path().join("red/old.png"), &old).unwrap();
+    std::os::unix::fs::symlink("red/old.png r=200.0 g=10.0 b=0.0", index.join(digest(&old)))
+        .unwrap();
+    // One in a format from the future, naming a copy that is there.
+    let new = png([210, 10, 0], 4, 4);
+    fs::write(dir.path().join("red/new.png"), &new).unwrap();
+    let future = "v2 red/new.png 210 10 0 more";
+    std::os::unix::fs::symlink(future, index.join(digest(&new))).unwrap();
+
+    let s = TestServer::start_in(dir.path(), &[]);
+    let mut c = s.connect();
+    assert_eq!(
+        c.upload("SEAL", "again.png", &seal(&old)),
+        "OK red/old.png r=200.0 g=10.0 b=0.0 dup"
+    );
+    // The entry it cannot read is neither believed nor replaced: the
+    // content is filed again, and the log says it is not indexed.
+    assert_eq!(
+        c.upload("SEAL", "again.png", &seal(&new)),
+        "OK red/again.png r=210.0 g=10.0 b=0.0"
+    );
+    let entry = index.join(digest(&new));
+    assert_eq!(fs::read_link(&entry).unwrap().to_str(), Some(future));
+    let said = format!(
+        "stored, but not indexed: index entry {} is not one this server reads",
+        entry.display()
+    );
+    assert!(
+        s.wait_log(&said, Duration::from_secs(5)).is_some(),
+        "{}",
+        s.log_text()
+    );
+    assert_eq!(s.files("red"), ["again.png", "new.png", "old.png"]);
+}
+
+#[test]
+fn servers_racing_to_replace_a_stale_entry_leave_one_copy() {
+    // The entry outlives its file; then clients of two servers on one data
+    // directory send the content at once, each under its own name, so that
+    // every upload must replace the stale entry or lose to one that did.
+    let dir = tempfile::tempdir().unwrap();
+    common::install_test_key(dir.path());
+    let (a, b) = (
+        TestServer::start_in(dir.path(), &[]),
+        TestServer::start_in(dir.path(), &[]),
+    );
+    let image = png([10, 20, 240], 7, 7);
+    for round in 0..5 {
+        let gone = a
+            .connect()
+            .upload("SEAL", &format!("gone{round}.png"), &seal(&image));
+        assert!(!gone.ends_with(" dup"), "{gone}");
+        fs::remove_file(a.data.join(gone.split(' ').nth(1).unwrap())).unwrap();
+        let replies: Vec<String> = thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let server = if i % 2 == 0 { &a } else { &b };
+                    let (mut c, sealed) = (server.connect(), seal(&image));
+                    let name = format!("r{round}-{i}.png");
+                    scope.spawn(move || c.upload("SEAL", &name, &sealed))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let originals: Vec<&String> = replies.iter().filter(|r| !r.ends_with(" dup")).collect();
+        assert_eq!(originals.len(), 1, "{replies:?}");
+        let kept = originals[0].split(' ').nth(1).unwrap();
+        assert!(
+            replies.iter().all(|r| r.split(' ').nth(1) == Some(kept)),
+            "{replies:?}"
+        );
+        assert_eq!(a.files("blue").len(), 1, "{replies:?}");
+        assert!(!a.log_text().contains("not indexed"), "{}", a.log_text());
+        assert!(!b.log_text().contains("not indexed"), "{}", b.log_text());
+        fs::remove_file(a.data.join(kept)).unwrap();
+    }
+}

@@ -2,9 +2,14 @@
 //! command, writing to stdout, and turning a command's result into the
 //! process's exit status.
 //!
-//! A closed stdout (`colorsort key | head -c 10`) is not an error: [`print`]
-//! reports it as [`Error::Io`] with a broken pipe, and [`status`] then ends
-//! the command quietly with [`EXIT_OK`].
+//! A closed stdout is not an error. [`print`] reports it as [`Error::Io`]
+//! with a broken pipe ([`is_broken_pipe`]). A command whose work is its
+//! output (`colorsort key | head -c 10`, `classify`, `stats`, help) passes
+//! it up, and [`status`] ends the command quietly with [`EXIT_OK`]: the
+//! reader took what it wanted. A command whose work is elsewhere does not
+//! stop for it: `send` stops writing its report, goes on sending, and exits
+//! by its uploads (see `report`), so `colorsort send DIR | head -1` sends
+//! every file and fails if one was not stored.
 
 use crate::client;
 use std::fmt;
@@ -62,12 +67,17 @@ pub fn print(text: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether `e` is a write to a closed stdout.
+pub fn is_broken_pipe(e: &Error) -> bool {
+    matches!(e, Error::Io(e) if e.kind() == io::ErrorKind::BrokenPipe)
+}
+
 /// The exit status for a command's result. An error other than a broken
 /// pipe is printed to stderr first.
 pub(super) fn status(result: Result<u8, Error>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(Error::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(EXIT_OK),
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_OK),
         Err(e) => {
             let code = if matches!(e, Error::Usage(_)) {
                 EXIT_USAGE

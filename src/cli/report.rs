@@ -1,8 +1,14 @@
 //! What `colorsort send` prints: a line per file (human or JSON), a
 //! progress line on a terminal, and the summary with its exit code; and the
 //! per-file results it is built from.
+//!
+//! The report never stops the uploads. Once stdout is closed
+//! (`colorsort send DIR | head -1`), lines are no longer written, and the
+//! exit code still says whether every file was stored. Any other failure to
+//! write stdout (a full disk under a redirect) is said once on stderr and
+//! makes the exit code 1, since the report asked for is incomplete.
 
-use super::exit::{EXIT_FAILED, EXIT_OK, Error, print};
+use super::exit::{EXIT_FAILED, EXIT_OK, is_broken_pipe, print};
 use crate::protocol::Stored;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -45,6 +51,18 @@ pub(super) struct Report {
     per_folder: BTreeMap<String, usize>,
     duplicates: usize,
     failures: BTreeMap<String, usize>,
+    stdout: Stdout,
+}
+
+/// Whether the report can still be written to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stdout {
+    /// Lines are written.
+    Open,
+    /// The reader went away: nothing more is written, and that is no error.
+    Closed,
+    /// A write failed otherwise; said on stderr, and the command fails.
+    Failed,
 }
 
 impl Report {
@@ -63,11 +81,12 @@ impl Report {
             per_folder: BTreeMap::new(),
             duplicates: 0,
             failures: BTreeMap::new(),
+            stdout: Stdout::Open,
         }
     }
 
-    /// Counts one file and prints its line.
-    pub(super) fn add(&mut self, r: FileResult) -> Result<(), Error> {
+    /// Counts one file and prints its line, if stdout still takes it.
+    pub(super) fn add(&mut self, r: FileResult) {
         self.done += 1;
         self.bytes += r.bytes;
         let line = if self.json {
@@ -86,9 +105,24 @@ impl Report {
             Err(f) => *self.failures.entry(f.code.clone()).or_default() += 1,
         }
         self.clear_progress();
-        print(&line)?;
+        self.print(&line);
         self.draw_progress(false);
-        Ok(())
+    }
+
+    /// Writes report text to stdout while it is open; see the module
+    /// documentation for what a failure does.
+    fn print(&mut self, text: &str) {
+        if self.stdout != Stdout::Open {
+            return;
+        }
+        match print(text) {
+            Ok(()) => {}
+            Err(e) if is_broken_pipe(&e) => self.stdout = Stdout::Closed,
+            Err(e) => {
+                self.stdout = Stdout::Failed;
+                let _ = writeln!(io::stderr(), "colorsort: {e}; sending goes on");
+            }
+        }
     }
 
     fn clear_progress(&self) {
@@ -132,8 +166,9 @@ impl Report {
         self.failures.get(code).copied().unwrap_or(0)
     }
 
-    /// Prints the summary; the exit code says whether every file was stored.
-    pub(super) fn finish(self, elapsed: Duration) -> Result<u8, Error> {
+    /// Prints the summary; the exit code says whether every file was
+    /// stored, and the report written, bar a closed stdout.
+    pub(super) fn finish(mut self, elapsed: Duration) -> u8 {
         self.clear_progress();
         let secs = elapsed.as_secs_f64().max(1e-3);
         let stored: usize = self.per_folder.values().sum();
@@ -170,9 +205,13 @@ impl Report {
         if self.json {
             let _ = io::stderr().write_all(s.as_bytes());
         } else {
-            print(&s)?;
+            self.print(&s);
         }
-        Ok(if failed == 0 { EXIT_OK } else { EXIT_FAILED })
+        if failed == 0 && self.stdout != Stdout::Failed {
+            EXIT_OK
+        } else {
+            EXIT_FAILED
+        }
     }
 }
 

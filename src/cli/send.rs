@@ -77,9 +77,11 @@ Options:
 The first key seen for a host is pinned in the pin file; if the server later
 presents another, send refuses and exits 3. Where no pin file can be written
 (a container without a home), send says so once and goes on unpinned.
-Exit codes: 0 every image stored (or already stored), 1 some image failed,
-2 usage error, or the server files only signed uploads by colour and neither
---sign nor --unsigned was given, 3 server key changed or not the --pin key.
+Exit codes: 0 every image stored (or already stored), 1 some image failed
+or the report could not be written, 2 usage error, or the server files only
+signed uploads by colour and neither --sign nor --unsigned was given, 3 server
+key changed or not the --pin key. A closed stdout (`send DIR | head -1`) does
+not stop the sending; the exit code still says whether every image was stored.
 ";
 
 struct Options {
@@ -161,11 +163,11 @@ pub(super) fn run(args: Args) -> Result<u8, Error> {
 
     let mut report = Report::new(opts.json, files.len() + unreadable.len(), skipped);
     for r in unreadable {
-        report.add(r)?;
+        report.add(r);
     }
     let next = AtomicUsize::new(0);
     let (tx, rx) = mpsc::channel();
-    thread::scope(|scope| -> Result<(), Error> {
+    thread::scope(|scope| {
         for worker in 0..opts.jobs.min(files.len()) {
             let (tx, next, files, key, host, signer) = (
                 tx.clone(),
@@ -189,12 +191,11 @@ pub(super) fn run(args: Args) -> Result<u8, Error> {
         }
         drop(tx);
         for result in rx {
-            report.add(result)?;
+            report.add(result);
         }
-        Ok(())
-    })?;
+    });
     let unknown_signer = report.failed_with("unknown-signer") > 0;
-    let code = report.finish(started.elapsed())?;
+    let code = report.finish(started.elapsed());
     if let Some(signer) = &signer
         && unknown_signer
         && let Some(key) = signer.signed_with()

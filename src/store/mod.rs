@@ -13,6 +13,8 @@
 //!   .staging/        files being written; one folder per running server
 //!   .index/sealed/   content index of red/, green/ and blue/
 //!   .index/plain/    content index of not_trusted/
+//!   .index/sealed.lock, .index/plain.lock
+//!                    under which stale entries are replaced
 //! ```
 //!
 //! Filing is durable: a file is written into this server's staging folder,
@@ -36,22 +38,26 @@
 //!
 //! The content index makes re-sending idempotent. Each stored upload has an
 //! entry named by the SHA-256 of its content: a symbolic link whose target
-//! text (never followed) is where the file was stored and its colour, as the
-//! `OK` reply gives them. A symbolic link is created whole, in one step, and
-//! creation fails if the name exists, so the entry is also a race-free claim:
-//! when two uploads of the same content race, both are filed, the first to
-//! claim the entry wins, and the other removes its copy and reports the
-//! winner's as a duplicate. Trusted uploads (the class folders) and
-//! untrusted ones (`not_trusted/`) are indexed apart, and an upload is a
-//! duplicate only of a copy in its own class: content first sent plain and
-//! then by a trusted sender is filed by colour, and content a trusted sender
-//! filed, sent again plain, is filed again in `not_trusted/`.
+//! text (never followed) is where the file was stored and its colour, in a
+//! versioned format of the index's own, independent of the `OK` reply. A
+//! symbolic link is created whole, in one step, and creation fails if the
+//! name exists, so the entry is also a race-free claim: when two uploads of
+//! the same content race, both are filed, the first to claim the entry wins,
+//! and the other removes its copy and reports the winner's as a duplicate.
+//! An entry proven stale (its file gone, or holding other content) is
+//! replaced under a lock, so that two claimers of it end with one copy.
+//! Trusted uploads (the class folders) and untrusted ones (`not_trusted/`)
+//! are indexed apart, and an upload is a duplicate only of a copy in its own
+//! class: content first sent plain and then by a trusted sender is filed by
+//! colour, and content a trusted sender filed, sent again plain, is filed
+//! again in `not_trusted/`.
 //!
 //! Several servers may share one data directory (replicas on one volume).
 //! Everything here is safe across processes, not just threads: names are
-//! claimed by `link(2)`, the key by the same, and each server's staging
-//! folder is guarded by an advisory lock (`flock(2)`) that a starting server
-//! tests before it removes a folder as a crashed server's leftover.
+//! claimed by `link(2)`, the key by the same, stale index entries are
+//! replaced under each index's advisory lock (`flock(2)`), and each server's
+//! staging folder is guarded by another that a starting server tests before
+//! it removes a folder as a crashed server's leftover.
 //!
 //! This file holds the store, its folders and its filing; beside it,
 //! `staging` owns the staging folders and publishing by link, `index` the
@@ -76,10 +82,10 @@ mod staging;
 /// signature, in a folder named like the upload's.
 pub const SIGNATURES: &str = "signatures";
 
-pub use index::{Trust, lookup};
+pub use index::{Trust, Unreadable, lookup};
 pub use keyfile::{KEY_FILE, PUB_FILE};
 
-use index::INDEX;
+use index::{Entry, INDEX};
 
 /// The folders uploads are filed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -200,8 +206,13 @@ pub enum Error {
     KeyGeneration(key::Error),
     /// No free variant of the name was found.
     NameExhausted(String),
-    /// The content index entry kept changing under other servers' writes.
+    /// The content index entry kept changing under other uploads' writes.
     IndexContended(String),
+    /// The content index entry is not one this server reads; it is left
+    /// as it is.
+    IndexUnreadable { path: PathBuf, why: Unreadable },
+    /// The upload at `path` cannot be described by an index entry.
+    Unindexable { path: String, why: Unreadable },
 }
 
 impl fmt::Display for Error {
@@ -228,6 +239,12 @@ impl fmt::Display for Error {
             Error::KeyGeneration(e) => write!(f, "cannot generate a key: {e}"),
             Error::NameExhausted(name) => write!(f, "no free name for {name}"),
             Error::IndexContended(hex) => write!(f, "index entry {hex} kept changing"),
+            Error::IndexUnreadable { path, why } => write!(
+                f,
+                "index entry {} is not one this server reads ({why}); it is left as it is",
+                path.display()
+            ),
+            Error::Unindexable { path, why } => write!(f, "cannot index {path}: {why}"),
         }
     }
 }
@@ -397,13 +414,13 @@ impl Store {
         if let Some(sig_temp) = &sig_temp {
             let _ = fs::remove_file(sig_temp);
         }
-        let stored = Stored {
-            path: published?,
+        let entry = Entry {
+            folder,
+            name: published?,
             mean,
-            signer: None,
-            dup: false,
         };
-        match self.claim(folder.trust(), digest, &stored) {
+        let stored = entry.stored(false);
+        match self.claim(folder.trust(), digest, &entry) {
             Ok(None) => Ok(Filed {
                 stored,
                 unindexed: None,

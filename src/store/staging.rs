@@ -120,8 +120,8 @@ impl Store {
     }
 
     /// Links the staged file `temp` into `folder` under `name`, or under the
-    /// first free variant of it, and fsyncs the folder. Returns the stored
-    /// path, `folder/name`.
+    /// first free variant of it, and fsyncs the folder. Returns the name
+    /// it took.
     ///
     /// With a staged signature `sig`, each candidate name is claimed for the
     /// signature first, as `signatures/folder/name.sig`, and that folder
@@ -172,7 +172,7 @@ impl Store {
                         drop_sig();
                         return ctx(Err(e), "cannot fsync", &dir);
                     }
-                    return Ok(format!("{folder}/{candidate}"));
+                    return Ok(candidate);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => drop_sig(),
                 Err(e) => {
