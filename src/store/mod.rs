@@ -78,6 +78,7 @@ pub const SIGNATURES: &str = "signatures";
 
 pub use index::{Trust, lookup};
 pub use keyfile::{KEY_FILE, PUB_FILE};
+pub use staging::Lack;
 
 use index::INDEX;
 
@@ -202,6 +203,9 @@ pub enum Error {
     NameExhausted(String),
     /// The content index entry kept changing under other servers' writes.
     IndexContended(String),
+    /// The data directory's filesystem lacks what filing relies on, as the
+    /// probe at start found: the server refuses to start.
+    Unsuitable { path: PathBuf, lack: Lack },
 }
 
 impl fmt::Display for Error {
@@ -228,6 +232,11 @@ impl fmt::Display for Error {
             Error::KeyGeneration(e) => write!(f, "cannot generate a key: {e}"),
             Error::NameExhausted(name) => write!(f, "no free name for {name}"),
             Error::IndexContended(hex) => write!(f, "index entry {hex} kept changing"),
+            Error::Unsuitable { path, lack } => write!(
+                f,
+                "data directory {} {lack} (see docs/OPERATIONS.md)",
+                path.display()
+            ),
         }
     }
 }
@@ -282,8 +291,8 @@ const COUNT_SETTLE: Duration = Duration::from_secs(2);
 
 impl Store {
     /// Opens the data directory at `root`, creating its layout, checking that
-    /// it is writable, and removing staging folders left by servers that are
-    /// no longer running.
+    /// it is writable and that its filesystem has what filing relies on, and
+    /// removing staging folders left by servers that are no longer running.
     pub fn open(root: &Path) -> Result<Store, Error> {
         ctx(
             fs::create_dir_all(root),
