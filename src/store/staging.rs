@@ -89,7 +89,17 @@ fn sweep_dead_instances(staging_root: &Path, ours: &Path) {
         if path == ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        let alive = File::open(path.join(INSTANCE_LOCK)).is_ok_and(|f| f.try_lock().is_err());
+        // Opened for writing: NFS emulates flock(2) with a byte-range lock,
+        // and an exclusive one needs a file open for writing, so read-only
+        // every folder would seem alive. A lock that cannot be opened but
+        // is there may be a live server's.
+        let alive = match OpenOptions::new()
+            .write(true)
+            .open(path.join(INSTANCE_LOCK))
+        {
+            Ok(lock) => lock.try_lock().is_err(),
+            Err(e) => e.kind() != io::ErrorKind::NotFound,
+        };
         if !alive {
             let _ = fs::remove_dir_all(&path);
         }
