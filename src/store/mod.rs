@@ -84,6 +84,7 @@ pub const SIGNATURES: &str = "signatures";
 
 pub use index::{Trust, Unreadable, lookup};
 pub use keyfile::{KEY_FILE, PUB_FILE};
+pub use staging::Lack;
 
 use index::{Entry, INDEX};
 
@@ -213,6 +214,9 @@ pub enum Error {
     IndexUnreadable { path: PathBuf, why: Unreadable },
     /// The upload at `path` cannot be described by an index entry.
     Unindexable { path: String, why: Unreadable },
+    /// The data directory's filesystem lacks what filing relies on, as the
+    /// probe at start found: the server refuses to start.
+    Unsuitable { path: PathBuf, lack: Lack },
 }
 
 impl fmt::Display for Error {
@@ -245,6 +249,11 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::Unindexable { path, why } => write!(f, "cannot index {path}: {why}"),
+            Error::Unsuitable { path, lack } => write!(
+                f,
+                "data directory {} {lack} (see docs/OPERATIONS.md)",
+                path.display()
+            ),
         }
     }
 }
@@ -299,8 +308,8 @@ const COUNT_SETTLE: Duration = Duration::from_secs(2);
 
 impl Store {
     /// Opens the data directory at `root`, creating its layout, checking that
-    /// it is writable, and removing staging folders left by servers that are
-    /// no longer running.
+    /// it is writable and that its filesystem has what filing relies on, and
+    /// removing staging folders left by servers that are no longer running.
     pub fn open(root: &Path) -> Result<Store, Error> {
         ctx(
             fs::create_dir_all(root),

@@ -1,14 +1,16 @@
 //! Staging and publishing: each server's own staging folder under
 //! `.staging/`, held by an instance lock for the process's life; the sweep
-//! that removes the folders of servers no longer running; writing a file
+//! that removes the folders of servers no longer running; the probe at
+//! start that the filesystem has what publishing relies on; writing a file
 //! there durably; and publishing it into a class folder by `link(2)` under
 //! the first free variant of its name, after its signature, if it has one.
 
 use super::{Error, Folder, SIGNATURES, Store, ctx, ignore_exists};
 use crate::name;
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
@@ -47,14 +49,16 @@ pub(super) fn open_instance(root: &Path) -> Result<(PathBuf, File), Error> {
             source,
         })?;
     ctx(sweep.lock(), "cannot lock", &sweep_path)?;
-    let (staging, staging_lock) = create_instance(&staging_root)?;
+    let (staging, staging_lock) = create_instance(root, &staging_root)?;
     sweep_dead_instances(&staging_root, &staging);
     drop(sweep);
     Ok((staging, staging_lock))
 }
 
-/// Creates and locks this server's staging folder, `.staging/<random>/`.
-fn create_instance(staging_root: &Path) -> Result<(PathBuf, File), Error> {
+/// Creates and locks this server's staging folder, `.staging/<random>/`,
+/// once [`probe`] has found in it that the filesystem of the data
+/// directory `root` will do.
+fn create_instance(root: &Path, staging_root: &Path) -> Result<(PathBuf, File), Error> {
     loop {
         let dir = staging_root.join(crate::random::hex(8));
         match fs::create_dir(&dir) {
@@ -62,6 +66,11 @@ fn create_instance(staging_root: &Path) -> Result<(PathBuf, File), Error> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return ctx(Err(e), "cannot create", &dir),
         }
+        // Before the lock exists, so that a failed probe can remove the
+        // folder: NFS and FUSE keep an open file that is unlinked under a
+        // hidden name until it is closed. Unlocked, the folder is still safe
+        // from sweeping, which needs the lock this server holds.
+        probe(root, &dir)?;
         let lock_path = dir.join(INSTANCE_LOCK);
         let lock = ctx(File::create(&lock_path), "cannot create", &lock_path)?;
         ctx(lock.lock(), "cannot lock", &lock_path)?;
@@ -80,11 +89,193 @@ fn sweep_dead_instances(staging_root: &Path, ours: &Path) {
         if path == ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        let alive = File::open(path.join(INSTANCE_LOCK)).is_ok_and(|f| f.try_lock().is_err());
+        // Opened for writing: NFS emulates flock(2) with a byte-range lock,
+        // and an exclusive one needs a file open for writing, so read-only
+        // every folder would seem alive. A lock that cannot be opened but
+        // is there may be a live server's.
+        let alive = match OpenOptions::new()
+            .write(true)
+            .open(path.join(INSTANCE_LOCK))
+        {
+            Ok(lock) => lock.try_lock().is_err(),
+            Err(e) => e.kind() != io::ErrorKind::NotFound,
+        };
         if !alive {
             let _ = fs::remove_dir_all(&path);
         }
     }
+}
+
+/// What the filesystem of the data directory lacks, as found by [`probe`].
+#[derive(Debug)]
+pub enum Lack {
+    /// `link(2)` failed: the filesystem has no hard links.
+    Link(io::Error),
+    /// `link(2)` succeeded, but the new name is not a second name of the
+    /// file: it has another inode, or the link count did not become 2.
+    LinkCopied,
+    /// `link(2)` onto an existing name succeeded instead of failing with
+    /// EEXIST, or the name no longer names the file it did.
+    LinkReplaced,
+    /// `link(2)` onto an existing name failed, but not with EEXIST.
+    LinkExisting(io::Error),
+    /// Creating a file that exists, with O_EXCL, succeeded.
+    Exclusive,
+    /// `fsync(2)` of a file failed.
+    FileSync(io::Error),
+    /// `fsync(2)` of a directory failed.
+    DirSync(io::Error),
+}
+
+impl fmt::Display for Lack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const LINK: &str = "colorsort publishes uploads with link(2)";
+        match self {
+            Lack::Link(e) => write!(
+                f,
+                "does not support hard links: link(2) failed: {e}; {LINK}: use a filesystem that has them"
+            ),
+            Lack::LinkCopied => write!(
+                f,
+                "does not support hard links: link(2) made a new file, not a second name for the same one; {LINK}: use a filesystem that has real hard links"
+            ),
+            Lack::LinkReplaced => write!(
+                f,
+                "lets link(2) replace an existing name instead of failing with EEXIST; {LINK}, which must never overwrite: use a filesystem whose link(2) refuses an existing name"
+            ),
+            Lack::LinkExisting(e) => write!(
+                f,
+                "answers link(2) onto an existing name with {e}, not EEXIST; {LINK} and takes EEXIST to mean the name is taken: use a filesystem that answers EEXIST"
+            ),
+            Lack::Exclusive => f.write_str(
+                "ignores O_EXCL: creating a file that exists succeeded; colorsort creates its files with O_EXCL: use a filesystem that honours it",
+            ),
+            Lack::FileSync(e) => write!(
+                f,
+                "cannot fsync a file: fsync(2) failed: {e}; colorsort fsyncs every upload before it replies OK: use a filesystem that supports it"
+            ),
+            Lack::DirSync(e) => write!(
+                f,
+                "cannot fsync a directory: fsync(2) failed: {e}; colorsort fsyncs an upload's folder before it replies OK: use a filesystem that supports it"
+            ),
+        }
+    }
+}
+
+/// The filesystem calls [`probe`] makes, so that its judgement can be
+/// tested on answers that no filesystem at hand gives.
+trait ProbeFs {
+    /// Creates an empty file with O_EXCL.
+    fn create(&self, path: &Path) -> io::Result<()>;
+    /// Writes to the file and fsyncs it.
+    fn sync_file(&self, path: &Path) -> io::Result<()>;
+    /// `link(2)`.
+    fn link(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// The file a name refers to, (device, inode), and its link count.
+    fn identity(&self, path: &Path) -> io::Result<((u64, u64), u64)>;
+    /// Fsyncs the directory.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Removes the name, if it can.
+    fn remove(&self, path: &Path);
+}
+
+/// The real filesystem.
+struct Disk;
+
+impl ProbeFs for Disk {
+    fn create(&self, path: &Path) -> io::Result<()> {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map(drop)
+    }
+
+    fn sync_file(&self, path: &Path) -> io::Result<()> {
+        let mut file = OpenOptions::new().write(true).open(path)?;
+        file.write_all(b"probe")?;
+        file.sync_all()
+    }
+
+    fn link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::hard_link(from, to)
+    }
+
+    fn identity(&self, path: &Path) -> io::Result<((u64, u64), u64)> {
+        let meta = fs::symlink_metadata(path)?;
+        Ok(((meta.dev(), meta.ino()), meta.nlink()))
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+
+    fn remove(&self, path: &Path) {
+        let _ = fs::remove_file(path);
+    }
+}
+
+/// Checks, in the new, empty staging folder `dir`, that the filesystem of
+/// the data directory `root` has what filing relies on: O_EXCL, fsync of
+/// files and directories, and `link(2)` that makes a second name and fails
+/// with EEXIST on an existing one. On failure `dir` is removed again, and
+/// the server must not start.
+fn probe(root: &Path, dir: &Path) -> Result<(), Error> {
+    let result = probe_with(&Disk, root, dir);
+    if result.is_err() {
+        let _ = fs::remove_dir_all(dir);
+    }
+    result
+}
+
+/// [`probe`] on `fs`, leaving none of its files behind.
+fn probe_with(fs: &impl ProbeFs, root: &Path, dir: &Path) -> Result<(), Error> {
+    let [a, b, c] = ["probe.a", "probe.b", "probe.c"].map(|n| dir.join(n));
+    let result = probe_steps(fs, root, dir, [&a, &b, &c]);
+    for path in [&a, &b, &c] {
+        fs.remove(path);
+    }
+    result
+}
+
+/// The steps of [`probe_with`], on the three names `a`, `b` and `c`.
+fn probe_steps(
+    fs: &impl ProbeFs,
+    root: &Path,
+    dir: &Path,
+    [a, b, c]: [&Path; 3],
+) -> Result<(), Error> {
+    let lacks = |lack| Error::Unsuitable {
+        path: root.to_path_buf(),
+        lack,
+    };
+    let not_writable = |source| Error::NotWritable {
+        path: root.to_path_buf(),
+        source,
+    };
+    fs.create(a).map_err(not_writable)?;
+    match fs.create(a) {
+        Ok(()) => return Err(lacks(Lack::Exclusive)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return ctx(Err(e), "cannot create", a),
+    }
+    fs.sync_file(a).map_err(|e| lacks(Lack::FileSync(e)))?;
+    fs.link(a, b).map_err(|e| lacks(Lack::Link(e)))?;
+    let (file, _) = ctx(fs.identity(a), "cannot stat", a)?;
+    let second_name = |path: &Path| ctx(fs.identity(path), "cannot stat", path);
+    if second_name(b)? != (file, 2) {
+        return Err(lacks(Lack::LinkCopied));
+    }
+    fs.create(c).map_err(not_writable)?;
+    match fs.link(c, b) {
+        Ok(()) => return Err(lacks(Lack::LinkReplaced)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(lacks(Lack::LinkExisting(e))),
+    }
+    if second_name(b)?.0 != file {
+        return Err(lacks(Lack::LinkReplaced));
+    }
+    fs.sync_dir(dir).map_err(|e| lacks(Lack::DirSync(e)))
 }
 
 impl Store {
@@ -368,6 +559,228 @@ mod tests {
         paths.dedup();
         assert_eq!(paths.len(), 80);
         assert_eq!(count_files(&dir.path().join("green")).unwrap(), 80);
+    }
+
+    /// How a [`FakeFs`] departs from a filesystem that has everything.
+    #[derive(Clone, Copy, Debug)]
+    enum Quirk {
+        None,
+        CreateFails(i32),
+        IgnoresExcl,
+        FileSyncFails(i32),
+        LinkFails(i32),
+        LinkCopies,
+        LinkReplaces,
+        LinkOntoExistingFails(i32),
+        ReplacesButSaysExists,
+        StatFails(i32),
+        DirSyncFails(i32),
+    }
+
+    /// Names and inodes in memory, with one [`Quirk`].
+    struct FakeFs {
+        quirk: Quirk,
+        names: std::cell::RefCell<std::collections::HashMap<PathBuf, u64>>,
+        next_inode: std::cell::Cell<u64>,
+    }
+
+    impl FakeFs {
+        fn new(quirk: Quirk) -> FakeFs {
+            FakeFs {
+                quirk,
+                names: Default::default(),
+                next_inode: std::cell::Cell::new(1),
+            }
+        }
+
+        fn new_inode(&self) -> u64 {
+            let inode = self.next_inode.get();
+            self.next_inode.set(inode + 1);
+            inode
+        }
+
+        fn inode(&self, path: &Path) -> io::Result<u64> {
+            let names = self.names.borrow();
+            names
+                .get(path)
+                .copied()
+                .ok_or(io::ErrorKind::NotFound.into())
+        }
+    }
+
+    impl ProbeFs for FakeFs {
+        fn create(&self, path: &Path) -> io::Result<()> {
+            if let Quirk::CreateFails(errno) = self.quirk {
+                return Err(io::Error::from_raw_os_error(errno));
+            }
+            let exists = self.names.borrow().contains_key(path);
+            match (exists, self.quirk) {
+                (true, Quirk::IgnoresExcl) => Ok(()),
+                (true, _) => Err(io::ErrorKind::AlreadyExists.into()),
+                (false, _) => {
+                    let inode = self.new_inode();
+                    self.names.borrow_mut().insert(path.to_path_buf(), inode);
+                    Ok(())
+                }
+            }
+        }
+
+        fn sync_file(&self, path: &Path) -> io::Result<()> {
+            match self.quirk {
+                Quirk::FileSyncFails(errno) => Err(io::Error::from_raw_os_error(errno)),
+                _ => self.inode(path).map(drop),
+            }
+        }
+
+        fn link(&self, from: &Path, to: &Path) -> io::Result<()> {
+            let inode = self.inode(from)?;
+            let exists = self.names.borrow().contains_key(to);
+            let inode = match (self.quirk, exists) {
+                (Quirk::LinkFails(errno), _) => return Err(io::Error::from_raw_os_error(errno)),
+                (Quirk::LinkOntoExistingFails(errno), true) => {
+                    return Err(io::Error::from_raw_os_error(errno));
+                }
+                (Quirk::LinkReplaces, _) => inode,
+                (Quirk::ReplacesButSaysExists, true) => {
+                    self.names.borrow_mut().insert(to.to_path_buf(), inode);
+                    return Err(io::ErrorKind::AlreadyExists.into());
+                }
+                (_, true) => return Err(io::ErrorKind::AlreadyExists.into()),
+                (Quirk::LinkCopies, false) => self.new_inode(),
+                (_, false) => inode,
+            };
+            self.names.borrow_mut().insert(to.to_path_buf(), inode);
+            Ok(())
+        }
+
+        fn identity(&self, path: &Path) -> io::Result<((u64, u64), u64)> {
+            if let Quirk::StatFails(errno) = self.quirk {
+                return Err(io::Error::from_raw_os_error(errno));
+            }
+            let inode = self.inode(path)?;
+            let links = self
+                .names
+                .borrow()
+                .values()
+                .filter(|&&i| i == inode)
+                .count();
+            Ok(((7, inode), links as u64))
+        }
+
+        fn sync_dir(&self, _path: &Path) -> io::Result<()> {
+            match self.quirk {
+                Quirk::DirSyncFails(errno) => Err(io::Error::from_raw_os_error(errno)),
+                _ => Ok(()),
+            }
+        }
+
+        fn remove(&self, path: &Path) {
+            self.names.borrow_mut().remove(path);
+        }
+    }
+
+    /// The kind of a probe's error, with its OS error number if it has one.
+    fn probe_error(e: &Error) -> String {
+        let errno = |e: &io::Error| e.raw_os_error().unwrap_or(0);
+        match e {
+            Error::Unsuitable { lack, .. } => match lack {
+                Lack::Link(e) => format!("link {}", errno(e)),
+                Lack::LinkCopied => "copied".into(),
+                Lack::LinkReplaced => "replaced".into(),
+                Lack::LinkExisting(e) => format!("existing {}", errno(e)),
+                Lack::Exclusive => "exclusive".into(),
+                Lack::FileSync(e) => format!("file sync {}", errno(e)),
+                Lack::DirSync(e) => format!("dir sync {}", errno(e)),
+            },
+            Error::NotWritable { source, .. } => format!("not writable {}", errno(source)),
+            Error::Io { what, source } => format!("io {what} {}", errno(source)),
+            other => format!("other {other}"),
+        }
+    }
+
+    #[test]
+    fn probe_names_what_the_filesystem_lacks() {
+        // EPERM, EACCES, EROFS, EIO, EINVAL, ENOSYS, EOPNOTSUPP.
+        let (eperm, eacces, erofs, eio, einval, enosys, eopnotsupp) = (1, 13, 30, 5, 22, 38, 95);
+        let cases = [
+            (Quirk::None, "ok"),
+            (Quirk::CreateFails(erofs), "not writable 30"),
+            (Quirk::CreateFails(eacces), "not writable 13"),
+            (Quirk::IgnoresExcl, "exclusive"),
+            (Quirk::FileSyncFails(einval), "file sync 22"),
+            (Quirk::FileSyncFails(eio), "file sync 5"),
+            (Quirk::LinkFails(eperm), "link 1"),
+            (Quirk::LinkFails(enosys), "link 38"),
+            (Quirk::LinkFails(eopnotsupp), "link 95"),
+            (Quirk::LinkCopies, "copied"),
+            (Quirk::LinkReplaces, "replaced"),
+            (Quirk::ReplacesButSaysExists, "replaced"),
+            (Quirk::LinkOntoExistingFails(eperm), "existing 1"),
+            (Quirk::StatFails(eio), "io cannot stat /s/probe.a 5"),
+            (Quirk::DirSyncFails(einval), "dir sync 22"),
+            (Quirk::DirSyncFails(enosys), "dir sync 38"),
+        ];
+        for (quirk, want) in cases {
+            let fake = FakeFs::new(quirk);
+            let got = match probe_with(&fake, Path::new("/data"), Path::new("/s")) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => probe_error(&e),
+            };
+            assert_eq!(got, want, "{quirk:?}");
+            assert!(
+                fake.names.borrow().is_empty(),
+                "{quirk:?} left {:?}",
+                fake.names.borrow()
+            );
+        }
+    }
+
+    #[test]
+    fn probe_errors_name_the_directory_and_the_cause() {
+        let unsuitable = |lack| Error::Unsuitable {
+            path: "/data".into(),
+            lack,
+        };
+        let eperm = || io::Error::from_raw_os_error(1);
+        let cases = [
+            (
+                unsuitable(Lack::Link(eperm())),
+                "data directory /data does not support hard links: link(2) failed: Operation not permitted (os error 1); colorsort publishes uploads with link(2): use a filesystem that has them (see docs/OPERATIONS.md)",
+            ),
+            (
+                unsuitable(Lack::LinkReplaced),
+                "data directory /data lets link(2) replace an existing name instead of failing with EEXIST; colorsort publishes uploads with link(2), which must never overwrite: use a filesystem whose link(2) refuses an existing name (see docs/OPERATIONS.md)",
+            ),
+            (
+                unsuitable(Lack::DirSync(io::Error::from_raw_os_error(22))),
+                "data directory /data cannot fsync a directory: fsync(2) failed: Invalid argument (os error 22); colorsort fsyncs an upload's folder before it replies OK: use a filesystem that supports it (see docs/OPERATIONS.md)",
+            ),
+        ];
+        for (error, want) in cases {
+            assert_eq!(error.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn probe_passes_here_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let probed = dir.path().join("probed");
+        fs::create_dir(&probed).unwrap();
+        probe(dir.path(), &probed).unwrap();
+        assert_eq!(fs::read_dir(&probed).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_failed_probe_removes_the_folder_it_probed_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let probed = dir.path().join("probed");
+        // A name in the way fails the first create, as it cannot in a new
+        // staging folder.
+        fs::create_dir_all(probed.join("probe.a")).unwrap();
+        let err = probe(dir.path(), &probed).unwrap_err();
+        assert_eq!(probe_error(&err), "not writable 17", "{err}");
+        assert!(!probed.exists());
+        assert!(dir.path().exists());
     }
 
     #[test]
