@@ -34,6 +34,21 @@ pub const DEFAULT_MIN_RATE: u64 = 64 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Memory the server may hold for payloads and decoded pixels together.
 pub const DEFAULT_MAX_MEMORY: u64 = 1024 * 1024 * 1024;
+/// Memory a server needs outside its budget, at most: per connection a
+/// thread's stack, a read buffer and socket buffers (up to about 64 KiB
+/// together, for [`DEFAULT_MAX_CONNECTIONS`]), plus the binary, the key and
+/// the allocator's own bookkeeping.
+pub const MEMORY_OVERHEAD: u64 = 64 * 1024 * 1024;
+/// Under a memory limit (a container's cgroup) and without `--max-memory`,
+/// the budget is the limit divided by this, less [`MEMORY_OVERHEAD`]: the
+/// other half is headroom for what the budget does not see exactly (each
+/// decoder's working memory beyond its estimate, the allocator's slack,
+/// page cache of files being written, which the cgroup charges too).
+pub const MEMORY_LIMIT_SHARE: u64 = 2;
+/// Decodes that may take more memory than this take turns, as many at once
+/// as there are CPUs; smaller ones (a 4-megapixel RGBA PNG and below) decode
+/// at once.
+pub const DEFAULT_LARGE_DECODE: u64 = 16 * 1024 * 1024;
 /// How long a stopping server lets in-flight requests finish.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a connection closed after an error is drained, so that its
@@ -54,6 +69,9 @@ pub struct ServeConfig {
     pub key_bits: usize,
     /// Resource limits.
     pub limits: Limits,
+    /// `limits.max_memory` was set by `--max-memory` or its variable;
+    /// otherwise the server fits it to a container's memory limit.
+    pub max_memory_set: bool,
 }
 
 /// The resource limits that keep one client from starving the others.
@@ -110,6 +128,7 @@ impl Default for ServeConfig {
             data: PathBuf::from(DEFAULT_DATA_DIR),
             key_bits: DEFAULT_KEY_BITS,
             limits: Limits::default(),
+            max_memory_set: false,
         }
     }
 }
@@ -251,9 +270,10 @@ pub static SETTINGS: &[Setting] = &[
         flag: "--max-memory",
         env: "COLORSORT_MAX_MEMORY",
         value: "BYTES",
-        help: "memory for payloads and decoded pixels together; past it, ERR busy",
+        help: "memory for payloads and decoded pixels; past it, ERR busy (lower in a small container)",
         apply: |c, v| {
             c.limits.max_memory = parse_size(v)?;
+            c.max_memory_set = true;
             Ok(())
         },
         show: |c| show_size(c.limits.max_memory),
@@ -362,7 +382,8 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn show_size(n: u64) -> String {
+/// A byte count as settings take it: `64M`, `1G`, `1000`.
+pub fn show_size(n: u64) -> String {
     match n {
         0 => "0".into(),
         n if n % (1 << 30) == 0 => format!("{}G", n >> 30),

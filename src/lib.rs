@@ -16,8 +16,8 @@
 //!   errors stay coarse on purpose.
 //! - **Limits.** Every limit a client can run into is a named constant in
 //!   [`config`], overridable by a `serve` flag and a `COLORSORT_*` variable.
-//! - **Leaves.** `log`, `name`, `protocol`, `config`, `key` and `random`
-//!   import nothing of the crate but each other's constants; the client side
+//! - **Leaves.** `log`, `name`, `protocol`, `config`, `key`, `random` and
+//!   `budget` import nothing of the crate but each other's constants; the client side
 //!   (`client`, `pins`, the client subcommands) never imports `server` or
 //!   `store`.
 
@@ -25,6 +25,7 @@
 pub mod log;
 
 pub mod age;
+pub mod budget;
 pub mod classify;
 pub mod cli;
 pub mod client;

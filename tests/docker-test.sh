@@ -9,7 +9,9 @@
 # user and privileges, refusals of unwritable data folders, `docker stop`
 # during an upload, the image size, and two replicas on one volume taking
 # 100 concurrent uploads of distinct images plus 10 copies of one more
-# (which the server must store once: it answers re-sent content as `dup`).
+# (which the server must store once: it answers re-sent content as `dup`),
+# and a container limited to 256 MiB of memory taking concurrent large
+# uploads without being OOM-killed (its memory budget fitted to the limit).
 #
 # Needs a Docker engine, bash, tar and sha256sum; uses the age CLI when it is
 # installed (SEAL payloads are otherwise replaced by plaintext PUTs). Every
@@ -32,6 +34,10 @@ MAX_IMAGE_BYTES=15000000
 MAX_STOP_MS=3000
 CONCURRENT=100
 COPIES=10
+SMALL_MEMORY=256m
+BIG_UPLOADS=12
+# 2560 x 2560 x 3 bytes: a 19.7 MB BMP, whose decode takes as much again.
+BIG_SIDE=2560
 IMAGES_DIR=$ROOT/test-data/images
 EXPECTED=$IMAGES_DIR/expected.txt
 # The client on the host is the very binary the image holds.
@@ -195,6 +201,37 @@ bmp() {
         done
     done
     printf 'BM%b' "$le"
+}
+
+# big_bmp SIDE: a SIDE x SIDE 24-bit BMP of random pixels (SIDE a multiple
+# of 4, so rows need no padding), written to stdout.
+big_bmp() {
+    local side=$1 pixels le='' field value width k
+    pixels=$((side * side * 3))
+    for field in $((pixels + 54)):4 0:4 54:4 40:4 "$side":4 "$side":4 1:2 24:2 0:4 "$pixels":4 2835:4 2835:4 0:4 0:4; do
+        value=${field%:*} width=${field#*:}
+        for ((k = 0; k < width; k++)); do
+            le+=$(printf '\\x%02x' $(((value >> (8 * k)) & 255)))
+        done
+    done
+    printf 'BM%b' "$le"
+    head -c "$pixels" /dev/urandom
+}
+
+# container_peak NAME: the most memory the container's cgroup has used, in
+# MiB, from the host's cgroup files (v1 or v2); "unknown" if not visible.
+container_peak() {
+    local id f
+    id=$($DOCKER inspect -f '{{.Id}}' "$1")
+    for f in "/sys/fs/cgroup/memory/docker/$id/memory.max_usage_in_bytes" \
+        "/sys/fs/cgroup/system.slice/docker-$id.scope/memory.peak" \
+        "/sys/fs/cgroup/docker/$id/memory.peak"; do
+        if [ -r "$f" ]; then
+            echo "$(($(cat "$f") / 1048576)) MiB"
+            return
+        fi
+    done
+    echo unknown
 }
 
 # seal SRC DEST PUBKEY: the payload to send for SRC, and its verb. With the
@@ -680,6 +717,55 @@ note "$ALL acknowledged in ${CONCURRENT_MS} ms: $(wc -l <"$LEDGER_B") files unde
     "and identical ($counts_b); the $COPIES copies stored once, $((COPIES - 1)) answered as duplicates; one key, generated once"
 $DOCKER stop "$R1" "$R2" >/dev/null
 
+# --- 12. A small container -------------------------------------------------
+
+log "12. a --memory $SMALL_MEMORY container, $BIG_UPLOADS concurrent uploads of $BIG_SIDE x $BIG_SIDE BMPs"
+# No swap either: past its limit the container's only way out is the OOM
+# killer, unless the server's memory budget fits the limit.
+SMALL=$PREFIX-small
+run_server "$SMALL" "$VOL_B" "" --memory "$SMALL_MEMORY" --memory-swap "$SMALL_MEMORY"
+wait_healthy "$SMALL"
+PS=$(host_port "$SMALL")
+budget_line=$(log_line "$SMALL" 'memory budget')
+[[ $budget_line == *"fitted to the cgroup memory limit of 256M"* ]] ||
+    fail "$SMALL did not fit its memory budget to the container: ${budget_line:-no memory budget in the log}"
+mkdir -p "$WORK/big"
+for ((i = 0; i <= BIG_UPLOADS; i++)); do
+    big_bmp "$BIG_SIDE" >"$WORK/big/$i.bmp"
+done
+t0=$(now_ms)
+for ((i = 0; i < BIG_UPLOADS; i++)); do
+    upload "$PS" PUT "big-$i.bmp" "$WORK/big/$i.bmp" >"$WORK/big/$i.reply" &
+    BG_PIDS+=("$!")
+done
+for pid in "${BG_PIDS[@]}"; do
+    wait "$pid" || true
+done
+BG_PIDS=()
+BIG_MS=$(($(now_ms) - t0))
+state=$($DOCKER inspect -f '{{.State.Running}} {{.State.OOMKilled}}' "$SMALL")
+[ "$state" = "true false" ] || fail "$SMALL: running, OOM-killed = $state"
+big_ok=0 big_busy=0
+for ((i = 0; i < BIG_UPLOADS; i++)); do
+    reply=$(cat "$WORK/big/$i.reply")
+    case $reply in
+        "OK not_trusted/"*) big_ok=$((big_ok + 1)) ;;
+        "ERR busy "*) big_busy=$((big_busy + 1)) ;;
+        *) fail "big upload $i: ${reply:-no reply}" ;;
+    esac
+done
+[ "$big_ok" -ge 1 ] || fail "none of the $BIG_UPLOADS big uploads was stored"
+# What the concurrent ones held is given back: one more upload is stored.
+reply=$(upload "$PS" PUT "big-$BIG_UPLOADS.bmp" "$WORK/big/$BIG_UPLOADS.bmp")
+[[ $reply == "OK not_trusted/"* ]] || fail "a big upload after the others: ${reply:-no reply}"
+state=$($DOCKER inspect -f '{{.State.Running}} {{.State.OOMKilled}}' "$SMALL")
+[ "$state" = "true false" ] || fail "$SMALL: running, OOM-killed = $state"
+SMALL_PEAK=$(container_peak "$SMALL")
+note "${budget_line#*memory budget }"
+note "$big_ok stored and $big_busy answered ERR busy in $BIG_MS ms, then one more stored;" \
+    "still running, not OOM-killed; peak memory $SMALL_PEAK of $SMALL_MEMORY"
+$DOCKER stop "$SMALL" >/dev/null
+
 # --- Summary ---------------------------------------------------------------
 
 TOTAL=$(cat "$LEDGER" "$LEDGER.dups" "$LEDGER_B" "$LEDGER_B.dups" | wc -l)
@@ -689,3 +775,4 @@ echo "  image:    $IMAGE_BYTES bytes (limit $MAX_IMAGE_BYTES), static binary $BI
 echo "  stop:     ${STOP_A_MS} ms with an upload completed after SIGTERM, ${STOP_B_MS} ms with one stalled (limit ${MAX_STOP_MS} ms)"
 echo "  uploads:  $TOTAL acknowledged and checked against the volume: $UPLOADS_CLIENT by colorsort send," \
     "$UPLOADS_AGE sealed by age, $ALL concurrent on two replicas$([[ $reply_a == "OK "* ]] && echo ', 1 during docker stop')"
+echo "  memory:   --memory $SMALL_MEMORY, $BIG_UPLOADS concurrent ${BIG_SIDE}x$BIG_SIDE uploads: $big_ok stored, $big_busy busy, peak $SMALL_PEAK, not OOM-killed"

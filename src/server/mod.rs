@@ -35,10 +35,9 @@
 //! This file binds, runs, admits and stops. Beside it, one file per
 //! concept: `conn` serves a connection, reading through `reader` and
 //! handing uploads to `upload`; `registry` holds the slots and evicts;
-//! `linger` closes after errors; `budget` reserves memory and gates large
-//! decodes; `sys` holds the calls into libc.
+//! `linger` closes after errors; `sys` holds the calls into libc. Memory is
+//! reserved and large decodes take turns through [`crate::budget`].
 
-mod budget;
 mod conn;
 mod linger;
 mod reader;
@@ -46,11 +45,14 @@ mod registry;
 mod sys;
 mod upload;
 
-use crate::config::{Limits, MAX_LINGERING, ServeConfig};
+use crate::budget::{Budget, DecodeGate};
+use crate::config::{
+    DEFAULT_LARGE_DECODE, DEFAULT_MAX_MEMORY, Limits, MAX_LINGERING, MEMORY_LIMIT_SHARE,
+    MEMORY_OVERHEAD, ServeConfig, show_size,
+};
 use crate::key::Identity;
 use crate::protocol::{self, Code};
 use crate::store::{self, Store};
-use budget::{Budget, DecodeGate};
 use conn::Connection;
 use linger::Closer;
 use registry::{Registry, Slot};
@@ -154,6 +156,7 @@ impl Server {
             source,
         })?;
         let mut limits = config.limits;
+        fit_memory(&mut limits, config.max_memory_set);
         let mut lingering = MAX_LINGERING;
         if let Some(soft) = sys::raise_fd_limit(limits.max_connections)
             && let fit = sys::connections_for_fd_limit(soft)
@@ -179,7 +182,7 @@ impl Server {
             store,
             identity,
             budget: Budget::new(limits.max_memory),
-            decodes: DecodeGate::new(thread::available_parallelism().map_or(1, |n| n.get())),
+            decodes: DecodeGate::per_cpu(DEFAULT_LARGE_DECODE),
             conns: Registry::new(limits.max_connections, limits.min_rate),
             closer,
         };
@@ -291,6 +294,36 @@ impl Server {
             self.shared.conns.release(id);
             log!("cannot start a connection thread: {e}");
         }
+    }
+}
+
+/// Fits the memory budget to a container's limit unless it was set, and
+/// logs the figure and where it came from.
+fn fit_memory(limits: &mut Limits, set: bool) {
+    if set {
+        log!(
+            "memory budget {} (--max-memory or COLORSORT_MAX_MEMORY)",
+            show_size(limits.max_memory)
+        );
+        return;
+    }
+    let (budget, container) = crate::budget::default_limit();
+    limits.max_memory = budget;
+    match container {
+        Some(limit) => log!(
+            "memory budget {}, fitted to the cgroup memory limit of {} in {} \
+             (1/{MEMORY_LIMIT_SHARE} of it less {} for the rest of the server, at most {}); \
+             --max-memory overrides",
+            show_size(budget),
+            show_size(limit.bytes),
+            limit.file.display(),
+            show_size(MEMORY_OVERHEAD),
+            show_size(DEFAULT_MAX_MEMORY)
+        ),
+        None => log!(
+            "memory budget {} (the default; no cgroup memory limit found)",
+            show_size(budget)
+        ),
     }
 }
 

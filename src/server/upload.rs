@@ -6,8 +6,8 @@
 //! it becomes a protocol code.
 
 use super::Shared;
-use super::budget::{Budget, Reservation};
 use crate::age;
+use crate::budget::{Budget, Reservation};
 use crate::classify;
 use crate::config::Limits;
 use crate::name::{self, Name};
