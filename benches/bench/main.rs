@@ -5,18 +5,19 @@
 //! image, with the Python anchors; (1b) reduced-resolution JPEG decoding;
 //! (2) decryption; (3) a release server on loopback under load, a long run,
 //! and small uploads among large ones; (4) footprint and start times;
-//! (5) the static musl binary against glibc. Run through `make bench`,
+//! (5) the static musl binary against glibc; (6) parallel classify. Run through `make bench`,
 //! which builds the binaries and the images first; by hand:
 //!
 //! ```text
 //! cargo bench --bench bench -- --assets DIR --server BIN [--musl BIN]
 //!     [--static-glibc BIN] [--anchors FILE] [--work DIR] [--out FILE]
-//!     [--quick] [--only classify|crypto|e2e]...
+//!     [--quick] [--only classify|crypto|e2e|parallel]...
 //! ```
 
 mod crypto;
 mod e2e;
 mod images;
+mod parallel;
 mod server;
 mod util;
 
@@ -187,6 +188,9 @@ fn main() {
                 quick: args.quick,
             },
         );
+    }
+    if run("parallel") {
+        parallel::section(&mut report, &args.server, &args.assets, args.quick);
     }
 
     let mut text = String::from(INTRO);

@@ -16,7 +16,8 @@
 //! they all import; nothing imports this file back. `serve` is the server
 //! side; `key`, `stats`, `ping`, `send` and its `report` are the client side
 //! and never import the server or the store; `classify` and `gallery` work
-//! on local files, which `walk` finds.
+//! on local files, which `walk` finds, and `classify` runs them on `pool`'s
+//! threads.
 
 mod args;
 mod classify;
@@ -24,6 +25,7 @@ mod exit;
 mod gallery;
 mod key;
 mod ping;
+mod pool;
 mod report;
 mod send;
 mod serve;
