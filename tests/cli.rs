@@ -694,3 +694,256 @@ fn send_with_an_unwritable_stdout_sends_everything_and_fails() {
     assert!(stderr.contains("sending goes on"), "{stderr}");
     assert_eq!(s.files("red").len(), 4);
 }
+
+/// Runs `colorsort ARGS`, killing it if it has not finished within
+/// `limit`: a hang fails the test instead of stalling it.
+fn run_within(args: &[&str], config: &Path, limit: Duration) -> Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .env("XDG_CONFIG_HOME", config)
+        .env_remove("COLORSORT_HOST")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drain both pipes on their own threads, so that a full pipe cannot
+    // stall the child while the deadline is watched here.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("colorsort {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+#[test]
+fn classify_on_many_threads_prints_in_input_order() {
+    let cfg = tempfile::tempdir().unwrap();
+    let images = tempfile::tempdir().unwrap();
+    // Sizes that vary from file to file, so that later files often finish
+    // before earlier ones.
+    let mut names = Vec::new();
+    for i in 0..120u32 {
+        let side = [1, 300, 4, 120, 2, 40][i as usize % 6];
+        let name = format!("{i:03}.png");
+        fs::write(images.path().join(&name), common::noise_png(side, side, i)).unwrap();
+        names.push(name);
+    }
+    let dir = images.path().to_str().unwrap();
+    let one = run_within(
+        &["classify", "-j", "1", dir],
+        cfg.path(),
+        Duration::from_secs(120),
+    );
+    assert!(one.status.success(), "{}", text(&one.stderr));
+    let lines: Vec<String> = text(&one.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), names.len());
+    for (line, name) in lines.iter().zip(&names) {
+        let want = format!("{}", images.path().join(name).display());
+        assert_eq!(line.split(' ').next(), Some(want.as_str()), "{line}");
+    }
+    for jobs in ["4", "16"] {
+        let many = run_within(
+            &["classify", "-j", jobs, dir],
+            cfg.path(),
+            Duration::from_secs(120),
+        );
+        assert!(many.status.success(), "-j {jobs}: {}", text(&many.stderr));
+        assert_eq!(text(&many.stdout), text(&one.stdout), "-j {jobs}");
+        assert!(many.stderr.is_empty(), "{}", text(&many.stderr));
+    }
+    let default = run_within(&["classify", dir], cfg.path(), Duration::from_secs(120));
+    assert_eq!(text(&default.stdout), text(&one.stdout), "default -j");
+}
+
+#[test]
+fn classify_exit_codes_do_not_depend_on_the_jobs() {
+    let cfg = tempfile::tempdir().unwrap();
+    let images = tempfile::tempdir().unwrap();
+    let good = [
+        ("a.png", [255, 0, 0]),
+        ("b.png", [0, 255, 0]),
+        ("d.png", [0, 0, 255]),
+        ("e.png", [9, 9, 9]),
+    ];
+    for (name, rgb) in good {
+        fs::write(images.path().join(name), png(rgb, 50, 50)).unwrap();
+    }
+    fs::copy(
+        test_data("images/fail_truncated.png"),
+        images.path().join("c.png"),
+    )
+    .unwrap();
+    let path = |name: &str| images.path().join(name).to_str().unwrap().to_string();
+    let missing = path("missing.png");
+    let dir = path("");
+    // Arguments after the jobs, exit code, files printed, files reported.
+    type Case<'a> = (Vec<&'a str>, i32, &'a [&'a str], &'a [&'a str]);
+    let cases: &[Case] = &[
+        (
+            vec![&dir],
+            1,
+            &["a.png", "b.png", "d.png", "e.png"],
+            &["c.png"],
+        ),
+        (
+            vec![&missing, &dir],
+            1,
+            &["a.png", "b.png", "d.png", "e.png"],
+            &["missing.png", "c.png"],
+        ),
+    ];
+    let all_good: Vec<String> = good.iter().map(|(n, _)| path(n)).collect();
+    for jobs in ["1", "2", "4"] {
+        for (rest, code, printed, reported) in cases {
+            let mut args = vec!["classify", "-j", jobs];
+            args.extend(rest);
+            let out = run_within(&args, cfg.path(), Duration::from_secs(60));
+            assert_eq!(out.status.code(), Some(*code), "-j {jobs} {rest:?}");
+            let stdout = text(&out.stdout);
+            let files: Vec<&str> = stdout
+                .lines()
+                .map(|l| l.split(' ').next().unwrap().rsplit('/').next().unwrap())
+                .collect();
+            assert_eq!(files, *printed, "-j {jobs} {rest:?}");
+            let stderr = text(&out.stderr);
+            let named: Vec<&str> = stderr
+                .lines()
+                .map(|l| l.split(": ").nth(1).unwrap().rsplit('/').next().unwrap())
+                .collect();
+            assert_eq!(named, *reported, "-j {jobs} {rest:?}: {stderr}");
+            assert!(
+                stderr.lines().all(|l| l.starts_with("colorsort: ")),
+                "{stderr}"
+            );
+        }
+        let mut args = vec!["classify", "-j", jobs];
+        args.extend(all_good.iter().map(String::as_str));
+        let out = run_within(&args, cfg.path(), Duration::from_secs(60));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "-j {jobs}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout).lines().count(), all_good.len());
+    }
+}
+
+#[test]
+fn classify_refuses_bad_jobs_and_memory_flags() {
+    let cfg = tempfile::tempdir().unwrap();
+    let image = test_data("images/red_solid.png");
+    let image = image.to_str().unwrap();
+    let cases: &[&[&str]] = &[
+        &["-j", "0"],
+        &["-j", "abc"],
+        &["-j", "-1"],
+        &["--jobs", "0"],
+        &["-j"],
+        &["--max-memory", "0"],
+        &["--max-memory", "lots"],
+        &["--max-pixels", "0"],
+    ];
+    for flags in cases {
+        let mut args = vec!["classify"];
+        args.extend(*flags);
+        args.push(image);
+        let out = run(&args, cfg.path());
+        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+        assert!(out.stdout.is_empty(), "{flags:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("colorsort: ") && !err.contains("panicked"),
+            "{flags:?}: {err}"
+        );
+    }
+    let out = run(
+        &["classify", "-j", "3", "--max-memory", "64M", image],
+        cfg.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn classify_fails_images_too_large_for_the_memory_limit() {
+    let cfg = tempfile::tempdir().unwrap();
+    let images = tempfile::tempdir().unwrap();
+    // 1000 x 1000 RGB: 3 MB of pixels, far over the limit; the small ones
+    // fit it, one at a time or all at once.
+    for i in 0..12u32 {
+        let (name, side) = if i % 3 == 1 {
+            (format!("{i:02}-large.png"), 1000)
+        } else {
+            (format!("{i:02}-small.png"), 16)
+        };
+        fs::write(images.path().join(name), png([200, 10, 10], side, side)).unwrap();
+    }
+    let dir = images.path().to_str().unwrap();
+    for jobs in ["1", "4"] {
+        let args = ["classify", "-j", jobs, "--max-memory", "64K", dir];
+        let out = run_within(&args, cfg.path(), Duration::from_secs(60));
+        assert_eq!(out.status.code(), Some(1), "-j {jobs}");
+        let stdout = text(&out.stdout);
+        assert_eq!(stdout.lines().count(), 8, "-j {jobs}: {stdout}");
+        assert!(
+            stdout.lines().all(|l| l.contains("-small.png red ")),
+            "{stdout}"
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.lines().count(), 4, "-j {jobs}: {stderr}");
+        for line in stderr.lines() {
+            assert!(
+                line.contains("-large.png: a 1000x1000 image needs")
+                    && line.ends_with("over the memory limit of 65536 bytes (--max-memory)"),
+                "{line}"
+            );
+        }
+    }
+    // 4 MiB holds one large decode at a time but not two: they take turns
+    // instead of failing or waiting on each other for ever.
+    let out = run_within(
+        &["classify", "-j", "4", "--max-memory", "4M", dir],
+        cfg.path(),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 12);
+    // A file larger than the whole limit is refused before it is read.
+    let big = images.path().join("01-large.png");
+    let size = fs::metadata(&big).unwrap().len();
+    let limit = (size / 2).to_string();
+    let out = run_within(
+        &["classify", "--max-memory", &limit, big.to_str().unwrap()],
+        cfg.path(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "the file's {size} bytes are over the memory limit"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}

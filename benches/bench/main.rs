@@ -6,15 +6,15 @@
 //! (2) decryption; (3) a release server on loopback under load, a long run,
 //! and small uploads among large ones; (4) footprint and start times;
 //! (5) the static musl binary, the other static builds and the container
-//! image against glibc; (5b) the static binary's own memcpy. Run through
-//! `make bench`, which builds the binaries, the image and the benchmark
-//! images first; by hand:
+//! image against glibc; (5b) the static binary's own memcpy; (6) parallel
+//! classify. Run through `make bench`, which builds the binaries, the image
+//! and the benchmark images first; by hand:
 //!
 //! ```text
 //! cargo bench --bench bench -- --assets DIR --server BIN [--musl BIN]
 //!     [--musl-libc-mem BIN] [--static-glibc BIN] [--image TAG]
 //!     [--anchors FILE] [--work DIR] [--out FILE]
-//!     [--quick] [--only classify|crypto|e2e|mem]...
+//!     [--quick] [--only classify|crypto|e2e|mem|parallel]...
 //! ```
 //!
 //! `--only e2e` includes section 5, which needs `--musl`; `--only mem` is
@@ -25,6 +25,7 @@ mod e2e;
 mod images;
 mod mem;
 mod musl;
+mod parallel;
 mod server;
 mod util;
 
@@ -218,6 +219,9 @@ fn main() {
                 quick: args.quick,
             },
         );
+    }
+    if run("parallel") {
+        parallel::section(&mut report, &args.server, &args.assets, args.quick);
     }
 
     let mut text = String::from(INTRO);

@@ -16,8 +16,9 @@
 //! stdout and the broken-pipe rule) and `args` (the lexer) are leaves that
 //! they all import; nothing imports this file back. `serve` is the server
 //! side; `key`, `stats`, `ping`, `send` and its `report` and `sign` are the
-//! client side and never import the server or the store; `classify` and `gallery` work
-//! on local files, which `walk` finds.
+//! client side and never import the server or the store; `classify` and
+//! `gallery` work on local files, which `walk` finds, and `classify` runs
+//! them on `pool`'s threads.
 
 mod args;
 mod classify;
@@ -25,6 +26,7 @@ mod exit;
 mod gallery;
 mod key;
 mod ping;
+mod pool;
 mod report;
 mod send;
 mod serve;
