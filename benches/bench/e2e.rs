@@ -174,7 +174,7 @@ pub struct Level {
     peak: u64,
     bound: u64,
     /// Server CPU seconds per wall second during the run.
-    cores: f64,
+    pub cores: f64,
     /// The whole machine's busy CPU seconds per wall second.
     machine: f64,
 }

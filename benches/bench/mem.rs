@@ -7,7 +7,7 @@ use crate::images::SET;
 use crate::util::{Report, Table, command_output, note};
 use colorsort::mem::copy::{Long, REP_MOVSB_MIN, forward_with};
 use colorsort::mem::cpu::fast_strings;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -170,47 +170,133 @@ fn profile(binary: &Path, file: &Path, runs: usize, work: &Path) -> Result<Share
     Ok(shares)
 }
 
-/// What `nm` and `objdump` say about the memory functions of `binary`:
-/// whether `memcpy`, `memmove` and `memset` are defined, whether musl's
-/// own `memcpy` (its alias `__memcpy_fwd`) is linked in, and how many
-/// calls to the three the routines of src/mem/ make (none is right).
-fn symbols(binary: &Path) -> Option<(bool, bool, usize)> {
-    let nm = command_output("nm", &[&binary.display().to_string()])?;
-    let defined = |name: &str| {
-        nm.lines().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() == 3 && f[2] == name && matches!(f[1], "T" | "t" | "W")
-        })
-    };
-    let all = ["memcpy", "memmove", "memset"].iter().all(|n| defined(n));
-    let musl_own = defined("__memcpy_fwd");
-    let dump = command_output(
-        "objdump",
-        &[
-            "-d",
-            "--no-show-raw-insn",
-            "-C",
-            &binary.display().to_string(),
-        ],
-    )?;
-    // Calls to the three from inside them or src/mem/'s functions.
-    let mut calls = 0;
-    let mut inside = false;
-    for line in dump.lines() {
-        if let Some(name) = line.strip_suffix(">:") {
-            let name = name.rsplit('<').next().unwrap_or("");
-            inside = matches!(name, "memcpy" | "memmove" | "memset")
-                || name.starts_with("colorsort::mem::");
-        } else if inside
-            && line.contains("call")
-            && ["<memcpy", "<memmove", "<memset"]
-                .iter()
-                .any(|t| line.contains(t))
-        {
-            calls += 1;
+/// What `nm` and `objdump` say about the memory functions of a binary.
+struct Symbols {
+    /// `memcpy`, `memmove` and `memset` are all defined.
+    defined: bool,
+    /// musl's own `memcpy` (its alias `__memcpy_fwd`) is linked in.
+    musl_own: bool,
+    /// Calls from the three, or from src/mem/'s functions, to the three:
+    /// none is right (one would recurse).
+    recursive: usize,
+    /// Calls whose target could not be told.
+    unresolved: usize,
+    /// The other functions they call.
+    callees: Vec<String>,
+}
+
+/// Reads `binary`'s symbols and disassembly: direct calls name their
+/// target; calls through the GOT (a static PIE has them) are resolved
+/// from the slot's link-time content.
+fn symbols(binary: &Path) -> Option<Symbols> {
+    let path = binary.display().to_string();
+    let nm = command_output("nm", &["-C", &path])?;
+    let mut by_address: HashMap<u64, String> = HashMap::new();
+    let mut names = Vec::new();
+    for line in nm.lines() {
+        let mut f = line.splitn(3, ' ');
+        let (Some(address), Some(kind), Some(name)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if matches!(kind, "T" | "t" | "W" | "w") {
+            names.push(name.to_string());
+            if let Ok(address) = u64::from_str_radix(address, 16) {
+                by_address
+                    .entry(address)
+                    .or_insert_with(|| name.to_string());
+            }
         }
     }
-    Some((all, musl_own, calls))
+    let defined = ["memcpy", "memmove", "memset"]
+        .iter()
+        .all(|n| names.iter().any(|m| m == n));
+    let musl_own = names.iter().any(|m| m == "__memcpy_fwd");
+    // The GOT's words: `ADDRESS WORD WORD WORD WORD  ascii`, 4 bytes a word.
+    let got_dump = command_output("objdump", &["-s", "-j", ".got", &path]).unwrap_or_default();
+    let mut got: HashMap<u64, u64> = HashMap::new();
+    for line in got_dump.lines() {
+        let mut f = line.split_whitespace();
+        let Some(Ok(start)) = f.next().map(|a| u64::from_str_radix(a, 16)) else {
+            continue;
+        };
+        let bytes: Vec<u8> = f
+            .take(4)
+            .take_while(|w| w.len() == 8 && w.chars().all(|c| c.is_ascii_hexdigit()))
+            .flat_map(|w| {
+                (0..4).map(move |i| u8::from_str_radix(&w[2 * i..2 * i + 2], 16).unwrap_or(0))
+            })
+            .collect();
+        for (i, slot) in bytes.chunks_exact(8).enumerate() {
+            let value = u64::from_le_bytes(slot.try_into().unwrap_or([0; 8]));
+            got.insert(start + 8 * i as u64, value);
+        }
+    }
+    let dump = command_output("objdump", &["-d", "--no-show-raw-insn", "-C", &path])?;
+    let mut out = Symbols {
+        defined,
+        musl_own,
+        recursive: 0,
+        unresolved: 0,
+        callees: Vec::new(),
+    };
+    let mut inside = false;
+    for line in dump.lines() {
+        if let Some(head) = line.strip_suffix(">:") {
+            let name = head.split_once('<').map_or("", |(_, n)| n);
+            inside = matches!(name, "memcpy" | "memmove" | "memset")
+                || name.starts_with("colorsort::mem::");
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        // `ADDR:\tcall   TARGET <name>`, `call   *0x..(%rip)  # SLOT <..>`, or
+        // the same with `jmp`, which is a tail call when its target is a
+        // function's start (`<name>`, no `+offset`).
+        let Some((_, instruction)) = line.split_once('\t') else {
+            continue;
+        };
+        let Some((mnemonic, operand)) = instruction.split_once(' ') else {
+            continue;
+        };
+        let operand = operand.trim();
+        if mnemonic != "call" && mnemonic != "jmp" {
+            continue;
+        }
+        let target = if operand.starts_with('*') {
+            if mnemonic == "jmp" && !operand.contains('#') {
+                // Through a register: a jump table within the function.
+                continue;
+            }
+            operand
+                .split_once('#')
+                .and_then(|(_, c)| c.split_whitespace().next())
+                .and_then(|slot| u64::from_str_radix(slot, 16).ok())
+                .and_then(|slot| got.get(&slot))
+                .and_then(|address| by_address.get(address))
+                .cloned()
+        } else {
+            let name = operand
+                .split_once('<')
+                .and_then(|(_, n)| n.strip_suffix('>'));
+            match name {
+                // A jump within a function.
+                Some(n) if mnemonic == "jmp" && n.contains('+') => continue,
+                Some(n) => Some(n.split('+').next().unwrap_or(n).to_string()),
+                None => None,
+            }
+        };
+        match target {
+            Some(t) if matches!(t.as_str(), "memcpy" | "memmove" | "memset") => out.recursive += 1,
+            Some(t) => {
+                if !out.callees.contains(&t) {
+                    out.callees.push(t);
+                }
+            }
+            None => out.unresolved += 1,
+        }
+    }
+    Some(out)
 }
 
 /// Nanoseconds per call of `copy` for `n` bytes, best of several trials.
@@ -262,19 +348,35 @@ pub fn section(report: &mut Report, cfg: &Config) {
         "build",
         "memcpy, memmove, memset defined",
         "musl's memcpy linked",
-        "calls to them from src/mem/",
+        "calls from them (and src/mem/) to them",
+        "what else they call",
     ]);
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
     for (name, binary) in &builds[1..] {
         match symbols(binary) {
-            Some((all, musl_own, calls)) => table.row(vec![
+            Some(s) => table.row(vec![
                 name.to_string(),
-                if all { "yes" } else { "no" }.into(),
-                if musl_own { "yes" } else { "no" }.into(),
-                calls.to_string(),
+                yes(s.defined),
+                yes(s.musl_own),
+                if s.unresolved > 0 {
+                    format!("{} ({} calls unresolved)", s.recursive, s.unresolved)
+                } else {
+                    s.recursive.to_string()
+                },
+                if s.callees.is_empty() {
+                    "nothing".into()
+                } else {
+                    s.callees
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
             ]),
             None => table.row(vec![
                 name.to_string(),
                 "nm or objdump missing".into(),
+                String::new(),
                 String::new(),
                 String::new(),
             ]),
@@ -383,8 +485,8 @@ pub fn section(report: &mut Report, cfg: &Config) {
          `memset` calls on its coefficients. The static musl binary therefore defines the \
          three symbols itself (`src/mem/`), and the link takes them instead of musl's: \
          the first table checks that with `nm` (musl's `memcpy` carries the alias \
-         `__memcpy_fwd`) and `objdump` (no call from them to any of the three, which \
-         would recurse). Up to 128 bytes, 256 for a disjoint copy or a fill, they are a \
+         `__memcpy_fwd`) and `objdump` (no call or tail jump from them to any of the \
+         three, which would recurse; calls through the GOT resolved from its slots). Up to 128 bytes, 256 for a disjoint copy or a fill, they are a \
          few overlapping unaligned loads and stores; longer, a 64-byte SSE loop, or `rep \
          movsb` / `rep stosb` from {REP_MOVSB_MIN} bytes on CPUs that report ERMSB (this \
          one: {}); `memmove` walks backward when the destination overlaps the source from \

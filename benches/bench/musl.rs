@@ -233,22 +233,34 @@ pub fn section(report: &mut Report, cfg: &Config, musl: &Path, key_from: &Path, 
     let uploads = if cfg.quick { 16 } else { 48 };
     for clients in [2, 8] {
         note(format!("{clients} clients, each build"));
-        let values: Vec<f64> = builds
+        // Uploads per second of wall time, and per CPU-second of the server.
+        let (rates, per_cpu): (Vec<f64>, Vec<f64>) = builds
             .iter()
             .map(|b| {
                 if b.kind == Kind::MuslLibcMem {
                     // A diagnostic build: its classify rows say enough.
-                    return f64::NAN;
+                    return (f64::NAN, f64::NAN);
                 }
                 // A fresh server, or container, for each run.
                 let level = run_level(cfg, b.runner.build(), key_from, set, (clients, uploads), 0);
-                level.outcome.latencies.len() as f64 / level.outcome.wall
+                let done = level.outcome.latencies.len() as f64;
+                (
+                    done / level.outcome.wall,
+                    done / (level.cores * level.outcome.wall),
+                )
             })
-            .collect();
+            .unzip();
         row(
             &mut table,
             format!("end to end, {clients} clients, uploads/s"),
-            &values,
+            &rates,
+            false,
+            true,
+        );
+        row(
+            &mut table,
+            format!("end to end, {clients} clients, uploads per server CPU-second"),
+            &per_cpu,
             false,
             true,
         );
@@ -304,8 +316,11 @@ pub fn section(report: &mut Report, cfg: &Config, musl: &Path, key_from: &Path, 
          target-feature=+crt-static`. {container_text}The ratios are speeds relative to \
          glibc (below 1 is slower). The verdict uses the `classify` rows, the CPU time of \
          one process each, median of {runs} runs taken round-robin over the builds; the \
-         end-to-end rows are wall-clock rates of short runs ({uploads} uploads), which move \
-         by about 10 % from run to run on a busy machine. **Goal: the static musl binary \
+         end-to-end rows are rates of short runs ({uploads} uploads): per second of wall \
+         time, which moves by 10 % and more from run to run on a busy machine, and per \
+         CPU-second the server process used (user + system, from `/proc/PID/stat`; in the \
+         container, its server's process, so without Docker's port proxy), which depends \
+         less on what else runs. **Goal: the static musl binary \
          within 5 % of glibc on every classify row: {verdict}** (slowest \
          {worst_musl:.2}).{}",
         match (worst_libc_mem, index_of(Kind::MuslLibcMem)) {
