@@ -437,6 +437,11 @@ impl Huffman {
             if count > 0 {
                 table.offset[len] = index - code;
                 for _ in 0..count {
+                    // Counts that ask for more codes of this length than
+                    // there are: the table is over-subscribed.
+                    if code >= 1 << len {
+                        return Err(corrupt);
+                    }
                     if len <= 8 {
                         let shift = 8 - len;
                         let first = (code as usize) << shift;
@@ -449,10 +454,6 @@ impl Huffman {
                     index += 1;
                 }
                 table.max_code[len] = code - 1;
-            }
-            // A code that would not fit its length: the counts are wrong.
-            if code > 1 << len {
-                return Err(corrupt);
             }
             code <<= 1;
         }
@@ -943,6 +944,34 @@ mod tests {
             layout(&fixture("fail_arithmetic.jpg")),
             Err(Refusal::Unsupported("arithmetic-coded jpeg"))
         );
+    }
+
+    #[test]
+    fn huffman_tables_whose_counts_overflow_their_lengths_are_corrupt() {
+        // Counts per length 1..=16, then the symbols they promise.
+        let table = |counts: [u8; 16]| {
+            let total: usize = counts.iter().map(|&c| usize::from(c)).sum();
+            [&counts[..], &vec![0u8; total]].concat()
+        };
+        let mut full = [0u8; 16];
+        full[7] = 255; // 255 of the 256 codes of length 8: fits
+        let mut over = [0u8; 16];
+        over[0] = 3; // three codes of length 1, where two exist
+        let mut late = [0u8; 16];
+        late[1] = 3; // three of length 2...
+        late[2] = 3; // ...leave two of length 3, not three
+        let mut wide = [0u8; 16];
+        wide[4] = 33; // 33 of length 5, found by fuzzing as a panic
+        let corrupt = Err(Refusal::Corrupt("a malformed Huffman table"));
+        let cases = [(full, true), (over, false), (late, false), (wide, false)];
+        for (counts, fits) in cases {
+            let parsed = Huffman::parse(&table(counts)).map(|_| ());
+            if fits {
+                assert_eq!(parsed, Ok(()), "{counts:?}");
+            } else {
+                assert_eq!(parsed, corrupt, "{counts:?}");
+            }
+        }
     }
 
     #[test]
