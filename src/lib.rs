@@ -14,12 +14,23 @@
 //!   inline (`what: cause`), so `source()` is left unimplemented: a printer
 //!   that walked the chain as well would print every cause twice. Crypto
 //!   errors stay coarse on purpose.
-//! - **Limits.** Every limit a client can run into is a named constant in
-//!   [`config`], overridable by a `serve` flag and a `COLORSORT_*` variable.
-//! - **Leaves.** `log`, `name`, `protocol`, `config`, `key`, `random`,
-//!   `sys` and `budget` import nothing of the crate but each other's constants;
-//!   the client side (`client`, `pins`, the client subcommands) never imports
-//!   `server` or `store`.
+//! - **Limits.** Every limit an operator may tune is a named constant in
+//!   [`config`] with a `serve` flag and a `COLORSORT_*` variable each
+//!   (`config::SETTINGS`); [`config`] also holds the fixed timings no client
+//!   can lengthen (`EVICTION_WAIT`, `FILING_WAIT`, `LINGER`,
+//!   `MAX_LINGERING`). A cap that is a fact of the wire or of a format is a
+//!   named constant in that format's module: `protocol::MAX_LINE`,
+//!   `name::MAX_NAME`, `sshsig::MAX_SIGNATURE`, `age`'s header caps,
+//!   `signers`' file caps, `classify`'s decoder caps and `OPEN_MEMORY`.
+//!   docs/SECURITY.md's limits table lists each, with where it lives.
+//! - **Leaves.** Leaves import only other leaves, without cycles: `key`,
+//!   `name`, `random`, `log`, `sys` and `mem` import nothing of the crate;
+//!   `sshsig` takes `key`'s bit bounds, `config` takes
+//!   `key::GENERATE_BITS` and `sshsig::MAX_SIGNATURE`, `protocol` takes
+//!   `config::MAX_SIGNATURE`, `budget` takes `config`'s memory constants.
+//!   Above them, `signers` imports only `sshsig`'s types, `age` only `key`,
+//!   `classify` only `config`. The client side (`client`, `pins`, the
+//!   client subcommands) never imports `server` or `store`.
 
 #[macro_use]
 pub mod log;

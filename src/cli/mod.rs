@@ -9,8 +9,9 @@
 //!   uploads by colour and neither `--sign` nor `--unsigned` was given;
 //! - 3: `send` refused: the server's key differs from the pinned one.
 //!
-//! A closed stdout (`colorsort key | head -c 10`) is not an error: the
-//! command stops quietly with the status it had.
+//! A closed stdout is not an error: a command whose work is its output
+//! (`colorsort key | head -c 10`) stops quietly with 0; `send` goes on
+//! sending and exits by its uploads.
 //!
 //! Each subcommand has its own file. `exit` (exit codes, the command error,
 //! stdout and the broken-pipe rule) and `args` (the lexer) are leaves that
