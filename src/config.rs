@@ -54,6 +54,8 @@ pub struct ServeConfig {
     pub key_bits: usize,
     /// Resource limits.
     pub limits: Limits,
+    /// How log lines are written.
+    pub log_format: crate::log::Format,
 }
 
 /// The resource limits that keep one client from starving the others.
@@ -110,6 +112,7 @@ impl Default for ServeConfig {
             data: PathBuf::from(DEFAULT_DATA_DIR),
             key_bits: DEFAULT_KEY_BITS,
             limits: Limits::default(),
+            log_format: crate::log::Format::Text,
         }
     }
 }
@@ -268,6 +271,18 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         show: |c| show_duration(c.limits.shutdown_grace),
+    },
+    Setting {
+        flag: "--log-format",
+        env: "COLORSORT_LOG_FORMAT",
+        value: "FORMAT",
+        help: "log lines as text, or as json: one object per line",
+        apply: |c, v| {
+            c.log_format =
+                crate::log::Format::parse(v).ok_or_else(|| format!("{v:?} is not text or json"))?;
+            Ok(())
+        },
+        show: |c| c.log_format.as_str().into(),
     },
 ];
 
@@ -444,6 +459,20 @@ mod tests {
     }
 
     #[test]
+    fn log_format_settings() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("--log-format", "text", "text"),
+            ("--log-format", "json", "json"),
+        ];
+        for (flag, value, shown) in cases {
+            let mut c = ServeConfig::default();
+            let s = setting(flag).unwrap();
+            s.apply(&mut c, value, flag).unwrap();
+            assert_eq!(s.show(&c), *shown, "{flag} {value}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_their_source() {
         let mut c = ServeConfig::default();
         let cases = [
@@ -451,6 +480,7 @@ mod tests {
             ("--listen", "nowhere"),
             ("--max-connections", "0"),
             ("--data", ""),
+            ("--log-format", "JSON"),
         ];
         for (flag, value) in cases {
             let err = setting(flag)

@@ -53,6 +53,7 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
             }
         }
     }
+    crate::log::set_format(config.log_format);
     // A panic ends only the connection it happened on; log it as one line
     // like everything else rather than as the default multi-line report.
     std::panic::set_hook(Box::new(|info| {

@@ -142,10 +142,8 @@ impl<'a> Connection<'a> {
                 Ok(line) => self.request(&line),
                 Err(LineError::Read(ReadError::Eof)) => {
                     if self.shared.conns.evicted(self.id) {
-                        log!(
-                            "{} - - -> ERR busy (evicted: idle longest while full)",
-                            self.peer
-                        );
+                        let why = format_args!("evicted: idle longest while full");
+                        crate::log::busy(&self.peer, why);
                         return self.end("server is full; closed the connection idle longest");
                     }
                     if self.shared.conns.stopping() {
@@ -201,11 +199,13 @@ impl<'a> Connection<'a> {
         };
         let shown: String = reply.chars().take(LOG_REPLY).collect();
         let ellipsis = if shown.len() < reply.len() { "..." } else { "" };
-        let ms = started.elapsed().as_millis();
-        match &outcome.detail {
-            Some(d) => log!("{} {what} -> {shown}{ellipsis} {ms}ms ({d})", self.peer),
-            None => log!("{} {what} -> {shown}{ellipsis} {ms}ms", self.peer),
-        }
+        crate::log::request(&crate::log::Request {
+            peer: &self.peer,
+            request: Some(what),
+            reply: &format!("{shown}{ellipsis}"),
+            ms: Some(started.elapsed().as_millis()),
+            detail: outcome.detail.as_deref(),
+        });
     }
 
     /// Parses and answers one request line. Returns a summary for the log.
@@ -307,10 +307,8 @@ impl<'a> Connection<'a> {
                 Outcome::err(Code::Timeout, "payload not received in time").closing()
             }
             ReadError::Eof if self.shared.conns.evicted(self.id) => {
-                log!(
-                    "{} - - -> ERR busy (evicted: slowest upload while full)",
-                    self.peer
-                );
+                let why = format_args!("evicted: slowest upload while full");
+                crate::log::busy(&self.peer, why);
                 Outcome::err(
                     Code::Busy,
                     "server is full; closed the upload furthest behind the minimum rate",

@@ -270,10 +270,8 @@ impl Server {
             return;
         }
         let Some((id, progress)) = self.shared.conns.register(&stream) else {
-            log!(
-                "{peer} - - -> ERR busy (connection limit {})",
-                limits.max_connections
-            );
+            let limit = limits.max_connections;
+            crate::log::busy(&peer, format_args!("connection limit {limit}"));
             self.shared
                 .turn_away(stream, "server is at its connection limit; try again later");
             return;
