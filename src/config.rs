@@ -42,6 +42,12 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// Most connections drained at once after an error; past it, a connection
 /// is closed at once.
 pub const MAX_LINGERING: usize = 256;
+/// Largest HTTP request head (request line and headers) the metrics
+/// responder reads; past it, `431`.
+pub const METRICS_MAX_REQUEST: usize = 8 * 1024;
+/// Most metrics requests served at once; past it, `503`. A scraper needs
+/// one.
+pub const METRICS_MAX_CONNECTIONS: usize = 4;
 
 /// Everything `colorsort serve` needs to know.
 #[derive(Debug, Clone)]
@@ -54,6 +60,8 @@ pub struct ServeConfig {
     pub key_bits: usize,
     /// Resource limits.
     pub limits: Limits,
+    /// Address to serve metrics on over HTTP, if any.
+    pub metrics: Option<SocketAddr>,
     /// How log lines are written.
     pub log_format: crate::log::Format,
 }
@@ -112,6 +120,7 @@ impl Default for ServeConfig {
             data: PathBuf::from(DEFAULT_DATA_DIR),
             key_bits: DEFAULT_KEY_BITS,
             limits: Limits::default(),
+            metrics: None,
             log_format: crate::log::Format::Text,
         }
     }
@@ -271,6 +280,23 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         show: |c| show_duration(c.limits.shutdown_grace),
+    },
+    Setting {
+        flag: "--metrics",
+        env: "COLORSORT_METRICS",
+        value: "ADDR",
+        help: "address and port to serve Prometheus metrics on (GET /metrics), or off",
+        apply: |c, v| {
+            c.metrics = match v {
+                "off" => None,
+                v => Some(
+                    v.parse()
+                        .map_err(|_| format!("{v:?} is not off or an address like 0.0.0.0:9100"))?,
+                ),
+            };
+            Ok(())
+        },
+        show: |c| c.metrics.map_or_else(|| "off".into(), |a| a.to_string()),
     },
     Setting {
         flag: "--log-format",
@@ -459,8 +485,11 @@ mod tests {
     }
 
     #[test]
-    fn log_format_settings() {
+    fn metrics_and_log_format_settings() {
         let cases: &[(&str, &str, &str)] = &[
+            ("--metrics", "off", "off"),
+            ("--metrics", "127.0.0.1:9100", "127.0.0.1:9100"),
+            ("--metrics", "[::]:9100", "[::]:9100"),
             ("--log-format", "text", "text"),
             ("--log-format", "json", "json"),
         ];
@@ -470,6 +499,12 @@ mod tests {
             s.apply(&mut c, value, flag).unwrap();
             assert_eq!(s.show(&c), *shown, "{flag} {value}");
         }
+        let mut c = ServeConfig::default();
+        setting("--metrics")
+            .unwrap()
+            .apply(&mut c, "0.0.0.0:9100", "--metrics")
+            .unwrap();
+        assert_eq!(c.metrics, Some("0.0.0.0:9100".parse().unwrap()));
     }
 
     #[test]
@@ -480,6 +515,8 @@ mod tests {
             ("--listen", "nowhere"),
             ("--max-connections", "0"),
             ("--data", ""),
+            ("--metrics", "9100"),
+            ("--metrics", ""),
             ("--log-format", "JSON"),
         ];
         for (flag, value) in cases {

@@ -31,6 +31,7 @@ pub mod client;
 pub mod config;
 pub mod gallery;
 pub mod key;
+pub mod metrics;
 pub mod name;
 pub mod pins;
 pub mod protocol;

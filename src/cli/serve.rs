@@ -1,10 +1,12 @@
 //! `colorsort serve`: builds the server's configuration from the
 //! environment and the command line, logs panics as single lines, starts
-//! the server and stops it cleanly on SIGTERM or SIGINT.
+//! the server (and its metrics responder, if asked for) and stops it
+//! cleanly on SIGTERM or SIGINT.
 
 use super::args::{Args, Flags, Item, unknown};
 use super::exit::{EXIT_FAILED, EXIT_OK, Error, print};
 use crate::config::{self, ServeConfig};
+use crate::metrics::http::{self, Responder};
 use crate::server::Server;
 
 /// Help for `colorsort serve`, with every setting and its default.
@@ -70,6 +72,15 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
             thread.name().unwrap_or("?")
         );
     }));
+    // Bound first: a metrics address in use stops the start before the
+    // data directory is touched.
+    let metrics = match config.metrics {
+        Some(addr) => Some(
+            Responder::bind(addr, config.limits.timeout)
+                .map_err(|e| Error::Failed(format!("cannot serve metrics on {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     let server = Server::bind(&config).map_err(|e| Error::Failed(e.to_string()))?;
     let addr = server.local_addr()?;
     let l = &config.limits;
@@ -84,6 +95,14 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
         l.timeout.as_secs_f64(),
         l.max_connections
     );
+    if let Some(responder) = metrics {
+        log!(
+            "metrics at http://{}{}",
+            responder.local_addr()?,
+            http::PATH
+        );
+        responder.spawn(server.metrics())?;
+    }
     let stopper = server.stopper()?;
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,

@@ -80,6 +80,16 @@ impl Budget {
         }
     }
 
+    /// The limit, in bytes.
+    pub(super) fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Bytes reserved now.
+    pub(super) fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
     /// Reserves `bytes`, or `None` if that would go over the limit.
     pub(super) fn try_reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
         self.used

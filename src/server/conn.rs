@@ -6,6 +6,7 @@
 use super::Shared;
 use super::reader::{LineError, ReadError, Reader};
 use super::upload::{self, Accepted, UploadError};
+use crate::metrics::Eviction;
 use crate::name;
 use crate::protocol::{self, Code, Request, Upload};
 use std::fmt;
@@ -142,6 +143,7 @@ impl<'a> Connection<'a> {
                 Ok(line) => self.request(&line),
                 Err(LineError::Read(ReadError::Eof)) => {
                     if self.shared.conns.evicted(self.id) {
+                        self.shared.metrics.evicted(Eviction::Idle);
                         let why = format_args!("evicted: idle longest while full");
                         crate::log::busy(&self.peer, why);
                         return self.end("server is full; closed the connection idle longest");
@@ -248,7 +250,13 @@ impl<'a> Connection<'a> {
                     kind.verb(),
                     protocol::printable(name, name::MAX_NAME)
                 );
-                (what, self.upload(kind, name, size))
+                let started = Instant::now();
+                let outcome = self.upload(kind, name, size);
+                // Taken back to zero: a SIZE refused unread reports none.
+                let received = self.progress.swap(0, Ordering::Relaxed);
+                let took = started.elapsed();
+                shared.metrics.upload(kind, &outcome.reply, received, took);
+                (what, outcome)
             }
         }
     }
@@ -307,6 +315,7 @@ impl<'a> Connection<'a> {
                 Outcome::err(Code::Timeout, "payload not received in time").closing()
             }
             ReadError::Eof if self.shared.conns.evicted(self.id) => {
+                self.shared.metrics.evicted(Eviction::SlowUpload);
                 let why = format_args!("evicted: slowest upload while full");
                 crate::log::busy(&self.peer, why);
                 Outcome::err(

@@ -48,6 +48,7 @@ mod upload;
 
 use crate::config::{Limits, MAX_LINGERING, ServeConfig};
 use crate::key::Identity;
+use crate::metrics::{Live, Metrics};
 use crate::protocol::{self, Code};
 use crate::store::{self, Store};
 use budget::{Budget, DecodeGate};
@@ -113,6 +114,7 @@ struct Shared {
     decodes: DecodeGate,
     conns: Registry,
     closer: Arc<Closer>,
+    metrics: Metrics,
 }
 
 /// Stops a running server from another thread (a signal handler's thread,
@@ -176,6 +178,7 @@ impl Server {
         let shared = Shared {
             limits,
             key_line: public.to_ssh_line(crate::key::COMMENT),
+            metrics: Metrics::new(&public.fingerprint()),
             store,
             identity,
             budget: Budget::new(limits.max_memory),
@@ -202,6 +205,18 @@ impl Server {
     /// The server key's size in bits.
     pub fn key_bits(&self) -> usize {
         self.shared.identity.public().bits()
+    }
+
+    /// Renders this server's metrics page, at each call.
+    pub fn metrics(&self) -> impl Fn() -> String + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || {
+            shared.metrics.render(&Live {
+                memory_used: shared.budget.used(),
+                memory_limit: shared.budget.limit(),
+                connection_limit: shared.limits.max_connections,
+            })
+        }
     }
 
     /// A handle that stops this server.
@@ -270,6 +285,7 @@ impl Server {
             return;
         }
         let Some((id, progress)) = self.shared.conns.register(&stream) else {
+            self.shared.metrics.connection_refused();
             let limit = limits.max_connections;
             crate::log::busy(&peer, format_args!("connection limit {limit}"));
             self.shared
@@ -279,6 +295,7 @@ impl Server {
         let shared = Arc::clone(&self.shared);
         let spawned = thread::Builder::new().name("conn".into()).spawn(move || {
             let _slot = Slot::new(&shared.conns, id);
+            let _open = shared.metrics.open_connection();
             match Connection::new(&shared, stream, (id, progress), peer) {
                 Ok(conn) => conn.serve(),
                 Err(e) => log!("cannot set up a connection: {e}"),

@@ -194,7 +194,11 @@ pub(super) fn process(
             max: limits.max_memory,
         });
     }
+    let waited = std::time::Instant::now();
     let turn = shared.decodes.enter_if_large(peak);
+    if turn.is_some() {
+        shared.metrics.decode_waited(waited.elapsed());
+    }
     let pixel_memory = shared
         .budget
         .try_reserve(peak)
