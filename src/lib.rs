@@ -16,9 +16,9 @@
 //!   errors stay coarse on purpose.
 //! - **Limits.** Every limit an operator may tune is a named constant in
 //!   [`config`] with a `serve` flag and a `COLORSORT_*` variable each
-//!   (`config::SETTINGS`); [`config`] also holds the fixed timings no client
-//!   can lengthen (`EVICTION_WAIT`, `FILING_WAIT`, `LINGER`,
-//!   `MAX_LINGERING`). A cap that is a fact of the wire or of a format is a
+//!   (`config::SETTINGS`); [`config`] also holds the fixed timings and caps
+//!   no client can lengthen (`EVICTION_WAIT`, `FILING_WAIT`, `LINGER`,
+//!   `MAX_LINGERING`, the metrics responder's `METRICS_MAX_*`). A cap that is a fact of the wire or of a format is a
 //!   named constant in that format's module: `protocol::MAX_LINE`,
 //!   `name::MAX_NAME`, `sshsig::MAX_SIGNATURE`, `age`'s header caps,
 //!   `signers`' file caps, `classify`'s decoder caps and `OPEN_MEMORY`.
@@ -26,7 +26,8 @@
 //! - **Leaves.** Leaves import only other leaves, without cycles: `key`,
 //!   `name`, `random`, `log`, `sys` and `mem` import nothing of the crate;
 //!   `sshsig` takes `key`'s bit bounds, `config` takes
-//!   `key::GENERATE_BITS` and `sshsig::MAX_SIGNATURE`, `protocol` takes
+//!   `key::GENERATE_BITS`, `sshsig::MAX_SIGNATURE` and `log::Format`,
+//!   `protocol` takes
 //!   `config::MAX_SIGNATURE`, `budget` takes `config`'s memory constants.
 //!   Above them, `signers` imports only `sshsig`'s types, `age` only `key`,
 //!   `classify` only `config`. The client side (`client`, `pins`, the
