@@ -84,6 +84,12 @@ pub const ALLOWED_SIGNERS_FILE: &str = "allowed_signers";
 pub const DEFAULT_SIGNATURE_NAMESPACE: &str = "colorsort";
 /// Longest signature namespace, in bytes.
 pub const MAX_NAMESPACE: usize = 64;
+/// Largest HTTP request head (request line and headers) the metrics
+/// responder reads; past it, `431`.
+pub const METRICS_MAX_REQUEST: usize = 8 * 1024;
+/// Most metrics requests served at once; past it, `503`. A scraper needs
+/// one.
+pub const METRICS_MAX_CONNECTIONS: usize = 4;
 
 /// Everything `colorsort serve` needs to know.
 #[derive(Debug, Clone)]
@@ -101,6 +107,10 @@ pub struct ServeConfig {
     pub signature_namespace: String,
     /// Resource limits.
     pub limits: Limits,
+    /// Address to serve metrics on over HTTP, if any.
+    pub metrics: Option<SocketAddr>,
+    /// How log lines are written.
+    pub log_format: crate::log::Format,
     /// `limits.max_memory` was set by `--max-memory` or its variable;
     /// otherwise the server fits it to a container's memory limit.
     pub max_memory_set: bool,
@@ -182,6 +192,8 @@ impl Default for ServeConfig {
             signature_namespace: DEFAULT_SIGNATURE_NAMESPACE.to_string(),
             limits: Limits::default(),
             max_memory_set: false,
+            metrics: None,
+            log_format: crate::log::Format::Text,
         }
     }
 }
@@ -392,6 +404,35 @@ pub static SETTINGS: &[Setting] = &[
         },
         show: |c| show_size(c.limits.large_decode),
     },
+    Setting {
+        flag: "--metrics",
+        env: "COLORSORT_METRICS",
+        value: "ADDR",
+        help: "address and port to serve Prometheus metrics on (GET /metrics), or off",
+        apply: |c, v| {
+            c.metrics = match v {
+                "off" => None,
+                v => Some(
+                    v.parse()
+                        .map_err(|_| format!("{v:?} is not off or an address like 0.0.0.0:9100"))?,
+                ),
+            };
+            Ok(())
+        },
+        show: |c| c.metrics.map_or_else(|| "off".into(), |a| a.to_string()),
+    },
+    Setting {
+        flag: "--log-format",
+        env: "COLORSORT_LOG_FORMAT",
+        value: "FORMAT",
+        help: "log lines as text, or as json: one object per line",
+        apply: |c, v| {
+            c.log_format =
+                crate::log::Format::parse(v).ok_or_else(|| format!("{v:?} is not text or json"))?;
+            Ok(())
+        },
+        show: |c| c.log_format.as_str().into(),
+    },
 ];
 
 impl Setting {
@@ -583,6 +624,29 @@ mod tests {
     }
 
     #[test]
+    fn metrics_and_log_format_settings() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("--metrics", "off", "off"),
+            ("--metrics", "127.0.0.1:9100", "127.0.0.1:9100"),
+            ("--metrics", "[::]:9100", "[::]:9100"),
+            ("--log-format", "text", "text"),
+            ("--log-format", "json", "json"),
+        ];
+        for (flag, value, shown) in cases {
+            let mut c = ServeConfig::default();
+            let s = setting(flag).unwrap();
+            s.apply(&mut c, value, flag).unwrap();
+            assert_eq!(s.show(&c), *shown, "{flag} {value}");
+        }
+        let mut c = ServeConfig::default();
+        setting("--metrics")
+            .unwrap()
+            .apply(&mut c, "0.0.0.0:9100", "--metrics")
+            .unwrap();
+        assert_eq!(c.metrics, Some("0.0.0.0:9100".parse().unwrap()));
+    }
+
+    #[test]
     fn bad_values_name_their_source() {
         let mut c = ServeConfig::default();
         let cases = [
@@ -594,6 +658,9 @@ mod tests {
             ("--signature-namespace", "two words"),
             ("--signature-namespace", "a,b"),
             ("--signature-namespace", "caf\u{e9}"),
+            ("--metrics", "9100"),
+            ("--metrics", ""),
+            ("--log-format", "JSON"),
         ];
         for (flag, value) in cases {
             let err = setting(flag)

@@ -33,6 +33,7 @@ pub mod config;
 pub mod gallery;
 pub mod key;
 pub mod mem;
+pub mod metrics;
 pub mod name;
 pub mod pins;
 pub mod protocol;

@@ -1,12 +1,13 @@
 //! `colorsort serve`: builds the server's configuration from the
 //! environment and the command line, logs panics as single lines, starts
-//! the server, says whether known senders are on (and warns when they are
-//! not), rereads the allowed_signers file on SIGHUP and stops cleanly on
-//! SIGTERM or SIGINT.
+//! the server (and its metrics responder, if asked for), says whether known
+//! senders are on (and warns when they are not), rereads the allowed_signers
+//! file on SIGHUP and stops cleanly on SIGTERM or SIGINT.
 
 use super::args::{Args, Flags, Item, unknown};
 use super::exit::{EXIT_FAILED, EXIT_OK, Error, print};
 use crate::config::{self, ServeConfig};
+use crate::metrics::http::{self, Responder};
 use crate::server::Server;
 
 /// Help for `colorsort serve`, with every setting and its default.
@@ -67,6 +68,7 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
             }
         }
     }
+    crate::log::set_format(config.log_format);
     // A panic ends only the connection it happened on; log it as one line
     // like everything else rather than as the default multi-line report.
     std::panic::set_hook(Box::new(|info| {
@@ -83,6 +85,15 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
             thread.name().unwrap_or("?")
         );
     }));
+    // Bound first: a metrics address in use stops the start before the
+    // data directory is touched.
+    let metrics = match config.metrics {
+        Some(addr) => Some(
+            Responder::bind(addr, config.limits.timeout)
+                .map_err(|e| Error::Failed(format!("cannot serve metrics on {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     let server = Server::bind(&config).map_err(|e| Error::Failed(e.to_string()))?;
     // Handlers are in place before the server says it listens: a SIGHUP
     // sent as soon as it does must reload, not end the process.
@@ -124,6 +135,14 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
         l.timeout.as_secs_f64(),
         l.max_connections
     );
+    if let Some(responder) = metrics {
+        log!(
+            "metrics at http://{}{}",
+            responder.local_addr()?,
+            http::PATH
+        );
+        responder.spawn(server.metrics())?;
+    }
     server.run().map_err(|e| Error::Failed(e.to_string()))?;
     Ok(EXIT_OK)
 }

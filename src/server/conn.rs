@@ -1,15 +1,16 @@
 //! One client connection, served on its own thread: the request loop, the
 //! reply to each request (written whole before a deadline), what becomes of
-//! the connection after it, and the log line for each. Uploads are received
-//! here, a signed `SEAL`'s signature before its payload, into memory
-//! reserved as their bytes arrive, and handed to [`upload`] for everything
-//! past the socket.
+//! the connection after it, and the log line and metrics for each. Uploads
+//! are received here, a signed `SEAL`'s signature before its payload, into
+//! memory reserved as their bytes arrive, and handed to [`upload`] for
+//! everything past the socket.
 
 use super::Shared;
 use super::reader::{LineError, PayloadError, ReadError, Reader};
-use super::registry::{Activity, Eviction};
+use super::registry::Activity;
 use super::upload::{self, Accepted, UploadError};
 use super::writer::{WriteError, Writer};
+use crate::metrics::Eviction;
 use crate::name::{self, Name};
 use crate::protocol::{self, Code, Request, Upload};
 use std::fmt;
@@ -139,7 +140,7 @@ impl<'a> Connection<'a> {
         peer: String,
     ) -> io::Result<Connection<'a>> {
         let writer = Writer::new(stream.try_clone()?, shared.limits.timeout);
-        let reader = Reader::new(stream, &shared.limits);
+        let reader = Reader::new(stream, &shared.limits, &shared.metrics);
         Ok(Connection {
             shared,
             reader,
@@ -166,10 +167,9 @@ impl<'a> Connection<'a> {
                 Ok(line) => self.request(&line),
                 Err(LineError::Read(ReadError::Eof)) => {
                     if self.shared.conns.evicted(self.id) == Some(Eviction::Idle) {
-                        log!(
-                            "{} - - -> ERR busy (evicted: idle longest while full)",
-                            self.peer
-                        );
+                        self.shared.metrics.evicted(Eviction::Idle);
+                        let why = format_args!("evicted: idle longest while full");
+                        crate::log::busy(&self.peer, why);
                         return self.end("server is full; closed the connection idle longest");
                     }
                     if self.shared.conns.stopping() {
@@ -239,16 +239,17 @@ impl<'a> Connection<'a> {
     /// connection then closes.
     fn unwritten(&self, e: WriteError) {
         match e {
-            WriteError::Timeout => log!(
-                "{} - - -> (closed: reply not read within {:.1}s)",
-                self.peer,
-                self.shared.limits.timeout.as_secs_f64()
-            ),
+            WriteError::Timeout => {
+                let secs = self.shared.limits.timeout.as_secs_f64();
+                crate::log::closed(
+                    &self.peer,
+                    format_args!("closed: reply not read within {secs:.1}s"),
+                );
+            }
             WriteError::Failed if self.shared.conns.evicted(self.id) == Some(Eviction::Unread) => {
-                log!(
-                    "{} - - -> (evicted: reply unread longest while full)",
-                    self.peer
-                )
+                self.shared.metrics.evicted(Eviction::Unread);
+                let why = format_args!("evicted: reply unread longest while full");
+                crate::log::closed(&self.peer, why);
             }
             WriteError::Failed => {}
         }
@@ -269,13 +270,15 @@ impl<'a> Connection<'a> {
         };
         let shown: String = reply.chars().take(LOG_REPLY).collect();
         let ellipsis = if shown.len() < reply.len() { "..." } else { "" };
-        let ms = started.elapsed().as_millis();
-        match &outcome.detail {
-            Some(d) => log!("{} {what} -> {shown}{ellipsis} {ms}ms ({d})", self.peer),
-            None => log!("{} {what} -> {shown}{ellipsis} {ms}ms", self.peer),
-        }
+        crate::log::request(&crate::log::Request {
+            peer: &self.peer,
+            request: Some(what),
+            reply: Some(&format!("{shown}{ellipsis}")),
+            ms: Some(started.elapsed().as_millis()),
+            detail: outcome.detail.as_deref(),
+        });
         if let Some(audit) = &outcome.audit {
-            log!("{} {audit}", self.peer);
+            crate::log::audit(&self.peer, audit);
         }
     }
 
@@ -334,7 +337,12 @@ impl<'a> Connection<'a> {
                 if let Some(sigsize) = sigsize {
                     what.push_str(&format!(" {sigsize}"));
                 }
-                (what, self.upload(kind, name, size, sigsize))
+                let started = Instant::now();
+                let outcome = self.upload(kind, name, size, sigsize);
+                let took = started.elapsed();
+                let signed = sigsize.is_some();
+                shared.metrics.upload(kind, signed, &outcome.reply, took);
+                (what, outcome)
             }
         }
     }
@@ -477,18 +485,22 @@ impl<'a> Connection<'a> {
                 Outcome::err(Code::Timeout, "payload not received in time").closing()
             }
             ReadError::Eof => match self.shared.conns.evicted(self.id) {
-                Some(Eviction::Memory) => Outcome::err(
-                    Code::Busy,
-                    "server is out of memory; closed the upload furthest behind the minimum rate",
-                )
-                .detail("evicted: slowest upload while memory was short")
-                .turning_away(),
-                Some(_) => Outcome::err(
-                    Code::Busy,
-                    "server is full; closed the upload furthest behind the minimum rate",
-                )
-                .detail("evicted: slowest upload while full")
-                .turning_away(),
+                Some(why) => {
+                    self.shared.metrics.evicted(why);
+                    let (message, detail) = match why {
+                        Eviction::Memory => (
+                            "server is out of memory; closed the upload furthest behind the minimum rate",
+                            "evicted: slowest upload while memory was short",
+                        ),
+                        _ => (
+                            "server is full; closed the upload furthest behind the minimum rate",
+                            "evicted: slowest upload while full",
+                        ),
+                    };
+                    Outcome::err(Code::Busy, message)
+                        .detail(detail)
+                        .turning_away()
+                }
                 None if self.shared.conns.stopping() => {
                     Outcome::gone("connection ended mid-payload while the server was stopping")
                 }

@@ -69,6 +69,7 @@ use crate::config::{
     MEMORY_OVERHEAD, ServeConfig, show_size,
 };
 use crate::key::Identity;
+use crate::metrics::{Live, Metrics};
 use crate::protocol::{self, Code};
 use crate::store::{self, Store};
 use conn::Connection;
@@ -142,6 +143,7 @@ struct Shared {
     decodes: DecodeGate,
     conns: Registry,
     closer: Arc<Closer>,
+    metrics: Metrics,
 }
 
 /// Reloads a running server's allowed_signers file from another thread
@@ -223,6 +225,7 @@ impl Server {
         let shared = Shared {
             limits,
             key_line: public.to_ssh_line(crate::key::COMMENT),
+            metrics: Metrics::new(&public.fingerprint()),
             store,
             identity,
             namespace: config.signature_namespace.clone(),
@@ -269,6 +272,18 @@ impl Server {
     pub fn reloader(&self) -> Reloader {
         Reloader {
             shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Renders this server's metrics page, at each call.
+    pub fn metrics(&self) -> impl Fn() -> String + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || {
+            shared.metrics.render(&Live {
+                memory_used: shared.budget.used(),
+                memory_limit: shared.budget.limit(),
+                connection_limit: shared.limits.max_connections,
+            })
         }
     }
 
@@ -360,10 +375,9 @@ impl Server {
         }
         sys::limit_send_buffer(&stream);
         let Some((id, activity)) = self.shared.conns.register(&stream) else {
-            log!(
-                "{peer} - - -> ERR busy (connection limit {})",
-                limits.max_connections
-            );
+            self.shared.metrics.connection_refused();
+            let limit = limits.max_connections;
+            crate::log::busy(&peer, format_args!("connection limit {limit}"));
             let why = "server is at its connection limit; try again later";
             self.shared
                 .turn_away(stream, &protocol::err(Code::Busy, why));
@@ -372,6 +386,7 @@ impl Server {
         let shared = Arc::clone(&self.shared);
         let spawned = thread::Builder::new().name("conn".into()).spawn(move || {
             let _slot = Slot::new(&shared.conns, id);
+            let _open = shared.metrics.open_connection();
             match Connection::new(&shared, stream, (id, activity), peer) {
                 Ok(conn) => conn.serve(),
                 Err(e) => log!("cannot set up a connection: {e}"),

@@ -1,12 +1,14 @@
 //! A connection's input: one request line at a time through a capped
 //! reader before a deadline, and payloads with `read_exact` semantics under
 //! the moving payload deadline, into a buffer that grows, under the memory
-//! budget, only as bytes arrive. The socket's read timeout is set to what is
-//! left before the deadline ahead of every read, so a client trickling bytes
-//! cannot stretch a read past it.
+//! budget, only as bytes arrive, and counted in the metrics as they do. The
+//! socket's read timeout is set to what is left before the deadline ahead
+//! of every read, so a client trickling bytes cannot stretch a read past
+//! it.
 
 use super::registry::Activity;
 use crate::config::Limits;
+use crate::metrics::Metrics;
 use crate::protocol;
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::TcpStream;
@@ -76,13 +78,16 @@ pub(super) struct Reader<'a> {
     inner: BufReader<TcpStream>,
     /// The timeout and minimum rate the deadlines are made of.
     limits: &'a Limits,
+    /// Where payload bytes are counted as they arrive.
+    metrics: &'a Metrics,
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(stream: TcpStream, limits: &'a Limits) -> Reader<'a> {
+    pub(super) fn new(stream: TcpStream, limits: &'a Limits, metrics: &'a Metrics) -> Reader<'a> {
         Reader {
             inner: BufReader::with_capacity(READ_BUFFER, stream),
             limits,
+            metrics,
         }
     }
 
@@ -216,8 +221,8 @@ impl<'a> Reader<'a> {
         Ok(self.inner.buffer())
     }
 
-    /// Reads some bytes into `out` before `deadline`; never returns 0 for a
-    /// non-empty `out`.
+    /// Reads some payload bytes into `out` before `deadline`, and counts
+    /// them; never returns 0 for a non-empty `out`.
     fn read_some(&mut self, out: &mut [u8], deadline: Instant) -> Result<usize, ReadError> {
         loop {
             if self.inner.buffer().is_empty() {
@@ -225,7 +230,10 @@ impl<'a> Reader<'a> {
             }
             match self.inner.read(out) {
                 Ok(0) => return Err(ReadError::Eof),
-                Ok(n) => return Ok(n),
+                Ok(n) => {
+                    self.metrics.received(n as u64);
+                    return Ok(n);
+                }
                 Err(e) if retryable(&e) => continue,
                 Err(e) => return Err(e.into()),
             }

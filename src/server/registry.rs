@@ -6,26 +6,12 @@
 //! of every connection that a stop needs.
 
 use crate::config::EVICTION_WAIT;
+use crate::metrics::Eviction;
 use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-
-/// Why a connection was evicted, for what it is told and the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Eviction {
-    /// It waited longest for a request line while every slot was taken.
-    Idle,
-    /// Its reply went unread longest while every slot was taken.
-    Unread,
-    /// Its upload was furthest behind the minimum rate while every slot
-    /// was taken.
-    SlowUpload,
-    /// Its upload was furthest behind the minimum rate while the memory
-    /// budget was spent.
-    Memory,
-}
 
 /// What a connection's thread reports of itself without taking the
 /// registry's lock, for eviction to read.

@@ -272,7 +272,11 @@ pub(super) fn process(
             max: limits.max_memory,
         });
     }
+    let waited = std::time::Instant::now();
     let turn = shared.decodes.enter_if_large(peak);
+    if turn.is_some() {
+        shared.metrics.decode_waited(waited.elapsed());
+    }
     let pixel_memory = shared
         .reserve_or_evict(id, peak)
         .ok_or(UploadError::NoPixelMemory)?;
@@ -368,7 +372,7 @@ fn audit(
     digest: &Digest,
     sender: Option<&Sender>,
 ) -> String {
-    let head = format!("audit: {what} {} sha256:{}", stored.path, digest.hex());
+    let head = format!("{what} {} sha256:{}", stored.path, digest.hex());
     match sender {
         Some(s) => format!(
             "{head} signer={} key={} algorithm={} hash={} namespace={}",
