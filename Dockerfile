@@ -21,7 +21,8 @@ COPY target/docker-root/colorsort /colorsort
 COPY --chown=10001:10001 target/docker-root/owned/ /
 
 USER 10001:10001
-EXPOSE 6666
+# 6666: the protocol; 9100: Prometheus metrics, served only with --metrics.
+EXPOSE 6666 9100
 VOLUME /data
 
 # Generating the key on first start takes a few seconds; failures during the

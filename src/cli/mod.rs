@@ -57,7 +57,8 @@ Usage:
 
 Client commands talk to --host HOST:PORT, default $COLORSORT_HOST or 127.0.0.1:6666.
 
-Exit codes: 0 success, 1 failure, 2 usage error, 3 server key changed (send).
+Exit codes: 0 success, 1 failure, 2 usage error (or send refused by the server's
+signing policy), 3 server key changed (send).
 ";
 
 /// Runs the command line `args` (program name first) and returns its exit
