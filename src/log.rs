@@ -419,7 +419,7 @@ impl<'a> Object<'a> {
 /// Appends `s` as a JSON string: quotes, backslashes and control characters
 /// escaped (RFC 8259, section 7; DEL and the C1 controls too, which JSON
 /// allows raw but a terminal would act on); everything else as it is.
-fn json_string(out: &mut String, s: &str) {
+pub(crate) fn json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
