@@ -222,36 +222,40 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
             &["-c", PILLOW_NUMPY],
         );
     }
-    // Warm the page cache and the binaries first, then interleave the
-    // contenders round by round, so that a change in the machine's load
-    // falls on all of them alike.
+    // Warm the page cache and the binaries first, then run every contender
+    // of both sets in turn in each round, so that a change in the
+    // machine's load falls on all of them alike.
     let rounds = if quick { 1 } else { 7 };
-    for bench in &mut benches {
-        if !quick {
-            for c in &mut bench.contenders {
-                c.run();
-                c.runs.clear();
-            }
+    if !quick {
+        for c in benches.iter_mut().flat_map(|b| &mut b.contenders) {
+            c.run();
+            c.runs.clear();
         }
-        for round in 0..rounds {
+    }
+    for round in 0..rounds {
+        for bench in &mut benches {
             for c in &mut bench.contenders {
                 c.run();
             }
+            let walls: Vec<String> = bench
+                .contenders
+                .iter()
+                .map(|c| format!("{:.2} s", c.runs[round].wall))
+                .collect();
             note(format!(
-                "{} round {}: {}",
-                bench.set,
+                "round {}, {}: {}",
                 round + 1,
-                bench
-                    .contenders
-                    .iter()
-                    .map(|c| format!("{:.2} s", c.runs[round].wall))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                bench.set,
+                walls.join(", ")
             ));
         }
+    }
+    for bench in &benches {
         for c in &bench.contenders {
-            let lines = c.runs[0].stdout.iter().filter(|&&b| b == b'\n').count();
-            assert_eq!(lines, bench.files.len(), "{}: one line per file", c.name);
+            for run in &c.runs {
+                let lines = run.stdout.iter().filter(|&&b| b == b'\n').count();
+                assert_eq!(lines, bench.files.len(), "{}: one line per file", c.name);
+            }
         }
         let (one, two) = (&bench.contenders[0], &bench.contenders[1]);
         assert!(
@@ -345,8 +349,8 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
         "Each row is a whole process timed from start to exit: it reads its files, decodes \
          and classifies them and prints one line each, as a user would run it, with the \
          default memory budget. *wall s* is the median of {rounds} rounds, after a warm-up \
-         round, with the contenders of a set run in turn in each round so that the \
-         machine's load changes fall on all of them alike; *process CPU* is the process's \
+         round, with every contender of both sets run in turn in each round so that \
+         changes in the machine's load fall on all of them alike; *process CPU* is the process's \
          CPU time per wall second and *machine busy* the whole machine's, this process \
          included (medians): on a shared machine `-j 2` gets two cores only when nothing \
          else wants them. The CPU seconds that `-j 2` and `-j 1` spend on the same files \
