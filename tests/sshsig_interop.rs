@@ -43,21 +43,6 @@ fn fixture(name: &str) -> PathBuf {
     common::test_data("sshsig").join(name)
 }
 
-fn keygen_installed(test: &str) -> bool {
-    // ssh-keygen has no version flag; `-?` prints usage, so only whether
-    // it starts counts.
-    let found = Command::new("ssh-keygen")
-        .arg("-?")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        common::skipped(test, "ssh-keygen is not installed");
-    }
-    found
-}
-
 /// OpenSSH's (major, minor) version, from `ssh -V`.
 fn openssh_version() -> Option<(u32, u32)> {
     let out = Command::new("ssh").arg("-V").output().ok()?;
@@ -562,7 +547,7 @@ fn cases() -> Vec<Case> {
 
 #[test]
 fn verdicts_match_ssh_keygen() {
-    if !keygen_installed("sshsig verdicts against ssh-keygen") {
+    if !common::ssh_keygen_installed("sshsig verdicts against ssh-keygen") {
         return;
     }
     let version = openssh_version();
@@ -804,7 +789,7 @@ fn entry_cases() -> Vec<EntryCase> {
 
 #[test]
 fn entry_variants_match_ssh_keygen() {
-    if !keygen_installed("allowed_signers entries against ssh-keygen") {
+    if !common::ssh_keygen_installed("allowed_signers entries against ssh-keygen") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -847,7 +832,7 @@ fn verdict_word(accepts: bool) -> &'static str {
 
 #[test]
 fn find_principals_names_our_entry() {
-    if !keygen_installed("sshsig find-principals against ssh-keygen") {
+    if !common::ssh_keygen_installed("sshsig find-principals against ssh-keygen") {
         return;
     }
     let allowed = fixture("allowed_signers");
@@ -902,7 +887,7 @@ fn run(cmd: &mut Command) -> Vec<u8> {
 
 #[test]
 fn fresh_ssh_keygen_keys_sign_and_we_verify() {
-    if !keygen_installed("sshsig with fresh ssh-keygen keys") {
+    if !common::ssh_keygen_installed("sshsig with fresh ssh-keygen keys") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
