@@ -12,6 +12,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// This process's own binary, as Linux names it: what runs the decode
+/// workers.
+pub const SELF_EXE: &str = "/proc/self/exe";
+/// Decode workers alive at most, idle and busy: a process each, so within
+/// any container's process limit beside the connections' threads.
+pub const DEFAULT_MAX_WORKERS: usize = 32;
+/// Each step of a decode in a worker (opening, decoding) must answer
+/// within this, or the worker is killed. The slowest legitimate decode of
+/// the benchmark set takes well under a tenth of it (docs/BENCHMARKS.md).
+pub const DEFAULT_DECODE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Address the server listens on.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:6666";
 /// Data directory: key, class folders and staging.
@@ -114,6 +124,9 @@ pub struct ServeConfig {
     /// `limits.max_memory` was set by `--max-memory` or its variable;
     /// otherwise the server fits it to a container's memory limit.
     pub max_memory_set: bool,
+    /// The binary run as the decode workers: this one, unless a test that
+    /// is not it says which.
+    pub worker_program: PathBuf,
 }
 
 impl ServeConfig {
@@ -150,6 +163,10 @@ pub struct Limits {
     pub slow_grace: Duration,
     /// Decodes that may take more memory than this take turns.
     pub large_decode: u64,
+    /// Decode workers alive at most.
+    pub max_workers: usize,
+    /// Deadline of each step of a decode in a worker.
+    pub decode_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -164,6 +181,8 @@ impl Default for Limits {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             slow_grace: DEFAULT_SLOW_GRACE,
             large_decode: DEFAULT_LARGE_DECODE,
+            max_workers: DEFAULT_MAX_WORKERS,
+            decode_timeout: DEFAULT_DECODE_TIMEOUT,
         }
     }
 }
@@ -192,6 +211,7 @@ impl Default for ServeConfig {
             signature_namespace: DEFAULT_SIGNATURE_NAMESPACE.to_string(),
             limits: Limits::default(),
             max_memory_set: false,
+            worker_program: PathBuf::from(SELF_EXE),
             metrics: None,
             log_format: crate::log::Format::Text,
         }
@@ -403,6 +423,31 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         show: |c| show_size(c.limits.large_decode),
+    },
+    Setting {
+        flag: "--max-workers",
+        env: "COLORSORT_MAX_WORKERS",
+        value: "N",
+        help: "decode worker processes alive at most, idle and busy (each decode runs in one)",
+        apply: |c, v| {
+            c.limits.max_workers = parse_positive(v)? as usize;
+            Ok(())
+        },
+        show: |c| c.limits.max_workers.to_string(),
+    },
+    Setting {
+        flag: "--decode-timeout",
+        env: "COLORSORT_DECODE_TIMEOUT",
+        value: "DURATION",
+        help: "a decode worker that takes longer to open or to decode one image is killed",
+        apply: |c, v| {
+            c.limits.decode_timeout = parse_duration(v)?;
+            if c.limits.decode_timeout.is_zero() {
+                return Err("the decode timeout must be above 0".into());
+            }
+            Ok(())
+        },
+        show: |c| show_duration(c.limits.decode_timeout),
     },
     Setting {
         flag: "--metrics",

@@ -50,6 +50,7 @@ pub mod name;
 pub mod pins;
 pub mod protocol;
 pub mod random;
+pub mod sandbox;
 pub mod server;
 pub mod signers;
 pub mod sshsig;

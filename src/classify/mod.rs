@@ -54,6 +54,17 @@ mod tiff;
 pub use limits::Limits;
 pub use sniff::sniff;
 
+/// The names of the formats decoded, as [`Verdict::format`] and
+/// [`Image::format`] give them.
+pub const FORMATS: [&str; 6] = [
+    Format::Png.name(),
+    Format::Jpeg.name(),
+    Format::Gif.name(),
+    Format::Bmp.name(),
+    Format::WebP.name(),
+    Format::Tiff.name(),
+];
+
 use buffer::pixel_buffer;
 use limits::{SUMMABLE_PIXELS, check_pixels, decoder_limits, working_memory};
 use sniff::{Format, WebPKind, gif_first_frame, unsupported_container};
@@ -304,6 +315,13 @@ pub fn open<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Image<'a>, Error> {
 /// Bytes that [`open`] itself may allocate on its way to an [`Image`] or an
 /// error, whatever the input: header tables and decoder state, never pixels.
 pub const OPEN_MEMORY: u64 = limits::OPEN_MEMORY;
+
+/// Bytes that [`open`] may allocate for an input of `input` bytes: its
+/// fixed part, [`OPEN_MEMORY`], and four bytes per byte of input for
+/// header tables that grow with the file.
+pub fn open_memory(input: u64) -> u64 {
+    OPEN_MEMORY.saturating_add(input.saturating_mul(4))
+}
 
 /// [`open`] for a JPEG: its structure is walked and its frame header read
 /// without a decoder.

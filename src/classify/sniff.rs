@@ -37,7 +37,7 @@ impl Format {
         None
     }
 
-    pub(super) fn name(self) -> &'static str {
+    pub(super) const fn name(self) -> &'static str {
         match self {
             Format::Png => "png",
             Format::Jpeg => "jpeg",

@@ -75,6 +75,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Some("stats") => stats::run(args),
         Some("gallery") => gallery::run(args),
         Some("ping") => ping::run(args),
+        // Hidden: started by the decode workers' pool, never by hand.
+        Some(crate::sandbox::COMMAND) => {
+            let parent = args.word().unwrap_or_default();
+            return ExitCode::from(crate::sandbox::worker::main(&parent.to_string_lossy()));
+        }
         Some("help" | "--help" | "-h") => help(args),
         Some("version" | "--version" | "-V") => {
             print(&format!("colorsort {}\n", env!("CARGO_PKG_VERSION"))).map(|()| EXIT_OK)

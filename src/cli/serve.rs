@@ -45,6 +45,11 @@ const UMASK: u32 = 0o027;
 pub(super) fn run(mut args: Args) -> Result<u8, Error> {
     // First, before anything is created or any thread started.
     crate::sys::set_umask(UMASK);
+    // Nothing this process or its decode workers exec can gain privileges,
+    // whatever the container runtime applied (`docker stack deploy` does
+    // not apply no-new-privileges).
+    crate::sandbox::no_new_privs()
+        .map_err(|e| Error::Failed(format!("cannot set no_new_privs: {e}")))?;
     let mut config = ServeConfig::default();
     config::apply_env(&mut config, |name| std::env::var(name).ok())
         .map_err(|e| Error::Usage(e.to_string()))?;

@@ -15,6 +15,7 @@ pub mod http;
 mod text;
 
 use crate::protocol::{self, Code, Reply, Upload};
+use crate::sandbox::Failure;
 use crate::store::Folder;
 use histogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,6 +115,10 @@ pub struct Live {
     pub memory_limit: u64,
     /// The connection limit in force.
     pub connection_limit: usize,
+    /// Decode workers alive now, idle and busy.
+    pub workers_alive: usize,
+    /// Decode workers alive at most.
+    pub workers_limit: usize,
 }
 
 /// Uploads of one kind by result.
@@ -195,6 +200,8 @@ pub struct Metrics {
     connections_refused: AtomicU64,
     evictions: [AtomicU64; Eviction::ALL.len()],
     decode_wait: Histogram,
+    /// Decode workers that gave no answer, by [`Failure::index`].
+    worker_failures: [AtomicU64; Failure::REASONS.len()],
 }
 
 /// An open connection, counted in `colorsort_connections_open` until it is
@@ -222,6 +229,7 @@ impl Metrics {
             connections_refused: AtomicU64::new(0),
             evictions: Default::default(),
             decode_wait: Histogram::new(DECODE_WAIT_BUCKETS),
+            worker_failures: Default::default(),
         }
     }
 
@@ -245,6 +253,11 @@ impl Metrics {
     /// Counts the wait of a decode that took a turn at the decode gate.
     pub fn decode_waited(&self, waited: Duration) {
         self.decode_wait.observe(waited);
+    }
+
+    /// Counts a decode worker that gave no answer.
+    pub fn worker_failed(&self, failure: Failure) {
+        self.worker_failures[failure.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts payload bytes (a signature's included) as they arrive.
@@ -394,6 +407,30 @@ impl Metrics {
             &[],
             &self.decode_wait.snapshot(),
         );
+        p.family(
+            "colorsort_decode_workers",
+            Kind::Gauge,
+            "Decode worker processes alive now, idle and busy.",
+        );
+        p.sample("colorsort_decode_workers", &[], live.workers_alive);
+        p.family(
+            "colorsort_decode_workers_limit",
+            Kind::Gauge,
+            "Decode worker processes alive at most.",
+        );
+        p.sample("colorsort_decode_workers_limit", &[], live.workers_limit);
+        p.family(
+            "colorsort_decode_worker_failures_total",
+            Kind::Counter,
+            "Decode workers that gave no answer, by reason: memory (their memory limit), time (their deadline), syscall (killed by their sandbox), crash, malformed.",
+        );
+        for (i, reason) in Failure::REASONS.iter().enumerate() {
+            p.sample(
+                "colorsort_decode_worker_failures_total",
+                &[("reason", reason)],
+                load(&self.worker_failures[i]),
+            );
+        }
         p.finish()
     }
 }
@@ -413,6 +450,8 @@ mod tests {
         memory_used: 12,
         memory_limit: 1024,
         connection_limit: 8,
+        workers_alive: 3,
+        workers_limit: 32,
     };
 
     /// The value of the sample `series` (name and labels as rendered).
@@ -627,6 +666,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(typed.len(), 13, "{typed:?}");
+        assert_eq!(typed.len(), 16, "{typed:?}");
     }
 }

@@ -71,6 +71,7 @@ use crate::config::{
 use crate::key::Identity;
 use crate::metrics::{Live, Metrics};
 use crate::protocol::{self, Code};
+use crate::sandbox::{self, Workers};
 use crate::store::{self, Store};
 use conn::Connection;
 use linger::Closer;
@@ -141,6 +142,8 @@ struct Shared {
     key_line: String,
     budget: Budget,
     decodes: DecodeGate,
+    /// Where every upload is decoded.
+    workers: Workers,
     conns: Registry,
     closer: Arc<Closer>,
     metrics: Metrics,
@@ -232,6 +235,10 @@ impl Server {
             senders,
             budget: Budget::new(limits.max_memory),
             decodes: DecodeGate::per_cpu(limits.large_decode),
+            workers: Workers::new(sandbox::Config {
+                program: config.worker_program.clone(),
+                ..sandbox::Config::new(limits.max_workers, limits.decode_timeout, limits.max_memory)
+            })?,
             conns: Registry::new(limits.max_connections, limits.min_rate, limits.slow_grace),
             closer,
         };
@@ -283,6 +290,8 @@ impl Server {
                 memory_used: shared.budget.used(),
                 memory_limit: shared.budget.limit(),
                 connection_limit: shared.limits.max_connections,
+                workers_alive: shared.workers.alive().0,
+                workers_limit: shared.workers.alive().1,
             })
         }
     }
@@ -483,6 +492,7 @@ mod tests {
         let config = ServeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data: dir.path().to_path_buf(),
+            worker_program: crate::sandbox::testing::program(),
             limits,
             ..ServeConfig::default()
         };

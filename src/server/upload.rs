@@ -10,10 +10,12 @@
 
 use super::Shared;
 use crate::age;
+use crate::budget::{Budget, Reservation, Turn};
 use crate::classify;
 use crate::config::Limits;
 use crate::name::{self, Name};
 use crate::protocol::{self, Code, Stored, Upload};
+use crate::sandbox::{self, Failure};
 use crate::signers::{self, AllowedSigners};
 use crate::sshsig::{self, PublicKey, Signature};
 use crate::store::{self, Digest, Folder, Trust};
@@ -51,21 +53,10 @@ pub(super) enum UploadError {
         /// Why, for the log only: the client is not told which.
         why: signers::Unknown,
     },
-    /// The payload is not an image that decodes within the limits, or its
-    /// pixel buffer could not be allocated.
-    Image(classify::Error),
-    /// Decoding the image needs more memory, with its payload, than the
-    /// whole memory budget.
-    OverBudget {
-        /// Width from the header.
-        width: u32,
-        /// Height from the header.
-        height: u32,
-        /// The memory budget, in bytes.
-        max: u64,
-    },
-    /// The memory budget has no room for the decoded pixels now.
-    NoPixelMemory,
+    /// The payload could not be decoded in a worker: not an image within
+    /// the limits, over the budget, no room or no worker now, or the
+    /// worker failed.
+    Decode(sandbox::Error),
     /// The server is stopping, and its grace is over: nothing more is
     /// filed.
     Stopping,
@@ -91,14 +82,29 @@ impl fmt::Display for UploadError {
             UploadError::UnknownSigner { fingerprint, .. } => {
                 write!(f, "key {fingerprint} is not an allowed signer here")
             }
-            UploadError::Image(e) => e.fmt(f),
-            UploadError::OverBudget { width, height, max } => write!(
+            UploadError::Decode(sandbox::Error::NoMemory) => {
+                f.write_str("server is out of memory for decoding; try again later")
+            }
+            UploadError::Decode(sandbox::Error::OverBudget {
+                size: Some((width, height)),
+                max,
+                ..
+            }) => write!(
                 f,
                 "a {width}x{height} image needs more memory to decode than the server's limit of {max} bytes"
             ),
-            UploadError::NoPixelMemory => {
-                f.write_str("server is out of memory for decoding; try again later")
+            // The log has which limit a worker hit; the client is told what
+            // it means for the upload.
+            UploadError::Decode(sandbox::Error::Worker(failure)) => match failure {
+                Failure::Memory { .. } | Failure::Time { .. } => {
+                    f.write_str("image too complex to decode within the limits")
+                }
+                _ => f.write_str("the decoder failed abnormally on this input"),
+            },
+            UploadError::Decode(sandbox::Error::Busy | sandbox::Error::Unavailable(_)) => {
+                f.write_str("server has no decoder free; try again later")
             }
+            UploadError::Decode(e) => e.fmt(f),
             UploadError::Stopping => f.write_str("server is shutting down; not stored"),
             UploadError::Store(e) => write!(f, "{STORE_FAILED}: {e}"),
         }
@@ -114,23 +120,30 @@ impl UploadError {
     /// The code of the `ERR` line that refuses the upload.
     pub(super) fn code(&self) -> Code {
         use classify::Error as E;
+        use sandbox::Error as D;
         match self {
             UploadError::TooLarge { .. } => Code::TooLarge,
             UploadError::BadName(_) => Code::BadName,
-            UploadError::NoPayloadMemory | UploadError::NoPixelMemory | UploadError::Stopping => {
-                Code::Busy
-            }
+            UploadError::NoPayloadMemory | UploadError::Stopping => Code::Busy,
             UploadError::Decrypt(_) => Code::DecryptFailed,
             UploadError::BadSignature(_) => Code::BadSignature,
             UploadError::UnknownSigner { .. } => Code::UnknownSigner,
-            UploadError::Image(e) => match e {
-                E::TooManyPixels { .. } => Code::TooManyPixels,
-                E::DecoderLimit(_) => Code::TooComplex,
+            UploadError::Decode(e) => match e {
+                D::Image(E::TooManyPixels { .. }) => Code::TooManyPixels,
+                D::Image(E::DecoderLimit(_)) => Code::TooComplex,
                 // The pixel buffer could not be allocated: memory, not the image.
-                E::OutOfMemory { .. } => Code::Busy,
-                E::NotAnImage(_) | E::Unsupported(_) | E::DecoderPanic { .. } => Code::NotAnImage,
+                D::Image(E::OutOfMemory { .. }) => Code::Busy,
+                D::Image(E::NotAnImage(_) | E::Unsupported(_) | E::DecoderPanic { .. }) => {
+                    Code::NotAnImage
+                }
+                D::Worker(Failure::Memory { .. } | Failure::Time { .. }) => Code::TooComplex,
+                D::Worker(Failure::Syscall | Failure::Crash { .. } | Failure::Malformed { .. }) => {
+                    Code::NotAnImage
+                }
+                D::OverBudget { size: Some(_), .. } => Code::TooManyPixels,
+                D::OverBudget { size: None, .. } => Code::TooComplex,
+                D::NoMemory | D::Busy | D::Unavailable(_) => Code::Busy,
             },
-            UploadError::OverBudget { .. } => Code::TooManyPixels,
             UploadError::Store(_) => Code::StorageFailed,
         }
     }
@@ -154,6 +167,11 @@ impl UploadError {
                 why,
             } => Some(format!("{algorithm} key {fingerprint}: {why}")),
             UploadError::Store(e) => Some(e.to_string()),
+            UploadError::Decode(
+                e @ (sandbox::Error::Worker(_)
+                | sandbox::Error::Unavailable(_)
+                | sandbox::Error::Busy),
+            ) => Some(e.to_string()),
             _ => None,
         }
     }
@@ -258,30 +276,24 @@ pub(super) fn process(
             audit,
         });
     }
-    let classify_limits = classify::Limits::new(limits.max_pixels);
-    let image = classify::open(payload, &classify_limits).map_err(UploadError::Image)?;
-    let extension = image.format();
-    // The turn comes first: uploads waiting for one hold no memory for
-    // their pixels, so a queue of large images does not spend the
-    // budget and turn others away as busy.
-    let peak = image.peak_memory();
-    if peak.saturating_add(held) > limits.max_memory {
-        return Err(UploadError::OverBudget {
-            width: image.width(),
-            height: image.height(),
-            max: limits.max_memory,
-        });
-    }
-    let waited = std::time::Instant::now();
-    let turn = shared.decodes.enter_if_large(peak);
-    if turn.is_some() {
-        shared.metrics.decode_waited(waited.elapsed());
-    }
-    let pixel_memory = shared
-        .reserve_or_evict(id, peak)
-        .ok_or(UploadError::NoPixelMemory)?;
-    let verdict = image.classify().map_err(UploadError::Image)?;
-    drop((turn, pixel_memory));
+    let memory = UploadMemory { shared, id };
+    let decoded = shared
+        .workers
+        .decode(
+            &memory,
+            sandbox::Kind::Classify,
+            payload,
+            held,
+            limits.max_pixels,
+            |waited| shared.metrics.decode_waited(waited),
+        )
+        .map_err(|e| {
+            if let sandbox::Error::Worker(failure) = &e {
+                shared.metrics.worker_failed(*failure);
+            }
+            UploadError::Decode(e)
+        })?;
+    let (verdict, extension) = (decoded.verdict, decoded.header.format);
     let folder = if trusted {
         Folder::from(verdict.class)
     } else {
@@ -325,6 +337,32 @@ pub(super) fn process(
         detail: (!detail.is_empty()).then(|| detail.join("; ")),
         audit,
     })
+}
+
+/// The server's memory for one connection's decode: reserved from the
+/// budget, evicting an upload that is behind to make room; large decodes
+/// take turns.
+struct UploadMemory<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl sandbox::Memory for UploadMemory<'_> {
+    fn budget(&self) -> &Budget {
+        &self.shared.budget
+    }
+
+    fn reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
+        self.shared.reserve_or_evict(self.id, bytes)
+    }
+
+    fn grow(&self, memory: &mut Reservation<'_>, more: u64) -> bool {
+        self.shared.grow_or_evict(self.id, memory, more)
+    }
+
+    fn turn(&self, peak: u64) -> Option<Turn<'_>> {
+        self.shared.decodes.enter_if_large(peak)
+    }
 }
 
 /// Checks a signature over the decrypted `plaintext`, then, in
@@ -402,7 +440,7 @@ mod tests {
     fn refusals_have_one_code_and_keep_the_store_out_of_replies() {
         use classify::Error as E;
         // An image refusal's message is the decoder's own.
-        let image = |e: E| (e.to_string(), UploadError::Image(e));
+        let image = |e: E| (e.to_string(), UploadError::Decode(sandbox::Error::Image(e)));
         let (not_image_message, not_image) = image(E::NotAnImage("truncated".into()));
         let (panic_message, panic) = image(E::DecoderPanic { format: "png" });
         let (oom_message, oom) = image(E::OutOfMemory { bytes: 8 });
@@ -482,21 +520,73 @@ mod tests {
             (oom, Code::Busy, oom_message, None),
             (limit, Code::TooComplex, limit_message, None),
             (
-                UploadError::OverBudget {
-                    width: 2,
-                    height: 3,
+                UploadError::Decode(sandbox::Error::OverBudget {
+                    size: Some((2, 3)),
+                    need: 5,
                     max: 4,
-                },
+                }),
                 Code::TooManyPixels,
                 "a 2x3 image needs more memory to decode than the server's limit of 4 bytes"
                     .to_string(),
                 None,
             ),
             (
-                UploadError::NoPixelMemory,
+                UploadError::Decode(sandbox::Error::OverBudget {
+                    size: None,
+                    need: 5,
+                    max: 4,
+                }),
+                Code::TooComplex,
+                "opening the image needs 5 bytes, more than the limit of 4 bytes".to_string(),
+                None,
+            ),
+            (
+                UploadError::Decode(sandbox::Error::NoMemory),
                 Code::Busy,
                 "server is out of memory for decoding; try again later".to_string(),
                 None,
+            ),
+            (
+                UploadError::Decode(sandbox::Error::Busy),
+                Code::Busy,
+                "server has no decoder free; try again later".to_string(),
+                Some("every decode worker is busy; try again later".to_string()),
+            ),
+            // A worker's failure: the log says which limit, or how it died.
+            (
+                UploadError::Decode(sandbox::Error::Worker(Failure::Memory { limit: 9 })),
+                Code::TooComplex,
+                "image too complex to decode within the limits".to_string(),
+                Some("the decode worker ran into its memory limit of 9 bytes".to_string()),
+            ),
+            (
+                UploadError::Decode(sandbox::Error::Worker(Failure::Time {
+                    limit: std::time::Duration::from_secs(2),
+                })),
+                Code::TooComplex,
+                "image too complex to decode within the limits".to_string(),
+                Some("the decode worker was killed at its deadline of 2.0 s".to_string()),
+            ),
+            (
+                UploadError::Decode(sandbox::Error::Worker(Failure::Syscall)),
+                Code::NotAnImage,
+                "the decoder failed abnormally on this input".to_string(),
+                Some(
+                    "the decode worker was killed by its sandbox for a forbidden system call"
+                        .to_string(),
+                ),
+            ),
+            (
+                UploadError::Decode(sandbox::Error::Worker(Failure::Crash { signal: 11 })),
+                Code::NotAnImage,
+                "the decoder failed abnormally on this input".to_string(),
+                Some("the decode worker died of signal 11".to_string()),
+            ),
+            (
+                UploadError::Decode(sandbox::Error::Worker(Failure::Malformed { status: None })),
+                Code::NotAnImage,
+                "the decoder failed abnormally on this input".to_string(),
+                Some("the decode worker sent a malformed answer".to_string()),
             ),
             (
                 UploadError::Stopping,

@@ -157,8 +157,8 @@ pub fn install_test_key(data: &Path) {
 }
 
 /// Threads a server runs besides one per connection: main (accepting), the
-/// lingering closer and the signal handler.
-pub const SERVER_THREADS: u64 = 3;
+/// lingering closer, the signal handler and the decode workers' starter.
+pub const SERVER_THREADS: u64 = 4;
 
 /// A running server process. Killed on drop.
 pub struct TestServer {
