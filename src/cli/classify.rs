@@ -2,9 +2,11 @@
 //! does, without a server, on every CPU, and prints one line per file in
 //! the order the files were given.
 //!
-//! Memory is held to a budget as the server holds it ([`crate::budget`]):
-//! before a file is read its size is reserved, and before it is decoded
-//! the image's peak memory, waiting for room while other files finish;
+//! Each file is decoded in a decode worker, as the server decodes an
+//! upload: a downloaded file can be a bomb too. Memory is held to a budget
+//! as the server holds it ([`crate::budget`]): before a file is read its
+//! size is reserved, and before it is decoded what the worker may hold,
+//! waiting for room while other files finish ([`sandbox::decode_file`]);
 //! large decodes take turns, one per CPU. A file whose decode could never
 //! fit the whole budget fails, as the server would refuse it.
 
@@ -13,11 +15,11 @@ use super::exit::{EXIT_FAILED, EXIT_OK, Error, print};
 use super::pool;
 use super::walk::walk;
 use crate::budget::{self, Budget, DecodeGate};
-use crate::classify::{self, Image, Limits, Verdict};
+use crate::classify::{Limits, Verdict};
 use crate::config;
+use crate::sandbox::{self, FileError, Workers};
 use std::fmt;
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Help for `colorsort classify`.
@@ -73,9 +75,17 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
         ));
     }
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let budget = Budget::new(max_memory.unwrap_or_else(|| budget::default_limit().0));
+    let workers = Workers::new(sandbox::Config::new(
+        jobs.saturating_add(sandbox::IDLE_WORKERS),
+        config::DEFAULT_DECODE_TIMEOUT,
+        budget.limit(),
+    ))
+    .map_err(|e| Error::Failed(format!("cannot start the decode workers: {e}")))?;
     let memory = Memory {
-        budget: Budget::new(max_memory.unwrap_or_else(|| budget::default_limit().0)),
+        budget,
         decodes: DecodeGate::per_cpu(config::DEFAULT_LARGE_DECODE),
+        workers,
     };
     let mut failed = 0;
     let files = walk(&paths, &mut |path, e| {
@@ -112,165 +122,33 @@ fn report(path: &Path, e: &dyn fmt::Display) {
     let _ = writeln!(io::stderr(), "colorsort: {}: {e}", path.display());
 }
 
-/// The memory that the files being classified share.
+/// The memory and the decode workers that the files being classified
+/// share.
 struct Memory {
     budget: Budget,
     decodes: DecodeGate,
+    workers: Workers,
 }
 
-/// Why one file could not be classified.
-#[derive(Debug)]
-enum FileError {
-    /// The file could not be opened or read.
-    Read(io::Error),
-    /// The path names something other than a file (a pipe, a device), whose
-    /// size cannot be known before it is read.
-    NotAFile,
-    /// The file changed size or content while it was read.
-    Changed,
-    /// The file alone is larger than the memory budget.
-    TooLarge {
-        /// Its size, in bytes.
-        size: u64,
-        /// The memory budget, in bytes.
-        max: u64,
-    },
-    /// Decoding the image would take more than the whole memory budget.
-    OverBudget {
-        /// Width from the header.
-        width: u32,
-        /// Height from the header.
-        height: u32,
-        /// The file's size and the decode's peak memory, in bytes.
-        need: u64,
-        /// The memory budget, in bytes.
-        max: u64,
-    },
-    /// The file is not an image, or not one that can be decoded.
-    Image(classify::Error),
-}
-
-impl fmt::Display for FileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FileError::Read(e) => e.fmt(f),
-            FileError::NotAFile => f.write_str("not a regular file"),
-            FileError::Changed => f.write_str("the file changed while it was read"),
-            FileError::TooLarge { size, max } => write!(
-                f,
-                "the file's {size} bytes are over the memory limit of {max} bytes (--max-memory)"
-            ),
-            FileError::OverBudget {
-                width,
-                height,
-                need,
-                max,
-            } => write!(
-                f,
-                "a {width}x{height} image needs {need} bytes to decode, over the memory \
-                 limit of {max} bytes (--max-memory)"
-            ),
-            FileError::Image(e) => e.fmt(f),
-        }
-    }
-}
-
-impl From<io::Error> for FileError {
-    fn from(e: io::Error) -> FileError {
-        FileError::Read(e)
-    }
-}
-
-impl From<classify::Error> for FileError {
-    fn from(e: classify::Error) -> FileError {
-        FileError::Image(e)
-    }
-}
-
-/// Reads and classifies the file at `path`, first reserving its size from
-/// the budget, then the peak memory of its decode.
+/// Reads and classifies the file at `path` in a decode worker, its size,
+/// then its decode's memory charged to the shared budget.
 fn classify_file(path: &Path, limits: &Limits, memory: &Memory) -> Result<Verdict, FileError> {
-    let budget = &memory.budget;
-    let (mut file, size) = open(path)?;
-    let too_large = || FileError::TooLarge {
-        size,
-        max: budget.limit(),
-    };
-    // Waiting while holding nothing cannot deadlock: whoever holds memory
-    // is reading or decoding, which ends.
-    let mut held = budget.reserve(size).ok_or_else(too_large)?;
-    let bytes = read(&mut file, size)?;
-    let image = classify::open(&bytes, limits)?;
-    let peak = image.peak_memory();
-    let need = size.saturating_add(peak);
-    if need > budget.limit() {
-        return Err(FileError::OverBudget {
-            width: image.width(),
-            height: image.height(),
-            need,
-            max: budget.limit(),
-        });
-    }
-    if held.try_grow(peak) {
-        return decode(image, peak, &memory.decodes);
-    }
-    // Waiting for more while holding some could deadlock with the other
-    // threads doing the same: give it all back, wait for the whole amount
-    // at once, and read the file again.
-    drop(image);
-    drop((bytes, held));
-    let _held = budget.reserve(need).ok_or_else(too_large)?;
-    let (mut file, again) = open(path)?;
-    if again != size {
-        return Err(FileError::Changed);
-    }
-    let bytes = read(&mut file, size)?;
-    let image = classify::open(&bytes, limits)?;
-    if image.peak_memory() != peak {
-        return Err(FileError::Changed);
-    }
-    decode(image, peak, &memory.decodes)
-}
-
-/// Decodes and classifies `image`, taking a turn at `decodes` if it is
-/// large; its memory is already reserved.
-fn decode(image: Image<'_>, peak: u64, decodes: &DecodeGate) -> Result<Verdict, FileError> {
-    let _turn = decodes.enter_if_large(peak);
-    Ok(image.classify()?)
-}
-
-/// Opens a regular file, and says how large it is.
-fn open(path: &Path) -> Result<(File, u64), FileError> {
-    let file = File::open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(FileError::NotAFile);
-    }
-    Ok((file, meta.len()))
-}
-
-/// Reads all of a file of `size` bytes, refusing one that has grown or
-/// shrunk since.
-fn read(file: &mut File, size: u64) -> Result<Vec<u8>, FileError> {
-    let capacity = usize::try_from(size)
-        .ok()
-        .and_then(|n| n.checked_add(1))
-        .ok_or(io::Error::from(io::ErrorKind::OutOfMemory))?;
-    let mut bytes = Vec::new();
-    bytes
-        .try_reserve_exact(capacity)
-        .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
-    // One byte more than expected shows a file that has grown.
-    file.take(size.saturating_add(1)).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 != size {
-        return Err(FileError::Changed);
-    }
-    Ok(bytes)
+    let kind = sandbox::Kind::Classify;
+    sandbox::decode_file(
+        &memory.workers,
+        &memory.budget,
+        &memory.decodes,
+        path,
+        kind,
+        limits.max_pixels,
+    )
+    .map(|decoded| decoded.verdict)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify;
     use image::ImageEncoder;
     use std::fs;
     use std::sync::mpsc;
@@ -286,9 +164,12 @@ mod tests {
     }
 
     fn memory(limit: u64) -> Memory {
+        let mut config = sandbox::Config::new(4, config::DEFAULT_DECODE_TIMEOUT, limit);
+        config.program = sandbox::testing::program();
         Memory {
             budget: Budget::new(limit),
             decodes: DecodeGate::new(1, 0),
+            workers: Workers::new(config).unwrap(),
         }
     }
 
@@ -300,22 +181,25 @@ mod tests {
             Err(FileError::NotAFile) => "not a file".into(),
             Err(FileError::Changed) => "changed".into(),
             Err(FileError::TooLarge { size, max }) => format!("too large {size} {max}"),
-            Err(FileError::OverBudget {
-                width,
-                height,
+            Err(FileError::Decode(sandbox::Error::OverBudget {
+                size: Some((width, height)),
                 need,
                 max,
-            }) => format!("over budget {width}x{height} {need} {max}"),
-            Err(FileError::Image(e)) => format!("image {e}"),
+            })) => format!("over budget {width}x{height} {need} {max}"),
+            Err(FileError::Decode(sandbox::Error::Image(e))) => format!("image {e}"),
+            Err(FileError::Decode(e)) => format!("decode {e}"),
         }
     }
 
-    /// The peak memory the decoders estimate for decoding the file at `path`.
+    /// What decoding the file at `path` is charged beside the file: its
+    /// copy in the worker, what opening it takes, and its decode's peak.
     fn peak(path: &Path) -> u64 {
         let bytes = fs::read(path).unwrap();
-        classify::open(&bytes, &Limits::default())
+        let len = bytes.len() as u64;
+        let peak = classify::open(&bytes, &Limits::default())
             .unwrap()
-            .peak_memory()
+            .peak_memory();
+        len + classify::open_memory(len) + peak
     }
 
     #[test]
@@ -329,7 +213,7 @@ mod tests {
         fs::write(&junk, b"not an image").unwrap();
         let missing = dir.path().join("missing");
         let len = |p: &Path| fs::metadata(p).unwrap().len();
-        // The file and its decode's peak, as the decoders estimate it.
+        // The file and its decode's charge, as the decoders estimate it.
         let large_need = len(&large) + peak(&large);
         let cases: Vec<(&Path, u64, String)> = vec![
             (&small, 1 << 30, "ok 8x8".into()),

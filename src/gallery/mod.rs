@@ -11,16 +11,16 @@
 //! image, the size and modification time it was made from and the image's
 //! means. An image whose size and time still match, and whose thumbnail is
 //! still there, costs one `stat`; only new or changed images are decoded,
-//! in parallel. Means come from the server's content index where it has
-//! them, so a new image is decoded once, for its thumbnail; images the
-//! server did not file are classified as `colorsort classify` would.
+//! in parallel. The worker that makes a thumbnail also classifies the
+//! image, as `colorsort classify` would.
 //!
-//! Decoding is held to what the server holds an upload to: the header is
-//! checked by [`classify::open`](crate::classify::open) under the same pixel
-//! limit before any pixel exists, the file and the decode's peak memory are
-//! reserved against one memory budget shared by every thread (sized as the
-//! server's default, fitted to a container's limit), and large decodes take
-//! turns, one per CPU. A thread waits for memory rather than fail, and never waits for it
+//! Decoding is held to what the server holds an upload to: each image is
+//! decoded in a decode worker ([`crate::sandbox`]), which checks the header
+//! under the same pixel limit before any pixel exists and makes the
+//! thumbnail; the file and the worker's memory are reserved against one
+//! memory budget shared by every thread (sized as the server's default,
+//! fitted to a container's limit), and large decodes take turns, one per
+//! CPU. A thread waits for memory rather than fail, and never waits for it
 //! while holding any, so the threads cannot starve each other for good.
 //!
 //! A trusted image the server kept a signature for
@@ -59,6 +59,8 @@ pub enum Error {
     Read { path: PathBuf, source: io::Error },
     /// The page could not be written.
     Write { path: PathBuf, source: io::Error },
+    /// The decode workers could not be started.
+    Workers(io::Error),
 }
 
 impl fmt::Display for Error {
@@ -66,6 +68,7 @@ impl fmt::Display for Error {
         match self {
             Error::Read { path, source } => write!(f, "cannot read {}: {source}", path.display()),
             Error::Write { path, source } => write!(f, "cannot write {}: {source}", path.display()),
+            Error::Workers(e) => write!(f, "cannot start the decode workers: {e}"),
         }
     }
 }
@@ -135,7 +138,8 @@ pub fn build(
     jobs: usize,
     signers: Option<&AllowedSigners>,
 ) -> Result<(String, Summary), Error> {
-    build_guarded(data, out, jobs, signers, &Guards::new())
+    let guards = Guards::new(jobs).map_err(Error::Workers)?;
+    build_guarded(data, out, jobs, signers, &guards)
 }
 
 /// [`build`], decoding under `guards`.
@@ -330,7 +334,6 @@ pub fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::thumbs::limits;
     use super::*;
     use crate::classify;
     use crate::sshsig::Signature;
@@ -343,6 +346,18 @@ mod tests {
             .write_to(&mut out, image::ImageFormat::Png)
             .unwrap();
         out.into_inner()
+    }
+
+    /// [`build`], with the workers of the test build's binary.
+    fn build_test(
+        data: &Path,
+        out: &Output,
+        jobs: usize,
+        signers: Option<&AllowedSigners>,
+    ) -> Result<(String, Summary), Error> {
+        let program = crate::sandbox::testing::program();
+        let guards = Guards::with(crate::budget::default_limit().0, jobs, program).unwrap();
+        build_guarded(data, out, jobs, signers, &guards)
     }
 
     fn data_dir() -> tempfile::TempDir {
@@ -362,7 +377,7 @@ mod tests {
     fn page_lists_every_folder_with_counts_and_cards() {
         let dir = data_dir();
         let out = Output::File(dir.path().join("gallery.html"));
-        let (page, summary) = build(dir.path(), &out, 2, None).unwrap();
+        let (page, summary) = build_test(dir.path(), &out, 2, None).unwrap();
         assert_eq!(summary.counts, [2, 0, 1, 1]);
         assert_eq!(
             (summary.made, summary.cached, summary.unreadable),
@@ -406,7 +421,15 @@ mod tests {
         // A budget that holds one 500x500 decode (its pixels and the
         // decoder's working memory) but never two at once, so that they
         // wait for each other; a 1000x1000 one never fits.
-        let peak = |bytes: &[u8]| classify::open(bytes, &limits()).unwrap().peak_memory();
+        // A thumbnail's charge: the file's copy in the worker, what opening
+        // it takes, and two decodes' peak, one after the other.
+        let peak = |bytes: &[u8]| {
+            let len = bytes.len() as u64;
+            let peak = classify::open(bytes, &classify::Limits::default())
+                .unwrap()
+                .peak_memory();
+            2 * len + classify::open_memory(len) + 2 * peak
+        };
         let budget = peak(&png([0, 200, 0], 500, 500)) * 3 / 2;
         for (name, rgb) in [
             ("g1", [0, 200, 0]),
@@ -422,7 +445,8 @@ mod tests {
         let big = png([0, 99, 0], 1000, 1000);
         assert!(peak(&big) > budget);
         fs::write(dir.path().join("green/big.png"), big).unwrap();
-        let guards = Guards::with_budget(budget);
+        let program = crate::sandbox::testing::program();
+        let guards = Guards::with(budget, 4, program).unwrap();
         let out = Output::File(dir.path().join("gallery.html"));
         let (page, summary) = build_guarded(dir.path(), &out, 4, None, &guards).unwrap();
         assert_eq!(summary.counts, [2, 4, 1, 1]);
@@ -438,15 +462,15 @@ mod tests {
     fn thumbnails_are_cached_and_remade_only_when_needed() {
         let dir = data_dir();
         let out = Output::File(dir.path().join("gallery.html"));
-        build(dir.path(), &out, 2, None).unwrap();
-        let (_, again) = build(dir.path(), &out, 2, None).unwrap();
+        build_test(dir.path(), &out, 2, None).unwrap();
+        let (_, again) = build_test(dir.path(), &out, 2, None).unwrap();
         assert_eq!((again.made, again.cached, again.unreadable), (0, 3, 1));
         // A replaced image and a missing thumbnail are made again; a deleted
         // image's thumbnail goes.
         fs::write(dir.path().join("blue/c.png"), png([0, 0, 250], 9, 9)).unwrap();
         fs::remove_file(dir.path().join(".thumbs/red/a.png.jpg")).unwrap();
         fs::remove_file(dir.path().join("red/b <&>.png")).unwrap();
-        let (page, third) = build(dir.path(), &out, 2, None).unwrap();
+        let (page, third) = build_test(dir.path(), &out, 2, None).unwrap();
         assert_eq!((third.made, third.cached), (2, 0));
         assert!(page.contains("r=0.0 g=0.0 b=250.0"));
         assert!(!dir.path().join(".thumbs/red/b <&>.png.jpg").exists());
@@ -455,14 +479,14 @@ mod tests {
     #[test]
     fn elsewhere_or_on_stdout_the_page_embeds_its_thumbnails() {
         let dir = data_dir();
-        let (page, _) = build(dir.path(), &Output::Stdout, 1, None).unwrap();
+        let (page, _) = build_test(dir.path(), &Output::Stdout, 1, None).unwrap();
         assert_eq!(page.matches("src=\"data:image/jpeg;base64,").count(), 3);
         assert!(
             !page.contains("href=\"red/"),
             "no links into a volume the page left"
         );
         let elsewhere = tempfile::tempdir().unwrap();
-        let (page, _) = build(
+        let (page, _) = build_test(
             dir.path(),
             &Output::File(elsewhere.path().join("g.html")),
             1,
@@ -483,7 +507,7 @@ mod tests {
             index.join(Digest::of(&bytes).hex()),
         )
         .unwrap();
-        let (page, _) = build(dir.path(), &Output::Stdout, 1, None).unwrap();
+        let (page, _) = build_test(dir.path(), &Output::Stdout, 1, None).unwrap();
         assert!(
             page.contains("r=1.5 g=2.5 b=99.0"),
             "the recorded means are used"
@@ -495,12 +519,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("none");
         assert!(matches!(
-            build(&missing, &Output::Stdout, 1, None),
+            build_test(&missing, &Output::Stdout, 1, None),
             Err(Error::Read { .. })
         ));
         assert!(!missing.exists(), "nothing is created");
         let empty = tempfile::tempdir().unwrap();
-        let (page, summary) = build(empty.path(), &Output::Stdout, 1, None).unwrap();
+        let (page, summary) = build_test(empty.path(), &Output::Stdout, 1, None).unwrap();
         assert_eq!(summary.counts, [0; 4]);
         assert!(page.contains("0 image(s)"));
     }
@@ -533,7 +557,7 @@ mod tests {
         let rsa = Signature::parse(&fixture("rsa3072.sig")).unwrap();
         let rsa = rsa.public_key().fingerprint();
 
-        let (page, _) = build(dir.path(), &Output::Stdout, 1, None).unwrap();
+        let (page, _) = build_test(dir.path(), &Output::Stdout, 1, None).unwrap();
         assert_eq!(page.matches("class=\"signer\"").count(), 3, "{page}");
         assert!(page.contains(&format!("signed by {alice}")), "{page}");
         assert!(page.contains(&format!("signed by {rsa}")), "{page}");
@@ -541,7 +565,7 @@ mod tests {
 
         let listed =
             AllowedSigners::parse(&String::from_utf8(fixture("allowed_signers")).unwrap()).unwrap();
-        let (page, _) = build(dir.path(), &Output::Stdout, 1, Some(&listed)).unwrap();
+        let (page, _) = build_test(dir.path(), &Output::Stdout, 1, Some(&listed)).unwrap();
         assert!(page.contains("signed by alice@example.com<"), "{page}");
         assert!(
             page.contains(&format!(
@@ -557,7 +581,7 @@ mod tests {
         ))
         .unwrap();
         let other = AllowedSigners::parse(&format!("bob@example.com {other}")).unwrap();
-        let (page, _) = build(dir.path(), &Output::Stdout, 1, Some(&other)).unwrap();
+        let (page, _) = build_test(dir.path(), &Output::Stdout, 1, Some(&other)).unwrap();
         assert!(page.contains(&format!("signed by {alice}<")), "{page}");
         assert!(!page.contains("bob@example.com"), "{page}");
     }

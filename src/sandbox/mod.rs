@@ -21,8 +21,10 @@
 //!
 //! `wire` is the pipe format, `process` one worker from the parent's side,
 //! `pool` the workers started ahead of need, `worker` the worker's side,
-//! `seccomp` its filter, `thumbnail` the gallery's job.
+//! `seccomp` its filter, `thumbnail` the gallery's job, `local` the
+//! reading of local files for `classify` and `gallery`.
 
+mod local;
 mod pool;
 mod process;
 mod seccomp;
@@ -30,11 +32,12 @@ mod thumbnail;
 mod wire;
 pub mod worker;
 
+pub use local::{FileError, decode_file};
 pub use process::{COMMAND, Failure, OVERHEAD};
 pub use seccomp::no_new_privs;
 pub use wire::{Header, Kind};
 
-use crate::budget::{Budget, Reservation, Turn};
+use crate::budget::{Reservation, Turn};
 use crate::classify::{self, Verdict};
 use pool::{Lease, Pool, Settings, Unavailable};
 use process::Stop;
@@ -64,7 +67,11 @@ pub enum Error {
         max: u64,
     },
     /// The budget has no room for the decode now.
-    NoMemory,
+    NoMemory {
+        /// Bytes the decode needs in all so far, with what the caller
+        /// holds: a caller that can wait may wait for this much.
+        need: u64,
+    },
     /// Every worker was busy until the deadline.
     Busy,
     /// No worker can be started; the text says why.
@@ -92,7 +99,7 @@ impl fmt::Display for Error {
                 f,
                 "opening the image needs {need} bytes, more than the limit of {max} bytes"
             ),
-            Error::NoMemory => f.write_str("out of memory for decoding; try again later"),
+            Error::NoMemory { .. } => f.write_str("out of memory for decoding; try again later"),
             Error::Busy => f.write_str("every decode worker is busy; try again later"),
             Error::Unavailable(why) => write!(f, "no decode worker: {why}"),
         }
@@ -104,8 +111,8 @@ impl std::error::Error for Error {}
 /// Where a decode's memory comes from, and how large decodes take turns:
 /// the server evicts to make room, local tools wait.
 pub trait Memory {
-    /// The whole budget.
-    fn budget(&self) -> &Budget;
+    /// The whole budget, in bytes.
+    fn limit(&self) -> u64;
     /// Reserves `bytes`, or `None` if there is no room.
     fn reserve(&self, bytes: u64) -> Option<Reservation<'_>>;
     /// Grows `memory` by `more` bytes, or `false` if there is no room.
@@ -193,7 +200,7 @@ impl Workers {
         max_pixels: u64,
         waited: impl FnOnce(Duration),
     ) -> Result<Decoded, Error> {
-        let max = memory.budget().limit();
+        let max = memory.limit();
         let len = input.len() as u64;
         let opening = len.saturating_add(classify::open_memory(len));
         let need = held.saturating_add(opening);
@@ -204,7 +211,9 @@ impl Workers {
                 max,
             });
         }
-        let mut reserved = memory.reserve(opening).ok_or(Error::NoMemory)?;
+        let mut reserved = memory
+            .reserve(opening)
+            .ok_or(Error::NoMemory { need })?;
         let deadline = Instant::now() + self.timeout;
         let mut lease = self.pool.take(deadline).map_err(|e| match e {
             Unavailable::Busy => Error::Busy,
@@ -236,7 +245,7 @@ impl Workers {
             waited(asked.elapsed());
         }
         if !memory.grow(&mut reserved, peak) {
-            return Err(Error::NoMemory);
+            return Err(Error::NoMemory { need });
         }
         let decoded = self.finish(lease, header, opening.saturating_add(peak))?;
         drop((turn, reserved));

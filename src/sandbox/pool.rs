@@ -143,12 +143,6 @@ impl Pool {
     pub(super) fn alive(&self) -> (usize, usize) {
         (self.shared.lock().alive, self.shared.settings.max)
     }
-
-    /// The process ids of the idle workers.
-    #[cfg(test)]
-    pub(super) fn idle_ids(&self) -> Vec<u32> {
-        self.shared.lock().idle.iter().map(Process::id).collect()
-    }
 }
 
 impl Drop for Pool {

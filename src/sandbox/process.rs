@@ -178,16 +178,6 @@ impl Process {
         }
     }
 
-    /// The worker's process id.
-    pub(super) fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Its memory limit now, in bytes.
-    pub(super) fn memory(&self) -> u64 {
-        self.memory
-    }
-
     /// Sets its address-space limit to `OVERHEAD + charged` bytes (within
     /// the most it was started with).
     pub(super) fn allow(&mut self, charged: u64) -> io::Result<()> {

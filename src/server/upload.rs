@@ -10,7 +10,7 @@
 
 use super::Shared;
 use crate::age;
-use crate::budget::{Budget, Reservation, Turn};
+use crate::budget::{Reservation, Turn};
 use crate::classify;
 use crate::config::Limits;
 use crate::name::{self, Name};
@@ -82,7 +82,7 @@ impl fmt::Display for UploadError {
             UploadError::UnknownSigner { fingerprint, .. } => {
                 write!(f, "key {fingerprint} is not an allowed signer here")
             }
-            UploadError::Decode(sandbox::Error::NoMemory) => {
+            UploadError::Decode(sandbox::Error::NoMemory { .. }) => {
                 f.write_str("server is out of memory for decoding; try again later")
             }
             UploadError::Decode(sandbox::Error::OverBudget {
@@ -142,7 +142,7 @@ impl UploadError {
                 }
                 D::OverBudget { size: Some(_), .. } => Code::TooManyPixels,
                 D::OverBudget { size: None, .. } => Code::TooComplex,
-                D::NoMemory | D::Busy | D::Unavailable(_) => Code::Busy,
+                D::NoMemory { .. } | D::Busy | D::Unavailable(_) => Code::Busy,
             },
             UploadError::Store(_) => Code::StorageFailed,
         }
@@ -348,8 +348,8 @@ struct UploadMemory<'a> {
 }
 
 impl sandbox::Memory for UploadMemory<'_> {
-    fn budget(&self) -> &Budget {
-        &self.shared.budget
+    fn limit(&self) -> u64 {
+        self.shared.budget.limit()
     }
 
     fn reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
@@ -541,7 +541,7 @@ mod tests {
                 None,
             ),
             (
-                UploadError::Decode(sandbox::Error::NoMemory),
+                UploadError::Decode(sandbox::Error::NoMemory { need: 1 }),
                 Code::Busy,
                 "server is out of memory for decoding; try again later".to_string(),
                 None,

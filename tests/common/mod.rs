@@ -203,10 +203,32 @@ impl TestServer {
         s
     }
 
+    /// A server in a fresh temporary data directory with the test key, with
+    /// the variables `env` set.
+    pub fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        install_test_key(dir.path());
+        let mut s = TestServer::try_start_full(&[], env, dir.path(), args)
+            .unwrap_or_else(|(status, log)| panic!("server exited with {status}: {log}"));
+        s._dir = Some(dir);
+        s
+    }
+
     /// Starts a server, through `wrapper` if it is not empty; on failure
     /// returns its exit status and log.
     pub fn try_start_wrapped(
         wrapper: &[&str],
+        data: &Path,
+        args: &[&str],
+    ) -> Result<TestServer, (ExitStatus, String)> {
+        TestServer::try_start_full(wrapper, &[], data, args)
+    }
+
+    /// Starts a server, through `wrapper` if it is not empty, with the
+    /// variables `env` set; on failure returns its exit status and log.
+    pub fn try_start_full(
+        wrapper: &[&str],
+        env: &[(&str, &str)],
         data: &Path,
         args: &[&str],
     ) -> Result<TestServer, (ExitStatus, String)> {
@@ -223,6 +245,7 @@ impl TestServer {
             .arg(data)
             .args(args)
             .env_remove("COLORSORT_HOST")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,0 +1,168 @@
+//! The decode workers against the real server: whatever a decoder does
+//! wrong (loops, aborts, overflows its stack, segfaults, allocates without
+//! bound, makes a forbidden system call) costs one `ERR` line, a counted
+//! failure and a log line naming the limit, and the server serves the next
+//! request; the workers hold no descriptor but their pipes, run under
+//! `no_new_privs` and their filter, and die with the server.
+//!
+//! The faults come from a hook that only test builds have
+//! (`COLORSORT_WORKER_FAULT`, read from the server's environment, never
+//! from the network), striking on images 13 pixels wide.
+
+mod common;
+
+use common::{TestServer, after, code, http_get, png, wait_until};
+use std::collections::BTreeSet;
+use std::fs;
+use std::time::Duration;
+
+/// The width of the images the fault hook strikes on.
+const FAULT_WIDTH: u32 = 13;
+
+/// The workers of the server with process id `server`: its children
+/// running `decode-worker`.
+fn workers_of(server: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The fields after the command's closing parenthesis: state, ppid.
+        let Some(after_comm) = stat.rsplit_once(") ").map(|(_, rest)| rest) else {
+            continue;
+        };
+        let ppid = after_comm.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == Some(server) && cmdline.windows(13).any(|w| w == b"decode-worker") {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A field of /proc/PID/status as text.
+fn status_field(pid: u32, field: &str) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let prefix = format!("{field}:");
+    let line = text.lines().find(|l| l.starts_with(&prefix))?;
+    Some(line[prefix.len()..].trim().to_string())
+}
+
+/// The value of a sample on the metrics page.
+fn sample(page: &str, series: &str) -> Option<u64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn a_failing_decoder_costs_one_err_line_and_the_server_goes_on() {
+    // (fault, code sent, metrics reason, log says)
+    let cases = [
+        ("loop", "too-complex", "time", "killed at its deadline of 2.0 s"),
+        ("abort", "not-an-image", "crash", "died of signal 6"),
+        ("stack", "not-an-image", "crash", "died of signal 6"),
+        ("segfault", "not-an-image", "crash", "died of signal 11"),
+        ("allocate", "too-complex", "memory", "ran into its memory limit"),
+        (
+            "syscall",
+            "not-an-image",
+            "syscall",
+            "killed by its sandbox for a forbidden system call",
+        ),
+    ];
+    let faulty = png([200, 10, 10], FAULT_WIDTH, 5);
+    let fine = png([10, 10, 200], 20, 20);
+    for (fault, expected, reason, logged) in cases {
+        let s = TestServer::start_with_env(
+            &[("COLORSORT_WORKER_FAULT", fault)],
+            &["--decode-timeout", "2s", "--metrics", "127.0.0.1:0"],
+        );
+        let mut conn = s.connect();
+        let reply = conn.upload("PUT", "faulty.png", &faulty);
+        assert_eq!(code(&reply), expected, "{fault}: {reply}");
+        // In step on the same connection, and the server goes on.
+        let reply = conn.upload("PUT", "fine.png", &fine);
+        assert!(reply.starts_with("OK not_trusted/fine.png"), "{fault}: {reply}");
+        let log = s
+            .wait_log(logged, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{fault}: no {logged:?} in the log: {}", s.log_text()));
+        assert!(log.contains("PUT faulty.png"), "{fault}: {log}");
+        let page = http_get(s.metrics_addr(), "/metrics").body;
+        let series = format!("colorsort_decode_worker_failures_total{{reason=\"{reason}\"}}");
+        assert_eq!(sample(&page, &series), Some(1), "{fault}: {page}");
+        assert_eq!(s.files("not_trusted"), ["fine.png"], "{fault}");
+        // Nothing of the failed decode is left: no memory held, no
+        // worker beyond the ones started ahead of need.
+        assert!(
+            wait_until(after(Duration::from_secs(10)), || {
+                let page = http_get(s.metrics_addr(), "/metrics").body;
+                sample(&page, "colorsort_memory_used_bytes") == Some(0)
+            }),
+            "{fault}: memory still reserved"
+        );
+    }
+}
+
+#[test]
+fn workers_hold_only_their_pipes_and_die_with_the_server() {
+    let mut s = TestServer::start(&[]);
+    assert_eq!(status_field(s.pid(), "NoNewPrivs").as_deref(), Some("1"));
+    let mut workers = Vec::new();
+    assert!(
+        wait_until(after(Duration::from_secs(10)), || {
+            workers = workers_of(s.pid());
+            workers.len() == 2
+        }),
+        "two workers started ahead of need: {workers:?}"
+    );
+    for &pid in &workers {
+        // A worker closes what it inherited before it waits for a job.
+        let mut fds = BTreeSet::new();
+        assert!(
+            wait_until(after(Duration::from_secs(10)), || {
+                fds = fs::read_dir(format!("/proc/{pid}/fd"))
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                fds == BTreeSet::from(["0".into(), "1".into(), "2".into()])
+            }),
+            "worker {pid} holds {fds:?}"
+        );
+        assert_eq!(status_field(pid, "NoNewPrivs").as_deref(), Some("1"));
+        assert_eq!(status_field(pid, "Seccomp").as_deref(), Some("2"));
+    }
+    s.signal("KILL");
+    s.wait_exit(Duration::from_secs(10)).expect("server killed");
+    let gone = |pid: u32| {
+        status_field(pid, "State").is_none_or(|state| state.starts_with('Z'))
+    };
+    assert!(
+        wait_until(after(Duration::from_secs(10)), || workers
+            .iter()
+            .all(|&p| gone(p))),
+        "workers outlived their server: {workers:?}"
+    );
+}
+
+#[test]
+fn each_decode_has_a_fresh_worker_and_the_count_is_bounded() {
+    let s = TestServer::start(&["--max-workers", "3", "--metrics", "127.0.0.1:0"]);
+    let mut seen = BTreeSet::new();
+    let mut conn = s.connect();
+    for i in 0..5 {
+        seen.extend(workers_of(s.pid()));
+        let reply = conn.upload("PUT", &format!("{i}.png"), &png([9, 200, 9], 8, 8));
+        assert!(reply.starts_with("OK"), "{reply}");
+    }
+    // Five decodes, each in a worker of its own: the ones seen idle before
+    // each were all different processes.
+    assert!(seen.len() >= 5, "workers seen: {seen:?}");
+    let page = http_get(s.metrics_addr(), "/metrics").body;
+    assert_eq!(sample(&page, "colorsort_decode_workers_limit"), Some(3));
+    let alive = sample(&page, "colorsort_decode_workers").unwrap();
+    assert!(alive <= 3, "{alive} workers alive");
+}
