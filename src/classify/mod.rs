@@ -222,9 +222,10 @@ impl fmt::Debug for Image<'_> {
 /// [`Error::TooManyPixels`] before any pixel memory is allocated, and installs
 /// limits on the decoder so that its own allocations stay in proportion to
 /// the image: no side over the pixel limit, and at most
-/// `2 × 16 bytes × pixels + 64 MiB` in all. What it allocates itself is
-/// small and bounded: PNG's and TIFF's header tables, within
-/// [`OPEN_MEMORY`].
+/// `2 × 16 bytes × pixels + open_memory(bytes.len())` in all. What it
+/// allocates itself, header tables and metadata, stays within
+/// [`open_memory`] of the input's length: a TIFF whose tables would take
+/// more is refused as [`Error::DecoderLimit`] before they are read.
 pub fn open<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Image<'a>, Error> {
     if bytes.is_empty() {
         return Err(Error::NotAnImage("empty input".into()));
@@ -240,15 +241,17 @@ pub fn open<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Image<'a>, Error> {
     if format == Format::Jpeg {
         return open_jpeg(bytes, limit);
     }
+    let input = bytes.len() as u64;
     if format == Format::Tiff {
-        match tiff::check_tags(bytes) {
+        // The tables share what `open` may hold with the decoder's state.
+        let allowance = limits::open_memory(input) - limits::DECODER_STATE;
+        match tiff::check_tags(bytes, allowance) {
             Ok(()) => {}
             Err(tiff::TagRefusal::Corrupt) => return Err(corrupt(format)),
-            Err(tiff::TagRefusal::TooLarge) => {
+            Err(tiff::TagRefusal::TooLarge(needed)) => {
                 return Err(Error::DecoderLimit(format!(
-                    "tiff: a directory of more than {} entries or a tag value of more than {} bytes",
-                    tiff::MAX_TAGS,
-                    tiff::MAX_TAG_BYTES
+                    "tiff: tag values that would take {needed} bytes to read, \
+                     over the {allowance} allowed for a file of {input} bytes"
                 )));
             }
         }
@@ -273,12 +276,12 @@ pub fn open<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Image<'a>, Error> {
     };
     let early = early.max(frame);
     let mut decoder = contain(format, || {
-        new_decoder(format, bytes, decoder_limits(limit, early))
+        new_decoder(format, bytes, decoder_limits(limit, early, input))
     })?;
     let (width, height) = decoder.dimensions();
     let pixels = check_pixels(width, height, limit)?;
     decoder
-        .set_limits(decoder_limits(limit, pixels.max(frame)))
+        .set_limits(decoder_limits(limit, pixels.max(frame), input))
         .map_err(|e| from_image_error(format, e))?;
     let color = decoder.color_type();
     let working = working_memory(&limits::Cost {
@@ -286,7 +289,7 @@ pub fn open<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Image<'a>, Error> {
         width,
         height,
         color,
-        input: bytes.len() as u64,
+        input,
         frame,
         webp: WebPKind::of(bytes),
         jpeg: None,
@@ -302,8 +305,15 @@ pub fn open<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Image<'a>, Error> {
 }
 
 /// Bytes that [`open`] itself may allocate on its way to an [`Image`] or an
-/// error, whatever the input: header tables and decoder state, never pixels.
-pub const OPEN_MEMORY: u64 = limits::OPEN_MEMORY;
+/// error, for an input of `input_len` bytes: header tables, metadata and
+/// decoder state, never pixels. A fixed 4 MiB for decoder state, plus 4
+/// bytes for each byte of input, for metadata a decoder holds wider than
+/// the file stores it (TIFF tables, a PNG chunk and its copy). What the
+/// [`Image`] keeps of it is held until it is dropped, beside
+/// [`Image::peak_memory`].
+pub fn open_memory(input_len: u64) -> u64 {
+    limits::open_memory(input_len)
+}
 
 /// [`open`] for a JPEG: its structure is walked and its frame header read
 /// without a decoder.
@@ -648,7 +658,8 @@ mod tests {
             Stage::Open,
             Kind::Unsupported("arithmetic-coded jpeg"),
         ),
-        ("fail_bogus_strips.tiff", Stage::Open, Kind::TooComplex),
+        ("fail_bogus_strips.tiff", Stage::Open, Kind::NotAnImage),
+        ("fail_tag_lists.tiff", Stage::Open, Kind::TooComplex),
         ("fail_corrupt.gif", Stage::Classify, Kind::NotAnImage),
         ("fail_bomb.png", Stage::Open, Kind::TooManyPixels),
         ("fail_bomb.gif", Stage::Open, Kind::TooManyPixels),
@@ -861,7 +872,7 @@ mod tests {
                 alloc_probe::peak_allocation(|| open(bytes, &Limits::default()));
             let image = image.unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(
-                open_peak <= OPEN_MEMORY,
+                open_peak <= open_memory(bytes.len() as u64),
                 "{name}: open held {open_peak} bytes"
             );
             let announced = image.peak_memory();
@@ -911,7 +922,7 @@ mod tests {
     }
 
     #[test]
-    fn what_the_rule_does_not_need_is_not_read_and_what_is_capped_is_too_complex() {
+    fn what_the_rule_does_not_need_is_not_read_and_what_is_kept_grows_with_the_input() {
         // Text of any size is skipped: a 1x1 PNG with 3 MiB of text is
         // classified, and so is one with an ICC profile of 64 MiB.
         let red = png_with_chunk(b"tEXt", &text(3 << 20));
@@ -919,11 +930,22 @@ mod tests {
             classify(&red, &Limits::default()).unwrap().class,
             Class::Red
         );
-        // An eXIf chunk is kept by the decoder, up to its limit.
-        let exif = png_with_chunk(b"eXIf", &vec![0; 2 << 20]);
-        let error = classify(&exif, &Limits::default()).unwrap_err();
-        assert!(matches!(error, Error::DecoderLimit(_)), "{error:?}");
-        assert!(error.to_string().contains("too complex"), "{error}");
+        // An eXIf chunk is kept by the decoder, whatever its size: it is
+        // part of the input, and `open` holds at most three times it.
+        let exif = png_with_chunk(b"eXIf", &vec![0; 8 << 20]);
+        let (image, held) = alloc_probe::peak_allocation(|| open(&exif, &Limits::default()));
+        assert_eq!(image.unwrap().classify().unwrap().class, Class::Red);
+        assert!(held >= 8 << 20, "{held}");
+        assert!(held <= open_memory(exif.len() as u64), "{held}");
+        // One whose length runs past the input's end is not read past it.
+        let mut cut = png_with_chunk(b"eXIf", &vec![0; 1 << 20]);
+        cut.truncate(33 + 8 + (512 << 10));
+        let (result, held) = alloc_probe::peak_allocation(|| open(&cut, &Limits::default()));
+        assert!(
+            matches!(result, Err(Error::DecoderLimit(_) | Error::NotAnImage(_))),
+            "{result:?}"
+        );
+        assert!(held <= open_memory(cut.len() as u64), "{held}");
     }
 
     /// Counts the largest single allocation made on the current thread while
