@@ -20,7 +20,7 @@ impl Bits {
     /// `value`'s low `n` bits, least significant first.
     fn put(&mut self, value: u32, n: u32) {
         for i in 0..n {
-            if self.used % 8 == 0 {
+            if self.used.is_multiple_of(8) {
                 self.bytes.push(0);
             }
             let last = self.bytes.len() - 1;
@@ -121,7 +121,7 @@ pub fn webp_prefix_groups(groups: u32) -> Vec<u8> {
     let mut vp8l = bits.bytes;
     // Room for the reader's look-ahead.
     vp8l.extend_from_slice(&[0; 8]);
-    if vp8l.len() % 2 == 1 {
+    if !vp8l.len().is_multiple_of(2) {
         vp8l.push(0);
     }
     let mut out = b"RIFF".to_vec();
