@@ -1,12 +1,14 @@
 //! What an image may cost: the pixel limit a caller sets, the bound that
 //! keeps the exact sums within a `u64`, the limits the decoders work
-//! under, and the memory a decode may hold beside its pixels, all decided
-//! from the header and the input's length before any pixel buffer exists.
+//! under, the memory reading a header may take, and the memory a decode
+//! may hold beside its pixels, all decided from the header and the input's
+//! length before any pixel buffer exists. What a decoder keeps of an
+//! image's metadata grows with the input, never with a fixed guess: a
+//! large file may carry large tables.
 
 use image::ColorType;
 
 use super::jpeg::Layout;
-use super::png::PNG_METADATA_LIMIT;
 use super::sniff::{Format, WebPKind};
 use super::{Error, no_pixels};
 use crate::config::DEFAULT_MAX_PIXELS;
@@ -14,10 +16,6 @@ use crate::config::DEFAULT_MAX_PIXELS;
 /// The largest pixel count whose weighted sums (at most 255 · 255 per pixel)
 /// still fit a `u64`; [`open`](super::open) never admits more, whatever the limits say.
 pub(super) const SUMMABLE_PIXELS: u64 = u64::MAX / (255 * 255);
-
-/// Memory a decoder may use beyond its pixels, for metadata such as ICC
-/// profiles, palettes and TIFF tag tables.
-const DECODER_METADATA_ALLOWANCE: u64 = 64 << 20;
 
 /// Bytes of the widest pixel any supported decoder produces (RGBA, f32).
 const WIDEST_PIXEL: u64 = 16;
@@ -60,11 +58,13 @@ pub(super) fn check_pixels(width: u32, height: u32, limit: u64) -> Result<u64, E
     Ok(pixels)
 }
 
-/// The limits a decoder works under for an image of `pixels` pixels, with
-/// `limit` the most allowed: no side longer than `limit`, and allocations of
-/// at most the widest pixel buffer twice over (a GIF frame beside its canvas,
-/// a TIFF strip beside the output) plus a fixed allowance for metadata.
-pub(super) fn decoder_limits(limit: u64, pixels: u64) -> image::Limits {
+/// The limits a decoder works under for an image of `pixels` pixels read
+/// from `input` bytes, with `limit` the most pixels allowed: no side longer
+/// than `limit`, and allocations of at most the widest pixel buffer twice
+/// over (a GIF frame beside its canvas, a TIFF strip beside the output)
+/// plus, for metadata and compressed strips, what [`open_memory`] allows
+/// for the input.
+pub(super) fn decoder_limits(limit: u64, pixels: u64, input: u64) -> image::Limits {
     let side = u32::try_from(limit).unwrap_or(u32::MAX);
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(side);
@@ -72,18 +72,34 @@ pub(super) fn decoder_limits(limit: u64, pixels: u64) -> image::Limits {
     limits.max_alloc = Some(
         pixels
             .saturating_mul(2 * WIDEST_PIXEL)
-            .saturating_add(DECODER_METADATA_ALLOWANCE),
+            .saturating_add(open_memory(input)),
     );
     limits
 }
 
-/// Bytes that [`open`](super::open) may allocate on the way to a header:
-/// decoder state, PNG's chunk buffer (at most [`PNG_METADATA_LIMIT`] twice,
-/// for an eXIf chunk and its copy), TIFF's directory and tables (at most
-/// [`MAX_TAGS`](super::tiff::MAX_TAGS) entries, each table at most
-/// [`MAX_TAG_BYTES`](super::tiff::MAX_TAG_BYTES) in the file, widened to
-/// 32 bytes a value).
-pub(super) const OPEN_MEMORY: u64 = 4 << 20;
+/// Bytes that [`open`](super::open) may allocate whatever the input:
+/// decoder state, readers' buffers, a TIFF directory (at most 65536
+/// distinct entries), JPEG's segment walk.
+const OPEN_STATE: u64 = 4 << 20;
+
+/// Bytes that [`open`](super::open) may allocate for each byte of input,
+/// for the metadata a decoder keeps as it reads a header: a PNG chunk's
+/// buffer and its copy (at most three times the chunk), TIFF tables, whose
+/// values the decoder widens (a strip's offset and byte count, at most
+/// twelve bytes in the file, take 56 bytes while the tables are read; a
+/// file of strips of a few bytes each is the worst a real writer makes).
+const OPEN_PER_INPUT_BYTE: u64 = 4;
+
+/// Bytes that [`open`](super::open) may allocate on its way to an image or
+/// an error, for an input of `input_len` bytes: [`OPEN_STATE`] and
+/// [`OPEN_PER_INPUT_BYTE`] for each byte. It holds for every input: what
+/// would take more (a TIFF table over it, a PNG chunk over the decoder's
+/// limit) is refused before it is read.
+pub(super) fn open_memory(input_len: u64) -> u64 {
+    input_len
+        .saturating_mul(OPEN_PER_INPUT_BYTE)
+        .saturating_add(OPEN_STATE)
+}
 
 /// Bytes of a decoder's state that do not grow with the image: Huffman and
 /// LZW tables, inflate windows, palettes. Counted in every decode's peak.
@@ -109,9 +125,9 @@ pub(super) struct Cost<'a> {
 /// Bytes a decode may hold beside its pixel buffer, from what the header
 /// and the input's length tell:
 ///
-/// - PNG: eight rows (the decoder's unfiltering buffer and row scratch),
-///   and its metadata: at most [`PNG_METADATA_LIMIT`] twice, and never more
-///   than three times the input;
+/// - PNG: eight rows (the decoder's unfiltering buffer and row scratch);
+///   its metadata, all before the pixel data, was read by `open` (and
+///   chunks after the pixel data are never read);
 /// - JPEG: the decoder's copy of the input up to its end, twice the
 ///   application segments (EXIF, ICC and XMP are copied as they are
 ///   parsed), the coefficients of the whole image when it is progressive or
@@ -131,10 +147,7 @@ pub(super) fn working_memory(cost: &Cost) -> u64 {
     let bpp = u64::from(cost.color.bytes_per_pixel());
     let row = u64::from(cost.width) * bpp + 1;
     let format = match cost.format {
-        Format::Png => {
-            let metadata = (2 * PNG_METADATA_LIMIT as u64).min(3 * cost.input);
-            row.saturating_mul(8).saturating_add(metadata)
-        }
+        Format::Png => row.saturating_mul(8),
         Format::Jpeg => match cost.jpeg {
             Some(layout) => {
                 let coefficients = if layout.buffered {

@@ -4,7 +4,8 @@
 //! it reads the header, and a chunk of a few hundred kilobytes can inflate
 //! to hundreds of megabytes. Here text and ICC chunks are skipped unread,
 //! and what the decoder still keeps beside the pixels (an eXIf chunk, the
-//! palette) is capped at [`PNG_METADATA_LIMIT`]. The pixels come out as
+//! palette) is never more than [`metadata_limit`], twice the input: a chunk
+//! is read only as far as its bytes are there. The pixels come out as
 //! `image`'s decoder gives them: low bit depths and palettes expanded to 8
 //! bits, 16-bit samples in native byte order.
 
@@ -16,10 +17,16 @@ use image::error::{
 };
 use image::{ColorType, ImageDecoder, ImageError, ImageFormat, ImageResult};
 
-/// Bytes the PNG decoder may keep for chunks other than pixel data (an
-/// eXIf chunk is the only large one left), besides one output row. A PNG
-/// that needs more is refused as too complex.
-pub(super) const PNG_METADATA_LIMIT: usize = 1 << 20;
+/// Bytes the PNG decoder may reserve for chunks other than pixel data (an
+/// eXIf chunk is the only large one left), besides one output row, for an
+/// input of `input_len` bytes: twice the input, since a chunk's buffer
+/// grows by doubling as its bytes arrive. A chunk's bytes are in the input,
+/// so only a chunk whose length runs past the input's end can be refused
+/// for it, as too complex. The decoder keeps a copy of an eXIf chunk
+/// beside its buffer, outside this limit: three times the input in all.
+pub(super) fn metadata_limit(input_len: usize) -> usize {
+    input_len.saturating_mul(2)
+}
 
 /// A PNG whose header and chunks up to the first pixel data have been read.
 pub(super) struct PngDecoder<'a> {
@@ -31,9 +38,8 @@ impl<'a> PngDecoder<'a> {
     /// Reads the header and the chunks before the pixel data, skipping text
     /// and ICC chunks.
     pub(super) fn new(bytes: &'a [u8]) -> ImageResult<PngDecoder<'a>> {
-        let limits = png::Limits {
-            bytes: PNG_METADATA_LIMIT,
-        };
+        let metadata = metadata_limit(bytes.len());
+        let limits = png::Limits { bytes: metadata };
         let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), limits);
         decoder.set_ignore_text_chunk(true);
         decoder.set_ignore_iccp_chunk(true);
@@ -42,7 +48,7 @@ impl<'a> PngDecoder<'a> {
         // is 8 bytes a pixel.
         let row = usize::try_from(u64::from(info.width) * 8).unwrap_or(usize::MAX);
         decoder.set_limits(png::Limits {
-            bytes: PNG_METADATA_LIMIT.saturating_add(row),
+            bytes: metadata.saturating_add(row),
         });
         decoder.set_transformations(png::Transformations::EXPAND);
         let reader = decoder.read_info().map_err(from_png)?;

@@ -188,6 +188,64 @@ def tiff_bytes(samples, float_samples, size=None, uint32=False, strips=1):
     return out
 
 
+def tiff_deflate_rows(rgb):
+    """A little-endian RGB8 TIFF of one row per strip, each strip deflated on
+    its own, as libtiff writes tall images: tables of a strip per row."""
+    h, w, _ = rgb.shape
+    strips = [zlib.compress(rgb[y].tobytes(), 9) for y in range(h)]
+    SHORT, LONG = 3, 4
+    count = 10
+    bps_at = 8 + 2 + 12 * count + 4
+    offsets_at = bps_at + 6
+    counts_at = offsets_at + 4 * h
+    data_at = counts_at + 4 * h
+    offsets = []
+    for strip in strips:
+        offsets.append(data_at)
+        data_at += len(strip)
+    entries = [
+        (256, LONG, 1, struct.pack("<I", w)),
+        (257, LONG, 1, struct.pack("<I", h)),
+        (258, SHORT, 3, struct.pack("<I", bps_at)),
+        (259, SHORT, 1, struct.pack("<HH", 8, 0)),  # Adobe deflate
+        (262, SHORT, 1, struct.pack("<HH", 2, 0)),
+        (273, LONG, h, struct.pack("<I", offsets_at)),
+        (277, SHORT, 1, struct.pack("<HH", 3, 0)),
+        (278, LONG, 1, struct.pack("<I", 1)),
+        (279, LONG, h, struct.pack("<I", counts_at)),
+        (284, SHORT, 1, struct.pack("<HH", 1, 0)),
+    ]
+    assert len(entries) == count
+    out = b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", count)
+    for tag, typ, n, value in entries:
+        out += struct.pack("<HHI", tag, typ, n) + value
+    out += struct.pack("<I", 0) + struct.pack("<3H", 8, 8, 8)
+    out += struct.pack("<%dI" % h, *offsets) + struct.pack("<%dI" % h, *map(len, strips))
+    return out + b"".join(strips)
+
+
+def tiff_tag_list(count):
+    """A 1x1 RGB8 TIFF whose ImageWidth is a list of `count` bytes."""
+    SHORT, LONG, BYTE = 3, 4, 1
+    entries = [
+        (256, BYTE, count, None),
+        (257, SHORT, 1, 1),
+        (258, SHORT, 1, 8),
+        (259, SHORT, 1, 1),
+        (262, SHORT, 1, 2),
+        (273, LONG, 1, 8),
+        (277, SHORT, 1, 3),
+        (278, SHORT, 1, 1),
+        (279, LONG, 1, 3),
+    ]
+    ifd = 12
+    list_at = ifd + 2 + 12 * len(entries) + 4
+    out = b"II*\0" + struct.pack("<I", ifd) + bytes([200, 40, 50, 0]) + struct.pack("<H", len(entries))
+    for tag, typ, n, value in entries:
+        out += struct.pack("<HHI", tag, typ, n) + struct.pack("<I", list_at if value is None else value)
+    return out + struct.pack("<I", 0) + b"\1" + bytes(count - 1)
+
+
 def gif_bomb():
     """GIF whose logical screen and only frame are 65535 x 65535."""
     out = b"GIF89a" + struct.pack("<HHBBB", 65535, 65535, 0x80, 0, 0)  # 2-entry table
@@ -381,6 +439,14 @@ def synthetic():
     save_bytes("blue_u32.tiff", tiff_bytes(u, False, uint32=True))
     known("blue_u32.tiff", with_alpha(f32_to_u8((u.astype(np.float64) / (2**32 - 1)).astype(np.float32))))
 
+    # 300x20000 in strips of one row (20000 strips): tables of 160 KB in a
+    # file of about 500 KB, each row one colour of a vertical gradient.
+    y = np.arange(20000)
+    row = np.stack([40 + y * 80 // 20000, np.full(20000, 90), 200 - y * 60 // 20000], axis=1)
+    rgb = np.repeat(row[:, None, :], 300, axis=1).astype(np.uint8)
+    save_bytes("blue_tall_strips.tiff", tiff_deflate_rows(rgb))
+    known("blue_tall_strips.tiff", with_alpha(rgb))
+
     # Red, with ancillary chunks that inflate far beyond the file: an ICC
     # profile of 64 MiB, a zTXt chunk of 64 MiB and 2000 tEXt chunks.
     img = np.zeros((h, w, 3), np.uint8) + np.array([210, 50, 40], np.uint8)
@@ -486,6 +552,11 @@ def failures():
     # A 100x100 TIFF whose strip table claims 2^26 strips: a table of 256 MiB
     # that the file does not hold.
     save_bytes("fail_bogus_strips.tiff", tiff_bytes(np.zeros((100, 100, 3)), False, strips=1 << 26))
+
+    # A 1x1 TIFF whose ImageWidth is a list of 2^17 bytes, which a decoder
+    # would read as 2^17 entries of 32 bytes before finding it is not one
+    # number: more than reading a header of a file of this size may take.
+    save_bytes("fail_tag_lists.tiff", tiff_tag_list(1 << 17))
 
     # A GIF whose LZW minimum code size (12) is out of range.
     buf = io.BytesIO()

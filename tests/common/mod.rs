@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod bombs;
+
 use colorsort::key::{Identity, PublicKey};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
