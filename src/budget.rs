@@ -12,9 +12,14 @@
 //! [`default_limit`] sizes a budget that was not configured: where the
 //! process runs under a cgroup memory limit (a container started with
 //! `--memory`), a share of that limit, so that the budget fits the container
-//! instead of getting the process OOM-killed.
+//! instead of getting the process OOM-killed. A server's sockets are
+//! charged to that limit too, for their kernel buffers: [`fitted_server`]
+//! counts them first.
 
-use crate::config::{DEFAULT_MAX_MEMORY, MEMORY_LIMIT_SHARE, MEMORY_OVERHEAD};
+use crate::config::{
+    DEFAULT_MAX_MEMORY, LISTEN_BACKLOG, MAX_LINGERING, MEMORY_LIMIT_SHARE, MEMORY_OVERHEAD,
+    SOCKET_LIMIT_SHARE, SOCKET_MEMORY,
+};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -276,6 +281,59 @@ pub fn fitted(limit: u64) -> u64 {
         .min(DEFAULT_MAX_MEMORY)
 }
 
+/// Sockets a server with `connections` slots may have open at once: one
+/// per slot, as many again closing lingeringly after an error (at most
+/// [`MAX_LINGERING`]), and the listen backlog. Each holds up to
+/// [`SOCKET_MEMORY`] of kernel memory for its buffers.
+pub fn sockets(connections: usize) -> u64 {
+    let connections = u64::try_from(connections).unwrap_or(u64::MAX);
+    connections
+        .saturating_add(connections.min(MAX_LINGERING as u64))
+        .saturating_add(u64::from(LISTEN_BACKLOG))
+}
+
+/// What a memory limit fits for a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerFit {
+    /// The memory budget.
+    pub budget: u64,
+    /// The connection cap.
+    pub connections: usize,
+    /// Kernel memory its sockets may hold, at most, in whole MiB.
+    pub sockets: u64,
+}
+
+/// Fits a server that wants `connections` slots to a memory limit of
+/// `limit` bytes, which the kernel charges with its sockets' buffers too:
+/// as many connections as want them (at least one) while their
+/// [`sockets`] take at most the limit divided by [`SOCKET_LIMIT_SHARE`];
+/// then the budget [`fitted`] to what the limit leaves.
+pub fn fitted_server(limit: u64, connections: usize) -> ServerFit {
+    let room = limit / SOCKET_LIMIT_SHARE / SOCKET_MEMORY;
+    let mut fit = connections.max(1);
+    if sockets(fit) > room {
+        // sockets() grows by two a connection up to MAX_LINGERING, then by
+        // one: count back from the most sockets the room holds.
+        let spare = room.saturating_sub(u64::from(LISTEN_BACKLOG));
+        let most = if spare >= 2 * MAX_LINGERING as u64 {
+            spare - MAX_LINGERING as u64
+        } else {
+            spare / 2
+        };
+        fit = usize::try_from(most).unwrap_or(usize::MAX).clamp(1, fit);
+    }
+    let mib = 1 << 20;
+    let held = sockets(fit)
+        .saturating_mul(SOCKET_MEMORY)
+        .div_ceil(mib)
+        .saturating_mul(mib);
+    ServerFit {
+        budget: fitted(limit.saturating_sub(held)),
+        connections: fit,
+        sockets: held,
+    }
+}
+
 /// The lowest memory limit of this process's cgroups (v1 `memory` or v2),
 /// counting every ancestor cgroup up to the mount's root; `None` where
 /// there is none, or cgroups cannot be read (not Linux).
@@ -512,6 +570,41 @@ mod tests {
         ];
         for (limit, budget) in cases {
             assert_eq!(fitted(limit), budget, "limit {limit}");
+        }
+    }
+
+    #[test]
+    fn a_server_fits_its_sockets_then_its_budget() {
+        let mib = 1 << 20;
+        // (cgroup limit, connections wanted, budget, connections, socket MiB)
+        let cases = [
+            (256 * mib, 1024, 48 * mib, 140, 64),
+            (512 * mib, 1024, 128 * mib, 435, 128),
+            (1024 * mib, 1024, 338 * mib, 1024, 220),
+            (2048 * mib, 1024, 850 * mib, 1024, 220),
+            (4096 * mib, 1024, DEFAULT_MAX_MEMORY, 1024, 220),
+            (2048 * mib, 5000, 704 * mib, 2892, 512),
+            (256 * mib, 10, 58 * mib, 10, 24),
+            // Small limits keep one connection, and a quarter of what is
+            // left as budget.
+            (64 * mib, 1024, 43 * mib / 4, 1, 21),
+            (0, 1024, 0, 1, 21),
+        ];
+        for (limit, wanted, budget, connections, socket_mib) in cases {
+            let fit = fitted_server(limit, wanted);
+            let want = ServerFit {
+                budget,
+                connections,
+                sockets: socket_mib * mib,
+            };
+            assert_eq!(fit, want, "limit {limit}, {wanted} connections");
+            // Whatever the fit, the sockets take no more than their share
+            // of the limit, unless one connection alone is over it.
+            assert!(
+                connections == 1
+                    || sockets(connections) * SOCKET_MEMORY <= limit / SOCKET_LIMIT_SHARE,
+                "limit {limit}"
+            );
         }
     }
 

@@ -45,9 +45,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Memory the server may hold for payloads and decoded pixels together.
 pub const DEFAULT_MAX_MEMORY: u64 = 1024 * 1024 * 1024;
 /// Memory a server needs outside its budget, at most: per connection a
-/// thread's stack, a read buffer and socket buffers (up to about 64 KiB
-/// together, for [`DEFAULT_MAX_CONNECTIONS`]), plus the binary, the key and
-/// the allocator's own bookkeeping.
+/// thread's stack and a read buffer (up to about 64 KiB together, for
+/// [`DEFAULT_MAX_CONNECTIONS`]), plus the binary, the key and the
+/// allocator's own bookkeeping. The kernel's socket buffers are counted
+/// apart ([`SOCKET_MEMORY`]).
 pub const MEMORY_OVERHEAD: u64 = 64 * 1024 * 1024;
 /// Under a memory limit (a container's cgroup) and without `--max-memory`,
 /// the budget is the limit divided by this, less [`MEMORY_OVERHEAD`]: the
@@ -55,6 +56,31 @@ pub const MEMORY_OVERHEAD: u64 = 64 * 1024 * 1024;
 /// decoder's working memory beyond its estimate, the allocator's slack,
 /// page cache of files being written, which the cgroup charges too).
 pub const MEMORY_LIMIT_SHARE: u64 = 2;
+/// The kernel's receive buffer for each connection (`SO_RCVBUF`), in
+/// bytes: what Linux starts a connection with (`net.ipv4.tcp_rmem`'s
+/// default, 128 KiB, is this doubled), kept from growing. Unset, receive
+/// autotuning grows it to `tcp_rmem`'s maximum (6 to 32 MiB) during one
+/// fast upload.
+pub const RECEIVE_BUFFER: u32 = 64 * 1024;
+/// The kernel's send buffer for each connection (`SO_SNDBUF`), in bytes.
+/// Replies are at most a few hundred bytes, so this costs no speed; it
+/// bounds what a client that pipelines requests and never reads their
+/// replies makes the kernel hold for it, which otherwise grows to
+/// `net.ipv4.tcp_wmem`'s maximum (4 MiB).
+pub const SEND_BUFFER: u32 = 16 * 1024;
+/// Kernel memory one socket may hold for its buffers, at most: Linux
+/// doubles [`RECEIVE_BUFFER`] and [`SEND_BUFFER`] for its bookkeeping and
+/// counts each packet's whole allocation against them.
+pub const SOCKET_MEMORY: u64 = 2 * (RECEIVE_BUFFER as u64 + SEND_BUFFER as u64);
+/// Connections not yet accepted that the kernel queues for the listening
+/// socket (`listen(2)`'s backlog, as std's `TcpListener` sets it). Their
+/// sockets have the same buffers as the others.
+pub const LISTEN_BACKLOG: u32 = 128;
+/// Under a memory limit and without `--max-memory`, the sockets' kernel
+/// memory ([`SOCKET_MEMORY`] each) may take at most the limit divided by
+/// this: the connection cap is lowered to fit, and the budget is fitted to
+/// what the limit leaves (see [`crate::budget::fitted_server`]).
+pub const SOCKET_LIMIT_SHARE: u64 = 4;
 /// Decodes that may take more memory than this take turns, as many at once
 /// as there are CPUs; smaller ones (a 4-megapixel RGBA PNG and below) decode
 /// at once.

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{
-    Conn, TestServer, after, assert_nothing_stored, code, png, proc_status_of, seal, test_data,
-    wait_until,
+    Conn, TestServer, after, assert_nothing_stored, code, png, proc_status_of, seal, skipped,
+    tcp_inode, test_data, wait_until,
 };
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
@@ -1306,4 +1306,122 @@ fn a_legitimate_upload_gets_through_600_hostile_connections() {
         s.files("blue").len() + s.files("red").len() + s.files("green").len(),
         TRIES
     );
+}
+
+/// A duplicate, in this process, of the server's descriptor for the socket
+/// `conn` is connected to, taken with pidfd_getfd(2); `Err` says why it
+/// could not be taken.
+fn server_socket(s: &TestServer, conn: &Conn) -> Result<std::os::fd::OwnedFd, String> {
+    use std::os::fd::FromRawFd;
+    let client = conn.stream.local_addr().unwrap();
+    let mut inode = None;
+    wait_until(after(Duration::from_secs(10)), || {
+        inode = tcp_inode(s.addr, client);
+        inode.is_some()
+    });
+    let link = format!(
+        "socket:[{}]",
+        inode.ok_or("the socket is not in /proc/net/tcp")?
+    );
+    // The server accepts the connection after the kernel has: wait for its
+    // descriptor.
+    let mut target = None;
+    let fds = format!("/proc/{}/fd", s.pid());
+    wait_until(after(Duration::from_secs(10)), || {
+        target = fs::read_dir(&fds)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find_map(|e| {
+                let linked = fs::read_link(e.path()).ok()?;
+                (linked.to_str() == Some(link.as_str())).then(|| e.file_name())
+            });
+        target.is_some()
+    });
+    let target: libc::c_long = target
+        .and_then(|name| name.to_str()?.parse().ok())
+        .ok_or("the server holds no descriptor for the socket")?;
+    // SAFETY: pidfd_open and pidfd_getfd take no pointers; each descriptor
+    // they return is new and owned by nothing else.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, libc::c_long::from(s.pid()), 0);
+        if pidfd < 0 {
+            return Err(format!("pidfd_open: {}", std::io::Error::last_os_error()));
+        }
+        let pidfd = std::os::fd::OwnedFd::from_raw_fd(pidfd as libc::c_int);
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&pidfd);
+        let fd = libc::syscall(libc::SYS_pidfd_getfd, libc::c_long::from(raw), target, 0);
+        if fd < 0 {
+            return Err(format!("pidfd_getfd: {}", std::io::Error::last_os_error()));
+        }
+        Ok(std::os::fd::OwnedFd::from_raw_fd(fd as libc::c_int))
+    }
+}
+
+/// A socket's memory as the kernel counts it (`SO_MEMINFO`, what `ss -m`
+/// shows as skmem): bytes received and held, the receive buffer's limit,
+/// bytes queued to send, the send buffer's limit.
+fn socket_memory(fd: &std::os::fd::OwnedFd) -> [u32; 4] {
+    const SO_MEMINFO: libc::c_int = 55;
+    let mut info = [0u32; 9];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, a valid
+    // buffer of that length, and `len` through a valid pointer.
+    let got = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(got, 0, "SO_MEMINFO: {}", std::io::Error::last_os_error());
+    // SK_MEMINFO_RMEM_ALLOC, _RCVBUF, _WMEM_ALLOC, _SNDBUF.
+    [info[0], info[1], info[2], info[3]]
+}
+
+/// One fast upload on loopback: the server reads as fast as it arrives,
+/// which lets the kernel's receive autotuning grow an unpinned buffer to
+/// `net.ipv4.tcp_rmem`'s maximum (measured: 5.7 to 32 MiB). The
+/// connection's buffers stay at what the server set, doubled as Linux
+/// does, and what the socket holds stays within `SOCKET_MEMORY` and a
+/// packet.
+#[test]
+fn a_fast_upload_keeps_the_socket_buffers_capped() {
+    use colorsort::config::{RECEIVE_BUFFER, SEND_BUFFER, SOCKET_MEMORY};
+    const TEST: &str = "a_fast_upload_keeps_the_socket_buffers_capped";
+    let s = TestServer::start(&["--max-memory", "256M"]);
+    let mut conn = s.connect();
+    // One request first, so the socket is accepted and served.
+    assert!(conn.ask("KEY").starts_with("OK ssh-rsa "));
+    let socket = match server_socket(&s, &conn) {
+        Ok(fd) => fd,
+        Err(why) => return skipped(TEST, &format!("cannot reach the server's socket: {why}")),
+    };
+    let payload = vec![7u8; 48 << 20];
+    let mut client = Conn::new(conn.stream.try_clone().unwrap());
+    let sender = thread::spawn(move || client.upload("PUT", "fast.bin", &payload));
+    let mut peak = [0u32; 4];
+    while !sender.is_finished() {
+        for (p, now) in peak.iter_mut().zip(socket_memory(&socket)) {
+            *p = (*p).max(now);
+        }
+        thread::yield_now();
+    }
+    let reply = sender.join().unwrap();
+    assert_eq!(code(&reply), "not-an-image", "{reply}");
+    let [held, rcvbuf, queued, sndbuf] = peak;
+    eprintln!("after 48 MiB on loopback, peak skmem: r{held} rb{rcvbuf} t{queued} tb{sndbuf}");
+    assert_eq!(rcvbuf, 2 * RECEIVE_BUFFER, "receive buffer grew");
+    assert_eq!(sndbuf, 2 * SEND_BUFFER, "send buffer grew");
+    // The kernel lets one packet (64 KiB on loopback) past a full buffer
+    // before it drops.
+    let bound = SOCKET_MEMORY + (64 << 10);
+    assert!(
+        u64::from(held) + u64::from(queued) <= bound,
+        "the socket held {held} + {queued} bytes, over {bound}"
+    );
+    // The connection is still in step.
+    assert!(conn.ask("KEY").starts_with("OK ssh-rsa "));
 }

@@ -66,7 +66,7 @@ pub use senders::{LoadError, Reload};
 use crate::budget::{Budget, DecodeGate, Reservation};
 use crate::config::{
     DEFAULT_MAX_MEMORY, EVICTION_WAIT, FILING_WAIT, Limits, MAX_LINGERING, MEMORY_LIMIT_SHARE,
-    MEMORY_OVERHEAD, ServeConfig, show_size,
+    MEMORY_OVERHEAD, SOCKET_LIMIT_SHARE, SOCKET_MEMORY, ServeConfig, show_size,
 };
 use crate::key::Identity;
 use crate::metrics::{Live, Metrics};
@@ -200,13 +200,12 @@ impl Server {
                 started.elapsed().as_secs_f64()
             );
         }
-        let listener = TcpListener::bind(config.listen).map_err(|source| Error::Bind {
+        let listener = sys::listen(config.listen).map_err(|source| Error::Bind {
             addr: config.listen,
             source,
         })?;
         let mut limits = config.limits;
         fit_memory(&mut limits, config.max_memory_set);
-        let mut lingering = MAX_LINGERING;
         if let Some(soft) = sys::raise_fd_limit(limits.max_connections)
             && let fit = sys::connections_for_fd_limit(soft)
             && fit < limits.max_connections
@@ -218,9 +217,10 @@ impl Server {
                 sys::FDS_PER_CONNECTION + 1
             );
             limits.max_connections = fit;
-            lingering = lingering.min(fit);
         }
-        let closer = Arc::new(Closer::new(lingering));
+        // As many sockets linger as there are slots at most, as
+        // `budget::sockets` counts them.
+        let closer = Arc::new(Closer::new(MAX_LINGERING.min(limits.max_connections)));
         let runner = Arc::clone(&closer);
         thread::Builder::new()
             .name("linger".into())
@@ -382,7 +382,6 @@ impl Server {
         if configured.is_err() {
             return;
         }
-        sys::limit_send_buffer(&stream);
         let Some((id, activity)) = self.shared.conns.register(&stream) else {
             self.shared.metrics.connection_refused();
             let limit = limits.max_connections;
@@ -409,8 +408,9 @@ impl Server {
     }
 }
 
-/// Fits the memory budget to a container's limit unless it was set, and
-/// logs the figure and where it came from.
+/// Fits the memory budget, and the connection cap to the kernel memory of
+/// its sockets, to a container's limit unless the budget was set, and logs
+/// the figures and where they came from.
 fn fit_memory(limits: &mut Limits, set: bool) {
     if set {
         log!(
@@ -419,24 +419,37 @@ fn fit_memory(limits: &mut Limits, set: bool) {
         );
         return;
     }
-    let (budget, container) = crate::budget::default_limit();
-    limits.max_memory = budget;
-    match container {
-        Some(limit) => log!(
-            "memory budget {}, fitted to the cgroup memory limit of {} in {} \
-             (1/{MEMORY_LIMIT_SHARE} of it less {} for the rest of the server, at most {}); \
-             --max-memory overrides",
-            show_size(budget),
-            show_size(limit.bytes),
-            limit.file.display(),
-            show_size(MEMORY_OVERHEAD),
-            show_size(DEFAULT_MAX_MEMORY)
-        ),
-        None => log!(
+    let Some(limit) = crate::budget::container_limit() else {
+        limits.max_memory = DEFAULT_MAX_MEMORY;
+        log!(
             "memory budget {} (the default; no cgroup memory limit found)",
-            show_size(budget)
-        ),
+            show_size(DEFAULT_MAX_MEMORY)
+        );
+        return;
+    };
+    let fit = crate::budget::fitted_server(limit.bytes, limits.max_connections);
+    if fit.connections < limits.max_connections {
+        log!(
+            "connection limit lowered from {} to {}: each socket's kernel buffers may hold {}, \
+             which the cgroup memory limit charges, and sockets may take 1/{SOCKET_LIMIT_SHARE} of it",
+            limits.max_connections,
+            fit.connections,
+            show_size(SOCKET_MEMORY)
+        );
+        limits.max_connections = fit.connections;
     }
+    limits.max_memory = fit.budget;
+    log!(
+        "memory budget {}, fitted to the cgroup memory limit of {} in {} \
+         (less {} for the sockets' kernel buffers, 1/{MEMORY_LIMIT_SHARE} of the rest \
+         less {} for the rest of the server, at most {}); --max-memory overrides",
+        show_size(fit.budget),
+        show_size(limit.bytes),
+        limit.file.display(),
+        show_size(fit.sockets),
+        show_size(MEMORY_OVERHEAD),
+        show_size(DEFAULT_MAX_MEMORY)
+    );
 }
 
 impl Shared {

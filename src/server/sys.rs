@@ -1,7 +1,12 @@
 //! What the server asks of the operating system through libc: a soft
-//! open-file limit high enough for its connections, small send buffers,
-//! and an allocator that gives large blocks back. Every `unsafe` call of the server is here, each
+//! open-file limit high enough for its connections, a listening socket
+//! whose connections have small kernel buffers, and an allocator that
+//! gives large blocks back. Every `unsafe` call of the server is here, each
 //! with the reason it is sound.
+
+use crate::config::{LISTEN_BACKLOG, RECEIVE_BUFFER, SEND_BUFFER};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
 
 /// File descriptors a connection holds at most: its socket, two duplicates
 /// of it (the writer's and the registry's, to shut it from outside), and a
@@ -12,34 +17,104 @@ pub(super) const FDS_PER_CONNECTION: usize = 4;
 /// data directory's folder handles and locks, the key file at start.
 const FDS_RESERVED: usize = 64;
 
-/// The kernel's send buffer for a connection's socket, in bytes (Linux
-/// doubles it for its bookkeeping). Replies are at most a few hundred
-/// bytes, so this costs no speed; it bounds what a client that pipelines
-/// requests and never reads their replies makes the kernel hold for it,
-/// which otherwise grows to `net.ipv4.tcp_wmem`'s maximum (4 MiB).
-const SEND_BUFFER: i32 = 16 * 1024;
-
-/// Sets the socket's send buffer to [`SEND_BUFFER`]; best effort.
-pub(super) fn limit_send_buffer(stream: &std::net::TcpStream) {
+/// A listening socket on `addr` whose connections have the kernel buffers
+/// [`RECEIVE_BUFFER`] and [`SEND_BUFFER`], as `TcpListener::bind` makes it
+/// otherwise (close-on-exec, `SO_REUSEADDR`, a backlog of
+/// [`LISTEN_BACKLOG`]).
+///
+/// The buffers are set on the listening socket before listen(2): the
+/// sockets it accepts are cloned from it, so every connection, from the
+/// first byte it receives, even while still queued for accept(2), has
+/// them, and a size set by hand is never grown by the kernel's autotuning.
+/// std offers no way to set a socket option between bind(2) and listen(2).
+pub(super) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     #[cfg(target_os = "linux")]
     {
-        use std::os::fd::AsRawFd;
-        let size: libc::c_int = SEND_BUFFER;
-        // SAFETY: setsockopt reads one `c_int` through a valid pointer, of
-        // the length given, on a socket that `stream` keeps open; a failure
-        // changes nothing.
-        unsafe {
-            libc::setsockopt(
-                stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                (&raw const size).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let family = match addr {
+            SocketAddr::V4(_) => libc::AF_INET,
+            SocketAddr::V6(_) => libc::AF_INET6,
+        };
+        // SAFETY: socket(2) takes no pointers; a descriptor it returns is
+        // new and owned by nothing else, so `OwnedFd` may own it.
+        let socket = unsafe {
+            let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            OwnedFd::from_raw_fd(fd)
+        };
+        let fd = socket.as_raw_fd();
+        let options = [
+            (libc::SO_REUSEADDR, 1),
+            (libc::SO_RCVBUF, RECEIVE_BUFFER as libc::c_int),
+            (libc::SO_SNDBUF, SEND_BUFFER as libc::c_int),
+        ];
+        for (name, value) in options {
+            // SAFETY: setsockopt reads one `c_int` through a valid pointer,
+            // of the length given, on a socket `socket` keeps open.
+            let set = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    name,
+                    (&raw const value).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if set != 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
+        let bound = match addr {
+            SocketAddr::V4(a) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: a.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(a.ip().octets()),
+                    },
+                    sin_zero: [0; 8],
+                };
+                // SAFETY: bind(2) reads one `sockaddr_in` through a valid
+                // pointer, of the length given.
+                unsafe {
+                    libc::bind(
+                        fd,
+                        (&raw const sin).cast(),
+                        size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    )
+                }
+            }
+            SocketAddr::V6(a) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: a.flowinfo(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
+                    sin6_scope_id: a.scope_id(),
+                };
+                // SAFETY: bind(2) reads one `sockaddr_in6` through a valid
+                // pointer, of the length given.
+                unsafe {
+                    libc::bind(
+                        fd,
+                        (&raw const sin6).cast(),
+                        size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                    )
+                }
+            }
+        };
+        // SAFETY: listen(2) takes no pointers.
+        if bound != 0 || unsafe { libc::listen(fd, LISTEN_BACKLOG as libc::c_int) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(TcpListener::from(socket))
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = stream;
+    TcpListener::bind(addr)
 }
 
 /// Raises the soft open-file limit to what `connections` need, as far as

@@ -114,6 +114,24 @@ pub struct Queues {
 /// The queues of the IPv4 socket bound to `local` and connected to
 /// `remote`, as the kernel reports them; `None` if there is none.
 pub fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<Queues> {
+    let fields = tcp_row(local, remote)?;
+    let (tx, rx) = fields.get(4)?.split_once(':')?;
+    Some(Queues {
+        unacked: u64::from_str_radix(tx, 16).ok()?,
+        unread: u64::from_str_radix(rx, 16).ok()?,
+    })
+}
+
+/// The inode of the IPv4 socket bound to `local` and connected to
+/// `remote` (what its descriptors link to, `socket:[INODE]`); `None` if
+/// there is none.
+pub fn tcp_inode(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+    tcp_row(local, remote)?.get(9)?.parse().ok()
+}
+
+/// The fields of `/proc/net/tcp`'s line for the IPv4 socket bound to
+/// `local` and connected to `remote`.
+fn tcp_row(local: SocketAddr, remote: SocketAddr) -> Option<Vec<String>> {
     let hex = |a: SocketAddr| match a {
         SocketAddr::V4(v4) => Some(format!(
             "{:08X}:{:04X}",
@@ -126,14 +144,8 @@ pub fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<Queues> {
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) != Some(&local.as_str()) || fields.get(2) != Some(&remote.as_str()) {
-            return None;
-        }
-        let (tx, rx) = fields.get(4)?.split_once(':')?;
-        Some(Queues {
-            unacked: u64::from_str_radix(tx, 16).ok()?,
-            unread: u64::from_str_radix(rx, 16).ok()?,
-        })
+        (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
+            .then(|| fields.iter().map(|f| f.to_string()).collect())
     })
 }
 
