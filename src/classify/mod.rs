@@ -326,13 +326,6 @@ pub fn open_memory(input_len: u64) -> u64 {
     limits::open_memory(input_len)
 }
 
-/// Bytes that [`open`] may allocate for an input of `input` bytes: its
-/// fixed part, [`OPEN_MEMORY`], and four bytes per byte of input for
-/// header tables that grow with the file.
-pub fn open_memory(input: u64) -> u64 {
-    OPEN_MEMORY.saturating_add(input.saturating_mul(4))
-}
-
 /// [`open`] for a JPEG: its structure is walked and its frame header read
 /// without a decoder.
 fn open_jpeg(bytes: &[u8], limit: u64) -> Result<Image<'_>, Error> {
