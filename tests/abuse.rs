@@ -982,16 +982,18 @@ fn announcing_a_size_costs_no_memory() {
 
 #[test]
 fn memory_goes_to_whoever_sends_and_is_taken_from_the_slowest() {
-    // Eight uploads each announce the whole 4 MiB budget and send 300 KB,
-    // which holds 512 KiB each (a buffer grows by no more than it holds):
+    // Eight uploads each announce the whole 16 MiB budget and send 1.1 MB,
+    // which holds 2 MiB each (a buffer grows by no more than it holds):
     // the budget is spent. Past the grace, the one furthest behind the
-    // minimum rate is evicted for a newcomer that needs memory. (The
-    // budget is larger than the decoders' fixed state, which every decode
-    // is charged, so the newcomer's image can be decoded at all.)
-    let s = TestServer::start(&["--max-memory", "4M"]);
-    let mut holders: Vec<Conn> = (0..8).map(|_| announce(&s, 4 << 20)).collect();
+    // minimum rate is evicted for a newcomer that needs memory, one at a
+    // time, until its decode fits. (The budget is larger than what every
+    // decode is charged at least, its worker's address space and the
+    // decoders' fixed state, so the newcomer's image can be decoded at
+    // all.)
+    let s = TestServer::start(&["--max-memory", "16M", "--min-rate", "256K"]);
+    let mut holders: Vec<Conn> = (0..8).map(|_| announce(&s, 16 << 20)).collect();
     for c in &mut holders {
-        c.send(&vec![0x55; 300_000]);
+        c.send(&vec![0x55; 1_100_000]);
     }
     for c in &holders {
         assert!(s.wait_read(c, Duration::from_secs(10)));
@@ -1018,7 +1020,7 @@ fn memory_goes_to_whoever_sends_and_is_taken_from_the_slowest() {
         }
     }
     eprintln!(
-        "4 MiB budget held by 8 stalled uploads: newcomer stored after {took:?} and {} busy replies; \
+        "16 MiB budget held by 8 stalled uploads: newcomer stored after {took:?} and {} busy replies; \
          evicted: {evicted:?}",
         replies.len() - 1
     );

@@ -889,9 +889,10 @@ fn classify_refuses_bad_jobs_and_memory_flags() {
 fn classify_fails_images_too_large_for_the_memory_limit() {
     let cfg = tempfile::tempdir().unwrap();
     let images = tempfile::tempdir().unwrap();
-    // 1000 x 1000 RGB: 3 MB of pixels, which with the decoders' fixed
-    // state (1 MiB a decode) is over the 3M limit; the small ones fit it,
-    // two at a time.
+    // A decode is charged its worker's address space (8 MiB), what opening
+    // the image may take (4 MiB), the decoder's fixed state (1 MiB) and the
+    // pixels: 1000 x 1000 RGB, 3 MB of pixels, is over the 14M limit; the
+    // small ones fit it, one at a time.
     for i in 0..12u32 {
         let (name, side) = if i % 3 == 1 {
             (format!("{i:02}-large.png"), 1000)
@@ -902,7 +903,7 @@ fn classify_fails_images_too_large_for_the_memory_limit() {
     }
     let dir = images.path().to_str().unwrap();
     for jobs in ["1", "4"] {
-        let args = ["classify", "-j", jobs, "--max-memory", "3M", dir];
+        let args = ["classify", "-j", jobs, "--max-memory", "14M", dir];
         let out = run_within(&args, cfg.path(), Duration::from_secs(60));
         assert_eq!(out.status.code(), Some(1), "-j {jobs}");
         let stdout = text(&out.stdout);
@@ -916,15 +917,15 @@ fn classify_fails_images_too_large_for_the_memory_limit() {
         for line in stderr.lines() {
             assert!(
                 line.contains("-large.png: a 1000x1000 image needs")
-                    && line.ends_with("over the memory limit of 3145728 bytes (--max-memory)"),
+                    && line.ends_with("over the memory limit of 14680064 bytes (--max-memory)"),
                 "{line}"
             );
         }
     }
-    // 4 MiB holds one large decode at a time but not two: they take turns
+    // 20 MiB holds one large decode at a time but not two: they take turns
     // instead of failing or waiting on each other for ever.
     let out = run_within(
-        &["classify", "-j", "4", "--max-memory", "4M", dir],
+        &["classify", "-j", "4", "--max-memory", "20M", dir],
         cfg.path(),
         Duration::from_secs(60),
     );

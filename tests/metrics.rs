@@ -275,15 +275,23 @@ fn evictions_of_unread_replies_are_counted() {
 
 #[test]
 fn evictions_for_memory_are_counted() {
-    // Eight uploads announce 4 MiB each and send 300 KB, which spends the
-    // 4 MiB budget; past the grace, the one furthest behind the minimum
-    // rate is evicted for a newcomer that needs memory.
-    let s = TestServer::start(&["--metrics", "127.0.0.1:0", "--max-memory", "4M"]);
+    // Eight uploads announce 16 MiB each and send 1.1 MB, which holds
+    // 2 MiB each and spends the 16 MiB budget; past the grace, the upload
+    // furthest behind the minimum rate is evicted for a newcomer that needs
+    // memory, one at a time, until its decode fits.
+    let s = TestServer::start(&[
+        "--metrics",
+        "127.0.0.1:0",
+        "--max-memory",
+        "16M",
+        "--min-rate",
+        "256K",
+    ]);
     let holders: Vec<Conn> = (0..8)
         .map(|_| {
             let mut c = s.connect();
-            c.send(format!("PUT held.png {}\r\n", 4 << 20).as_bytes());
-            c.send(&vec![0x55; 300_000]);
+            c.send(format!("PUT held.png {}\r\n", 16 << 20).as_bytes());
+            c.send(&vec![0x55; 1_100_000]);
             c
         })
         .collect();

@@ -360,13 +360,13 @@ fn a_stalled_signed_seal_holds_no_memory() {
     let alice = keys.ed25519("alice");
     let (_dir, s) = server_with(
         Some(&alice.allowed("alice@example.com", "")),
-        &["--max-memory", "4M"],
+        &["--max-memory", "16M"],
     );
     // Each announces a signature and payload that together fill the whole
     // budget, then stalls: after the line, or a few bytes into the
     // signature. Memory follows the bytes that arrive, so all of them
     // together hold at most one signature's worth.
-    let (sigsize, size) = (8192u64, (4u64 << 20) - 8192);
+    let (sigsize, size) = (8192u64, (16u64 << 20) - 8192);
     let mut stalled: Vec<Conn> = (0..4)
         .map(|i| {
             let mut c = s.connect();

@@ -155,7 +155,8 @@ fn each_decode_has_a_fresh_worker_and_the_count_is_bounded() {
     let mut conn = s.connect();
     for i in 0..5 {
         seen.extend(workers_of(s.pid()));
-        let reply = conn.upload("PUT", &format!("{i}.png"), &png([9, 200, 9], 8, 8));
+        // Different content each time: a duplicate is not decoded again.
+        let reply = conn.upload("PUT", &format!("{i}.png"), &png([9, 200, i], 8, 8));
         assert!(reply.starts_with("OK"), "{reply}");
     }
     // Five decodes, each in a worker of its own: the ones seen idle before

@@ -80,7 +80,7 @@ pub(super) fn decoder_limits(limit: u64, pixels: u64, input: u64) -> image::Limi
 /// Bytes that [`open`](super::open) may allocate whatever the input:
 /// decoder state, readers' buffers, a TIFF directory (at most 65536
 /// distinct entries), JPEG's segment walk.
-const OPEN_STATE: u64 = 4 << 20;
+pub(super) const OPEN_STATE: u64 = 4 << 20;
 
 /// Bytes that [`open`](super::open) may allocate for each byte of input,
 /// for the metadata a decoder keeps as it reads a header: a PNG chunk's

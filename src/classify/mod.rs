@@ -316,14 +316,22 @@ pub fn open<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Image<'a>, Error> {
 }
 
 /// Bytes that [`open`] itself may allocate on its way to an [`Image`] or an
-/// error, for an input of `input_len` bytes: header tables, metadata and
-/// decoder state, never pixels. A fixed 4 MiB for decoder state, plus 4
-/// bytes for each byte of input, for metadata a decoder holds wider than
-/// the file stores it (TIFF tables, a PNG chunk and its copy). What the
-/// [`Image`] keeps of it is held until it is dropped, beside
-/// [`Image::peak_memory`].
-pub fn open_memory(input_len: u64) -> u64 {
-    limits::open_memory(input_len)
+/// error for `input`: header tables, metadata and decoder state, never
+/// pixels. A fixed 4 MiB for decoder state, plus what the decoders that
+/// read metadata as they open hold of it: for TIFF, 4 bytes for each byte
+/// of input (its tables, widened as they are read); for PNG, three times
+/// the chunks it keeps before the pixel data (a chunk's buffer grows by
+/// doubling, and an eXIf chunk is copied). It looks at the magic bytes and
+/// a PNG's chunk lengths, and decodes nothing. What the [`Image`] keeps of
+/// it is held until it is dropped, beside [`Image::peak_memory`].
+pub fn open_memory(input: &[u8]) -> u64 {
+    match Format::sniff(input) {
+        Some(Format::Tiff) => limits::open_memory(input.len() as u64),
+        Some(Format::Png) => sniff::png_kept_chunks(input)
+            .saturating_mul(3)
+            .saturating_add(limits::OPEN_STATE),
+        _ => limits::OPEN_STATE,
+    }
 }
 
 /// [`open`] for a JPEG: its structure is walked and its frame header read
@@ -904,7 +912,7 @@ mod tests {
             verdict.unwrap_or_else(|e| panic!("{name}: {e}"));
             // What `open` still held is held through the decode.
             let whole_peak = open_peak.max(open_held + decode_peak);
-            let open_bound = open_memory(len);
+            let open_bound = open_memory(bytes);
             assert!(
                 open_peak <= open_bound,
                 "{name}: open held {open_peak} bytes of {open_bound}"
@@ -985,7 +993,7 @@ mod tests {
         let (image, held) = alloc_probe::peak_allocation(|| open(&exif, &Limits::default()));
         assert_eq!(image.unwrap().classify().unwrap().class, Class::Red);
         assert!(held >= 8 << 20, "{held}");
-        assert!(held <= open_memory(exif.len() as u64), "{held}");
+        assert!(held <= open_memory(&exif), "{held}");
         // One whose length runs past the input's end is not read past it.
         let mut cut = png_with_chunk(b"eXIf", &vec![0; 1 << 20]);
         cut.truncate(33 + 8 + (512 << 10));
@@ -994,7 +1002,7 @@ mod tests {
             matches!(result, Err(Error::DecoderLimit(_) | Error::NotAnImage(_))),
             "{result:?}"
         );
-        assert!(held <= open_memory(cut.len() as u64), "{held}");
+        assert!(held <= open_memory(&cut), "{held}");
     }
 
     /// Counts the largest single allocation made on the current thread while

@@ -73,6 +73,30 @@ impl Format {
     }
 }
 
+/// Bytes of the chunks a PNG decoder keeps as it reads up to the first
+/// pixel data: every chunk before the first `IDAT` but the header and the
+/// text and ICC chunks, which are skipped unread. A walk over the chunks'
+/// lengths and types, allocating nothing; a chunk that runs past the end
+/// counts only the bytes that are there.
+pub(super) fn png_kept_chunks(bytes: &[u8]) -> u64 {
+    let mut at = 8;
+    let mut kept = 0u64;
+    while let Some(head) = bytes.get(at..at + 8) {
+        let len = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+        let kind = &head[4..8];
+        if kind == b"IDAT" || kind == b"IEND" {
+            break;
+        }
+        let present = len.min((bytes.len() - at - 8) as u64);
+        if !matches!(kind, b"IHDR" | b"tEXt" | b"zTXt" | b"iTXt" | b"iCCP") {
+            kept = kept.saturating_add(present);
+        }
+        // Length, type, data and CRC.
+        at = at.saturating_add(12).saturating_add(present as usize);
+    }
+    kept
+}
+
 /// Width and height of a GIF's first frame, from its image descriptor:
 /// after the header, the logical screen descriptor and the global colour
 /// table come extension blocks (each a label and sub-blocks ending in an

@@ -108,7 +108,7 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
                 }
                 Err(e) => {
                     failed += 1;
-                    report(path, &e);
+                    report(path, &Failed(e));
                 }
             }
             Ok::<(), Error>(())
@@ -120,6 +120,21 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
 /// Prints why `path` could not be classified.
 fn report(path: &Path, e: &dyn fmt::Display) {
     let _ = writeln!(io::stderr(), "colorsort: {}: {e}", path.display());
+}
+
+/// Why a file failed, naming the flag that sets the limit it is over.
+struct Failed(FileError);
+
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use sandbox::Error as E;
+        match &self.0 {
+            e @ (FileError::TooLarge { .. } | FileError::Decode(E::OverBudget { .. })) => {
+                write!(f, "{e} (--max-memory)")
+            }
+            e => e.fmt(f),
+        }
+    }
 }
 
 /// The memory and the decode workers that the files being classified
@@ -199,7 +214,7 @@ mod tests {
         let peak = classify::open(&bytes, &Limits::default())
             .unwrap()
             .peak_memory();
-        len + classify::open_memory(len) + peak
+        sandbox::OVERHEAD + len + classify::open_memory(&bytes) + peak
     }
 
     #[test]
@@ -231,7 +246,7 @@ mod tests {
             ),
             (
                 &junk,
-                1 << 20,
+                1 << 30,
                 "image not an image: unrecognised format".into(),
             ),
             (dir.path(), 1 << 20, "not a file".into()),

@@ -5,13 +5,19 @@
 //!
 //! A decode goes in two steps, with memory charged before each:
 //!
-//! 1. the input's copy and what opening it may take
-//!    ([`classify::open_memory`]) are reserved against the caller's budget;
-//!    a ready worker gets its memory limit (that much, plus [`OVERHEAD`]),
-//!    then its job and input, and answers with the image's header;
+//! 1. the worker's own [`OVERHEAD`], the input's copy and what opening it
+//!    may take ([`classify::open_memory`]) are reserved against the
+//!    caller's budget; a ready worker's address space is limited to that
+//!    much, then it gets its job and input, and answers with the image's
+//!    header;
 //! 2. the decode's peak memory from that header is reserved beside it (a
 //!    large one taking its turn first), the worker's limit raised by as
 //!    much, and it decodes and answers with the sums (and a thumbnail).
+//!
+//! So the kernel holds each worker to exactly what was charged for it, and
+//! everything both processes hold for one decode is charged: the caller's
+//! copy of the input (by the caller), the worker's copy, its overhead, its
+//! tables and its pixels.
 //!
 //! Each step has [`Workers`]' deadline; a worker also has a CPU-time
 //! limit, a system-call filter (`seccomp`) from before it reads its job,
@@ -85,11 +91,11 @@ impl fmt::Display for Error {
             Error::Worker(e) => e.fmt(f),
             Error::OverBudget {
                 size: Some((w, h)),
+                need,
                 max,
-                ..
             } => write!(
                 f,
-                "a {w}x{h} image needs more memory to decode than the limit of {max} bytes"
+                "a {w}x{h} image needs {need} bytes to decode, over the memory limit of {max} bytes"
             ),
             Error::OverBudget {
                 size: None,
@@ -97,7 +103,7 @@ impl fmt::Display for Error {
                 max,
             } => write!(
                 f,
-                "opening the image needs {need} bytes, more than the limit of {max} bytes"
+                "opening the image needs {need} bytes, over the memory limit of {max} bytes"
             ),
             Error::NoMemory { .. } => f.write_str("out of memory for decoding; try again later"),
             Error::Busy => f.write_str("every decode worker is busy; try again later"),
@@ -142,8 +148,7 @@ pub struct Config {
     pub max_workers: usize,
     /// Each step's deadline.
     pub timeout: Duration,
-    /// The memory budget: no worker is ever allowed more, besides its
-    /// overhead.
+    /// The memory budget: no worker is ever allowed more.
     pub max_memory: u64,
 }
 
@@ -202,7 +207,9 @@ impl Workers {
     ) -> Result<Decoded, Error> {
         let max = memory.limit();
         let len = input.len() as u64;
-        let opening = len.saturating_add(classify::open_memory(len));
+        let opening = OVERHEAD
+            .saturating_add(len)
+            .saturating_add(classify::open_memory(input));
         let need = held.saturating_add(opening);
         if need > max {
             return Err(Error::OverBudget {

@@ -25,11 +25,12 @@ pub(super) const EXIT_ORPHAN: i32 = 87;
 /// The exit status of a worker that could not install its sandbox.
 pub(super) const EXIT_NO_SANDBOX: i32 = 88;
 
-/// Address space a worker has besides what was charged for its decode: the
-/// mapped binary and C library, the stack, the allocator's own slack and
-/// fragmentation. Part of every worker's memory limit; almost none of it
-/// is resident memory of its own (the binary's pages are shared).
-pub const OVERHEAD: u64 = 32 << 20;
+/// Address space a worker has besides its input and its decode: the
+/// mapped binary, the stack, the allocator's own slack. It is charged to
+/// the budget with every decode, so that whatever a worker can make
+/// resident is charged; an idle worker (a few hundred kilobytes of its
+/// own) is limited to it.
+pub const OVERHEAD: u64 = 8 << 20;
 
 /// The variable that carries a fault to inject into test builds' workers.
 #[cfg(debug_assertions)]
@@ -40,7 +41,7 @@ pub(super) const FAULT_VARIABLE: &str = "COLORSORT_WORKER_FAULT";
 pub enum Failure {
     /// An allocation failed against its memory limit.
     Memory {
-        /// The limit it ran into, in bytes (its overhead included).
+        /// The limit it ran into, in bytes.
         limit: u64,
     },
     /// It did not answer before its deadline, or ran out of CPU time, and
@@ -135,8 +136,8 @@ impl Process {
     /// Starts `program` as a worker, with no environment, its standard
     /// input and output piped to this process and its standard error
     /// discarded; then sets its limits, before it can have read a byte:
-    /// address space `OVERHEAD` (raised per decode, up to `OVERHEAD +
-    /// most`), CPU time `cpu` (then killed), no core dumps.
+    /// address space [`OVERHEAD`] (raised per decode, up to `most`), CPU
+    /// time `cpu` (then killed), no core dumps.
     pub(super) fn spawn(program: &Path, most: u64, cpu: Duration) -> io::Result<Process> {
         let mut command = Command::new(program);
         command
@@ -167,7 +168,7 @@ impl Process {
             set_nonblocking(process.stdout.as_raw_fd())?;
             process.limit(libc::RLIMIT_CORE, 0, 0)?;
             process.limit(libc::RLIMIT_CPU, cpu, cpu.saturating_add(1))?;
-            process.limit(libc::RLIMIT_AS, OVERHEAD, OVERHEAD.saturating_add(most))
+            process.limit(libc::RLIMIT_AS, OVERHEAD, most.max(OVERHEAD))
         })();
         match limited {
             Ok(()) => Ok(process),
@@ -178,12 +179,11 @@ impl Process {
         }
     }
 
-    /// Sets its address-space limit to `OVERHEAD + charged` bytes (within
-    /// the most it was started with).
+    /// Sets its address-space limit to `charged` bytes (within the most it
+    /// was started with).
     pub(super) fn allow(&mut self, charged: u64) -> io::Result<()> {
-        let soft = OVERHEAD.saturating_add(charged);
-        self.limit_soft(libc::RLIMIT_AS, soft)?;
-        self.memory = soft;
+        self.limit_soft(libc::RLIMIT_AS, charged)?;
+        self.memory = charged;
         Ok(())
     }
 

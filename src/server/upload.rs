@@ -537,7 +537,7 @@ mod tests {
                     max: 4,
                 }),
                 Code::TooComplex,
-                "opening the image needs 5 bytes, more than the limit of 4 bytes".to_string(),
+                "opening the image needs 5 bytes, over the memory limit of 4 bytes".to_string(),
                 None,
             ),
             (
