@@ -21,7 +21,7 @@
 //!   `MAX_LINGERING`, the metrics responder's `METRICS_MAX_*`). A cap that is a fact of the wire or of a format is a
 //!   named constant in that format's module: `protocol::MAX_LINE`,
 //!   `name::MAX_NAME`, `sshsig::MAX_SIGNATURE`, `age`'s header caps,
-//!   `signers`' file caps, `classify`'s decoder caps and `OPEN_MEMORY`.
+//!   `signers`' file caps, `classify`'s decoder caps and `open_memory`.
 //!   docs/SECURITY.md's limits table lists each, with where it lives.
 //! - **Leaves.** Leaves import only other leaves, without cycles: `key`,
 //!   `name`, `random`, `log`, `sys` and `mem` import nothing of the crate;

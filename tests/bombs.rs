@@ -122,3 +122,16 @@ fn a_tiff_of_huge_tag_lists_is_refused_before_they_are_read() {
         );
     }
 }
+
+/// The WebP bomb kept in test-data for the container test
+/// (`tests/docker-test.sh`) is what the generator makes of 4096 groups.
+#[test]
+fn the_webp_bomb_fixture_is_the_generators() {
+    let path = common::test_data("bombs/fail_prefix_groups.webp");
+    let kept = std::fs::read(&path).unwrap();
+    assert!(
+        kept == webp_prefix_groups(4096),
+        "{} differs",
+        path.display()
+    );
+}

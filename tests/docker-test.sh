@@ -10,8 +10,10 @@
 # during an upload, the image size, and two replicas on one volume taking
 # 100 concurrent uploads of distinct images plus 10 copies of one more
 # (which the server must store once: it answers re-sent content as `dup`),
-# and a container limited to 256 MiB of memory taking concurrent large
-# uploads without being OOM-killed (its memory budget fitted to the limit).
+# a container limited to 256 MiB of memory taking concurrent large
+# uploads without being OOM-killed (its memory budget fitted to the limit),
+# and one limited to 512 MiB taking decoder bombs at once (their workers
+# held to their limits) while a legitimate upload is stored within 2 s.
 #
 # Needs a Docker engine, bash, tar and sha256sum; uses the age CLI when it is
 # installed (SEAL payloads are otherwise replaced by plaintext PUTs). Every
@@ -36,8 +38,13 @@ CONCURRENT=100
 COPIES=10
 SMALL_MEMORY=256m
 BIG_UPLOADS=12
-# 2560 x 2560 x 3 bytes: a 19.7 MB BMP, whose decode takes as much again.
-BIG_SIDE=2560
+# 1792 x 1792 x 3 bytes: a 9.6 MB BMP. Its upload is charged the payload,
+# its worker's copy and its pixels (as much again each), plus the worker's
+# fixed 13 MiB: 42 MB of the 48 MB budget fitted to 256 MiB.
+BIG_SIDE=1792
+BOMB_MEMORY=512m
+# Bombs sent at once to the --memory $BOMB_MEMORY container, each three times.
+BOMBS=12
 IMAGES_DIR=$ROOT/test-data/images
 EXPECTED=$IMAGES_DIR/expected.txt
 # The client on the host is the very binary the image holds.
@@ -409,6 +416,14 @@ if ! make -C "$ROOT" --no-print-directory docker-build DOCKER_TAGS="$IMAGE" >"$W
 fi
 note "$(grep '^static binary:' "$WORK/build.log")"
 BINARY_BYTES=$(file_size "$CS")
+# The decode workers' fault hook is in test builds only.
+if grep -q COLORSORT_WORKER_FAULT "$CS"; then
+    fail "the release binary has the decode workers' fault hook"
+fi
+if [ -x "$ROOT/target/debug/colorsort" ] && ! grep -q COLORSORT_WORKER_FAULT "$ROOT/target/debug/colorsort"; then
+    fail "the test build has no fault hook: the check above proves nothing"
+fi
+note "the decode workers' fault hook: absent from the release binary$([ -x "$ROOT/target/debug/colorsort" ] && echo ', present in the test build')"
 config=$($DOCKER image inspect -f '{{json .Config.User}} {{json .Config.Healthcheck.Test}} {{json .Config.Entrypoint}} {{json .Config.Cmd}}' "$IMAGE")
 [ "$config" = '"10001:10001" ["CMD","/colorsort","ping"] ["/colorsort"] ["serve"]' ] ||
     fail "unexpected image configuration: $config"
@@ -766,6 +781,48 @@ note "$big_ok stored and $big_busy answered ERR busy in $BIG_MS ms, then one mor
     "still running, not OOM-killed; peak memory $SMALL_PEAK of $SMALL_MEMORY"
 $DOCKER stop "$SMALL" >/dev/null
 
+# --- 13. Decoder bombs in a container ---------------------------------------
+
+log "13. a --memory $BOMB_MEMORY container, $BOMBS decoder bombs at once, three times each"
+BOMB=$PREFIX-bomb
+run_server "$BOMB" "$VOL_B" "" --memory "$BOMB_MEMORY" --memory-swap "$BOMB_MEMORY"
+wait_healthy "$BOMB"
+PB=$(host_port "$BOMB")
+mkdir -p "$WORK/bombs"
+bomb_files=("$ROOT/test-data/bombs/fail_prefix_groups.webp" "$IMAGES_DIR/fail_tag_lists.tiff")
+for ((i = 0; i < BOMBS; i++)); do
+    file=${bomb_files[$((i % 2))]}
+    (
+        for round in 1 2 3; do
+            upload "$PB" PUT "bomb-$i-$round.${file##*.}" "$file"
+        done
+    ) >"$WORK/bombs/$i.replies" &
+    BG_PIDS+=("$!")
+done
+bmp 10 200 10 >"$WORK/bombs/legit.bmp"
+t0=$(now_ms)
+legit=$(upload "$PB" PUT legit.bmp "$WORK/bombs/legit.bmp")
+LEGIT_MS=$(($(now_ms) - t0))
+for pid in "${BG_PIDS[@]}"; do
+    wait "$pid" || true
+done
+BG_PIDS=()
+[[ $legit == "OK not_trusted/legit.bmp "* ]] || fail "a legitimate upload during the bombs: ${legit:-no reply}"
+[ "$LEGIT_MS" -lt 2000 ] || fail "a legitimate upload during the bombs took $LEGIT_MS ms"
+bomb_replies=$(cat "$WORK"/bombs/*.replies)
+[ "$(grep -c . <<<"$bomb_replies")" = $((BOMBS * 3)) ] || fail "bomb replies: $bomb_replies"
+if grep -v -e '^ERR too-complex ' -e '^ERR busy ' <<<"$bomb_replies"; then
+    fail "a bomb got another reply"
+fi
+state=$($DOCKER inspect -f '{{.State.Running}} {{.State.OOMKilled}}' "$BOMB")
+[ "$state" = "true false" ] || fail "$BOMB: running, OOM-killed = $state"
+has_log "$BOMB" 'ran into its memory limit' || fail "$BOMB: no worker ran into its memory limit"
+BOMB_PEAK=$(container_peak "$BOMB")
+note "$((BOMBS * 3)) bombs: $(grep -c '^ERR too-complex' <<<"$bomb_replies") too-complex," \
+    "$(grep -c '^ERR busy' <<<"$bomb_replies") busy; a legitimate upload stored in $LEGIT_MS ms;" \
+    "not OOM-killed; peak memory $BOMB_PEAK of $BOMB_MEMORY"
+$DOCKER stop "$BOMB" >/dev/null
+
 # --- Summary ---------------------------------------------------------------
 
 TOTAL=$(cat "$LEDGER" "$LEDGER.dups" "$LEDGER_B" "$LEDGER_B.dups" | wc -l)
@@ -776,3 +833,4 @@ echo "  stop:     ${STOP_A_MS} ms with an upload completed after SIGTERM, ${STOP
 echo "  uploads:  $TOTAL acknowledged and checked against the volume: $UPLOADS_CLIENT by colorsort send," \
     "$UPLOADS_AGE sealed by age, $ALL concurrent on two replicas$([[ $reply_a == "OK "* ]] && echo ', 1 during docker stop')"
 echo "  memory:   --memory $SMALL_MEMORY, $BIG_UPLOADS concurrent ${BIG_SIDE}x$BIG_SIDE uploads: $big_ok stored, $big_busy busy, peak $SMALL_PEAK, not OOM-killed"
+echo "  bombs:    --memory $BOMB_MEMORY, $((BOMBS * 3)) decoder bombs: peak $BOMB_PEAK, not OOM-killed, a legitimate upload in $LEGIT_MS ms"

@@ -34,7 +34,10 @@ fn workers_of(server: u32) -> Vec<u32> {
         let Some(after_comm) = stat.rsplit_once(") ").map(|(_, rest)| rest) else {
             continue;
         };
-        let ppid = after_comm.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let ppid = after_comm
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         if ppid == Some(server) && cmdline.windows(13).any(|w| w == b"decode-worker") {
             found.push(pid);
@@ -61,11 +64,24 @@ fn sample(page: &str, series: &str) -> Option<u64> {
 fn a_failing_decoder_costs_one_err_line_and_the_server_goes_on() {
     // (fault, code sent, metrics reason, log says)
     let cases = [
-        ("loop", "too-complex", "time", "killed at its deadline of 2.0 s"),
+        (
+            "loop",
+            "too-complex",
+            "time",
+            "killed at its deadline of 2.0 s",
+        ),
         ("abort", "not-an-image", "crash", "died of signal 6"),
-        ("stack", "not-an-image", "crash", "died of signal 6"),
+        // Rust's handler reports an overflow into the guard page and
+        // aborts; a stack that runs into the address-space limit first
+        // is a plain SIGSEGV.
+        ("stack", "not-an-image", "crash", "died of signal"),
         ("segfault", "not-an-image", "crash", "died of signal 11"),
-        ("allocate", "too-complex", "memory", "ran into its memory limit"),
+        (
+            "allocate",
+            "too-complex",
+            "memory",
+            "ran into its memory limit",
+        ),
         (
             "syscall",
             "not-an-image",
@@ -85,7 +101,10 @@ fn a_failing_decoder_costs_one_err_line_and_the_server_goes_on() {
         assert_eq!(code(&reply), expected, "{fault}: {reply}");
         // In step on the same connection, and the server goes on.
         let reply = conn.upload("PUT", "fine.png", &fine);
-        assert!(reply.starts_with("OK not_trusted/fine.png"), "{fault}: {reply}");
+        assert!(
+            reply.starts_with("OK not_trusted/fine.png"),
+            "{fault}: {reply}"
+        );
         let log = s
             .wait_log(logged, Duration::from_secs(10))
             .unwrap_or_else(|| panic!("{fault}: no {logged:?} in the log: {}", s.log_text()));
@@ -137,9 +156,7 @@ fn workers_hold_only_their_pipes_and_die_with_the_server() {
     }
     s.signal("KILL");
     s.wait_exit(Duration::from_secs(10)).expect("server killed");
-    let gone = |pid: u32| {
-        status_field(pid, "State").is_none_or(|state| state.starts_with('Z'))
-    };
+    let gone = |pid: u32| status_field(pid, "State").is_none_or(|state| state.starts_with('Z'));
     assert!(
         wait_until(after(Duration::from_secs(10)), || workers
             .iter()
@@ -166,4 +183,99 @@ fn each_decode_has_a_fresh_worker_and_the_count_is_bounded() {
     assert_eq!(sample(&page, "colorsort_decode_workers_limit"), Some(3));
     let alive = sample(&page, "colorsort_decode_workers").unwrap();
     assert!(alive <= 3, "{alive} workers alive");
+}
+
+/// The resident memory of the server with process id `server` and of its
+/// workers together, in bytes.
+fn resident_with_workers(server: u32) -> u64 {
+    std::iter::once(server)
+        .chain(workers_of(server))
+        .filter_map(|pid| common::proc_status_of(pid, "VmRSS"))
+        .sum::<u64>()
+        * 1024
+}
+
+#[test]
+fn memory_the_header_does_not_predict_stays_within_the_budget() {
+    use common::bombs::{TiffType, tiff_tag_list, webp_prefix_groups};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const BUDGET: u64 = 256 << 20;
+    /// What the server holds beyond its budget and its memory at start:
+    /// `config::MEMORY_OVERHEAD`.
+    const OVERHEAD: u64 = 64 << 20;
+    let s = TestServer::start(&["--max-memory", "256M"]);
+    let start = resident_with_workers(s.pid());
+    // One process decoding a 16,384-group WebP takes some 330 MB, and the
+    // server once answered it OK; a TIFF whose width is a list of a million
+    // values took 256 MB to open. Each is made distinct so that none is a
+    // duplicate of another.
+    let webp = webp_prefix_groups(16_384);
+    let tiff = tiff_tag_list(1 << 20, TiffType::Byte);
+    let bombs: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| (format!("groups-{i}.webp"), webp.clone()))
+        .chain((0..4).map(|i| (format!("list-{i}.tiff"), tiff.clone())))
+        .collect();
+    let peak = AtomicU64::new(start);
+    let attacking = AtomicBool::new(true);
+    let legit_took = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while attacking.load(Ordering::Relaxed) {
+                peak.fetch_max(resident_with_workers(s.pid()), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let attackers: Vec<_> = bombs
+            .iter()
+            .map(|(name, bytes)| {
+                let s = &s;
+                scope.spawn(move || {
+                    let mut c = s.connect();
+                    // Each bomb three times over, on one connection.
+                    (0..3)
+                        .map(|_| c.upload("PUT", name, bytes))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        // A legitimate upload during the attack.
+        let mut c = s.connect();
+        let started = std::time::Instant::now();
+        let reply = c.upload("PUT", "legit.png", &png([10, 200, 10], 640, 480));
+        let took = started.elapsed();
+        assert!(reply.starts_with("OK not_trusted/legit.png"), "{reply}");
+        for (attacker, (name, _)) in attackers.into_iter().zip(&bombs) {
+            for reply in attacker.join().unwrap() {
+                // Refused as too complex, or busy while the budget is
+                // spent by the others; never stored.
+                assert!(
+                    ["too-complex", "busy"].contains(&code(&reply)),
+                    "{name}: {reply}"
+                );
+            }
+        }
+        attacking.store(false, Ordering::Relaxed);
+        took
+    });
+    let peak = peak.into_inner();
+    eprintln!(
+        "12 bombs x3 under a 256 MiB budget: server and workers resident at start {} MiB, \
+         peak {} MiB; a legitimate upload took {legit_took:?}",
+        start >> 20,
+        peak >> 20
+    );
+    assert!(
+        peak <= start + BUDGET + OVERHEAD,
+        "peak {peak} bytes over {start} + budget + overhead"
+    );
+    assert!(legit_took < Duration::from_secs(2), "{legit_took:?}");
+    assert_eq!(s.files("not_trusted"), ["legit.png"]);
+    // The server goes on.
+    assert_eq!(s.connect().ask("PING"), "OK PONG");
+    // Every failure was counted as the memory limit it hit, and logged.
+    assert!(
+        s.wait_log("ran into its memory limit", Duration::from_secs(5))
+            .is_some(),
+        "{}",
+        s.log_text()
+    );
 }

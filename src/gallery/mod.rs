@@ -420,9 +420,10 @@ mod tests {
         let dir = data_dir();
         // A budget that holds one 500x500 decode (its pixels and the
         // decoder's working memory) but never two at once, so that they
-        // wait for each other; a 1000x1000 one never fits.
-        // A thumbnail's charge: the file's copy in the worker, what opening
-        // it takes, and two decodes' peak, one after the other.
+        // wait for each other; a 1600x1600 one never fits. A thumbnail's
+        // charge: its worker's address space, the file and its copy in the
+        // worker, what opening it takes, and two decodes' peak, one after
+        // the other.
         let peak = |bytes: &[u8]| {
             let len = bytes.len() as u64;
             let peak = classify::open(bytes, &classify::Limits::default())
@@ -442,7 +443,7 @@ mod tests {
             )
             .unwrap();
         }
-        let big = png([0, 99, 0], 1000, 1000);
+        let big = png([0, 99, 0], 1600, 1600);
         assert!(peak(&big) > budget);
         fs::write(dir.path().join("green/big.png"), big).unwrap();
         let program = crate::sandbox::testing::program();

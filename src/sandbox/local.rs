@@ -78,7 +78,10 @@ impl Memory for Shared<'_> {
     }
 
     fn reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
-        self.within.as_ref().unwrap_or(self.budget).try_reserve(bytes)
+        self.within
+            .as_ref()
+            .unwrap_or(self.budget)
+            .try_reserve(bytes)
     }
 
     fn grow(&self, memory: &mut Reservation<'_>, more: u64) -> bool {

@@ -218,9 +218,7 @@ impl Workers {
                 max,
             });
         }
-        let mut reserved = memory
-            .reserve(opening)
-            .ok_or(Error::NoMemory { need })?;
+        let mut reserved = memory.reserve(opening).ok_or(Error::NoMemory { need })?;
         let deadline = Instant::now() + self.timeout;
         let mut lease = self.pool.take(deadline).map_err(|e| match e {
             Unavailable::Busy => Error::Busy,
@@ -295,12 +293,7 @@ impl Workers {
 
     /// Step 2: raises the worker's limit to `charged` bytes, lets it decode,
     /// and reads the verdict or the refusal.
-    fn finish(
-        &self,
-        mut lease: Lease<'_>,
-        header: Header,
-        charged: u64,
-    ) -> Result<Decoded, Error> {
+    fn finish(&self, mut lease: Lease<'_>, header: Header, charged: u64) -> Result<Decoded, Error> {
         let deadline = Instant::now() + self.timeout;
         if lease.process.allow(charged).is_err() {
             return Err(Error::Unavailable(

@@ -105,7 +105,10 @@ impl fmt::Display for Failure {
                 write!(f, "the decode worker died of signal {signal}")
             }
             Failure::Malformed { status: Some(s) } => {
-                write!(f, "the decode worker exited with status {s} without an answer")
+                write!(
+                    f,
+                    "the decode worker exited with status {s} without an answer"
+                )
             }
             Failure::Malformed { status: None } => {
                 f.write_str("the decode worker sent a malformed answer")
