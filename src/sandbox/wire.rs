@@ -138,7 +138,7 @@ pub(super) fn parse_header(bytes: &[u8; HEADER_LEN]) -> Option<Header> {
         return None;
     }
     Some(Header {
-        format: *classify::FORMATS.get(usize::from(bytes[1]))?,
+        format: classify::FORMATS.get(usize::from(bytes[1]))?,
         width: u32_at(bytes, 2),
         height: u32_at(bytes, 6),
         peak: u64_at(bytes, 10),
