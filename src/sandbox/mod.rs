@@ -376,3 +376,139 @@ pub(crate) mod testing {
         bin
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::{Budget, DecodeGate};
+    use std::cell::Cell;
+
+    /// A budget whose growth can be refused, and that counts the turns
+    /// asked for.
+    struct TestMemory {
+        budget: Budget,
+        gate: DecodeGate,
+        refuse_growth: bool,
+        turns: Cell<usize>,
+    }
+
+    impl TestMemory {
+        fn new(limit: u64, refuse_growth: bool) -> TestMemory {
+            TestMemory {
+                budget: Budget::new(limit),
+                gate: DecodeGate::new(1, 0),
+                refuse_growth,
+                turns: Cell::new(0),
+            }
+        }
+    }
+
+    impl Memory for TestMemory {
+        fn limit(&self) -> u64 {
+            self.budget.limit()
+        }
+        fn reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
+            self.budget.try_reserve(bytes)
+        }
+        fn grow(&self, memory: &mut Reservation<'_>, more: u64) -> bool {
+            !self.refuse_growth && memory.try_grow(more)
+        }
+        fn turn(&self, peak: u64) -> Option<Turn<'_>> {
+            self.turns.set(self.turns.get() + 1);
+            self.gate.enter_if_large(peak)
+        }
+    }
+
+    fn workers() -> Workers {
+        let mut config = Config::new(4, Duration::from_secs(20), 1 << 30);
+        config.program = testing::program();
+        Workers::new(config).unwrap()
+    }
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(w, h, image::Rgb([10, 200, 30]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    /// The outcome, reduced to what the cases compare.
+    fn outcome(result: &Result<Decoded, Error>) -> String {
+        match result {
+            Ok(d) => format!(
+                "{} {}x{} {} thumb {}",
+                d.header.format,
+                d.header.width,
+                d.header.height,
+                d.verdict.class.as_str(),
+                !d.thumbnail.is_empty()
+            ),
+            Err(Error::Image(e)) => format!("image {e}"),
+            Err(Error::OverBudget { size, .. }) => format!("over budget {size:?}"),
+            Err(Error::NoMemory { .. }) => "no memory".into(),
+            Err(e) => format!("other {e}"),
+        }
+    }
+
+    #[test]
+    fn decodes_are_charged_in_two_steps_and_refused_by_kind() {
+        let workers = workers();
+        let image = png(64, 48);
+        let opening = OVERHEAD + image.len() as u64 + classify::open_memory(&image);
+        let thumb = Kind::Thumbnail { side: 16 };
+        // (input, kind, budget, refuse growth, outcome)
+        let cases: Vec<(&[u8], Kind, u64, bool, &str)> = vec![
+            (
+                &image,
+                Kind::Classify,
+                1 << 30,
+                false,
+                "png 64x48 green thumb false",
+            ),
+            (&image, thumb, 1 << 30, false, "png 64x48 green thumb true"),
+            (
+                b"junk",
+                Kind::Classify,
+                1 << 30,
+                false,
+                "image not an image: unrecognised format",
+            ),
+            // Opening alone is over the whole budget: no worker is asked.
+            (
+                &image,
+                Kind::Classify,
+                opening - 1,
+                false,
+                "over budget None",
+            ),
+            // Opening fits, the decode beside it does not.
+            (
+                &image,
+                Kind::Classify,
+                opening,
+                false,
+                "over budget Some((64, 48))",
+            ),
+            (&image, Kind::Classify, 1 << 30, true, "no memory"),
+        ];
+        for (input, kind, limit, refuse, want) in cases {
+            let memory = TestMemory::new(limit, refuse);
+            let result = workers.decode(&memory, kind, input, 0, 1 << 20, |_| {});
+            assert_eq!(outcome(&result), want, "{kind:?} in {limit}");
+            assert_eq!(memory.budget.used(), 0, "everything is given back");
+        }
+    }
+
+    #[test]
+    fn the_sums_are_the_in_process_ones() {
+        let workers = workers();
+        let image = png(7, 5);
+        let memory = TestMemory::new(1 << 30, false);
+        let decoded = workers
+            .decode(&memory, Kind::Classify, &image, 0, 1 << 20, |_| {})
+            .unwrap();
+        let local = classify::classify(&image, &classify::Limits::default()).unwrap();
+        assert_eq!(decoded.verdict, local);
+        assert_eq!(memory.turns.get(), 1);
+    }
+}

@@ -40,7 +40,7 @@ pub(super) const REFUSAL_LEN: usize = 4;
 pub(super) const MAX_TEXT: usize = 512;
 /// The largest thumbnail a worker may send: a JPEG of a few hundred pixels
 /// a side is tens of kilobytes.
-pub(super) const MAX_THUMBNAIL: usize = 4 << 20;
+pub(super) const MAX_THUMBNAIL: usize = 1 << 20;
 /// The byte that lets a worker decode, once its header has been answered.
 pub(super) const GO: u8 = b'G';
 
