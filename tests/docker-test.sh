@@ -563,10 +563,24 @@ note "same key, every file present and identical, STATS agrees ($counts); the pi
 # --- 8. User and privileges ------------------------------------------------
 
 log "8. the server runs as uid $SERVICE_UID without privileges"
-top=$($DOCKER top "$C2" -o uid,gid,pid,comm | tail -n +2)
-[ "$(echo "$top" | wc -l)" = 1 ] || fail "expected one process in $C2: $top"
-read -r uid gid _ comm <<<"$top"
+all=$($DOCKER top "$C2" -o uid,gid,pid,ppid,comm | tail -n +2)
+top=$(awk '$5 == "colorsort"' <<<"$all")
+[ "$(echo "$top" | wc -l)" = 1 ] || fail "expected one server process in $C2: $all"
+read -r uid gid server_pid _ comm <<<"$top"
 [ "$uid $gid $comm" = "$SERVICE_UID $SERVICE_UID colorsort" ] || fail "docker top: $top"
+# Besides it, only its decode workers: its children, as the same user,
+# filtered and without privileges.
+workers=$(awk -v p="$server_pid" '$5 != "colorsort" { print ($1 == "'$SERVICE_UID'" && $2 == "'$SERVICE_UID'" && $4 == p && $5 == "decode-worker") ? $3 : "bad:" $0 }' <<<"$all")
+[ -n "$workers" ] || fail "no decode workers started ahead of need in $C2: $all"
+if grep -q '^bad:' <<<"$workers"; then
+    fail "a process in $C2 is not one of the server's decode workers: $all"
+fi
+for wpid in $workers; do
+    [ -r "/proc/$wpid/status" ] || continue
+    wstatus=$(grep -E '^(CapEff|NoNewPrivs|Seccomp):' "/proc/$wpid/status" | tr -s '\t' ' ')
+    [ "$wstatus" = "$(printf 'CapEff: 0000000000000000\nNoNewPrivs: 1\nSeccomp: 2')" ] ||
+        fail "decode worker $wpid: $wstatus"
+done
 hc=$($DOCKER inspect -f '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}}' "$C2")
 [ "$hc" = "10001:10001 true [ALL] [no-new-privileges]" ] || fail "container settings: $hc"
 pid=$($DOCKER inspect -f '{{.State.Pid}}' "$C2")

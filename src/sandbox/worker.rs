@@ -68,6 +68,10 @@ pub fn main(parent: &str) -> u8 {
     if !die_with(parent) {
         return EXIT_ORPHAN as u8;
     }
+    // `ps` and `docker top` show it by this name, not as `exe`.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
+    // bytes, which this literal is.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"decode-worker".as_ptr(), 0, 0, 0) };
     close_inherited();
     WORKER.store(true, Ordering::Relaxed);
     #[cfg(debug_assertions)]
