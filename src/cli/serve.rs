@@ -48,8 +48,7 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
     // Nothing this process or its decode workers exec can gain privileges,
     // whatever the container runtime applied (`docker stack deploy` does
     // not apply no-new-privileges).
-    crate::sandbox::no_new_privs()
-        .map_err(|e| Error::Failed(format!("cannot set no_new_privs: {e}")))?;
+    crate::sandbox::no_new_privs().map_err(failed("cannot set no_new_privs"))?;
     let mut config = ServeConfig::default();
     config::apply_env(&mut config, |name| std::env::var(name).ok())
         .map_err(|e| Error::Usage(e.to_string()))?;
@@ -102,13 +101,16 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
     let server = Server::bind(&config).map_err(|e| Error::Failed(e.to_string()))?;
     // Handlers are in place before the server says it listens: a SIGHUP
     // sent as soon as it does must reload, not end the process.
-    let stopper = server.stopper()?;
+    let stopper = server
+        .stopper()
+        .map_err(failed("cannot make the stop handle"))?;
     let reloader = server.reloader();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
-    ])?;
+    ])
+    .map_err(failed("cannot install the signal handlers"))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -125,9 +127,12 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
                     std::process::exit(i32::from(EXIT_FAILED));
                 }
             }
-        })?;
+        })
+        .map_err(failed("cannot start the signal thread"))?;
     log!("{}", mode_line(&server));
-    let addr = server.local_addr()?;
+    let addr = server
+        .local_addr()
+        .map_err(failed("cannot read the listening address"))?;
     let l = &config.limits;
     log!(
         "colorsort {} listening on {addr}; data {}; key {} ({}-bit RSA); limits: upload {} bytes, {} pixels, timeout {:.1}s, {} connections",
@@ -143,13 +148,23 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
     if let Some(responder) = metrics {
         log!(
             "metrics at http://{}{}",
-            responder.local_addr()?,
+            responder
+                .local_addr()
+                .map_err(failed("cannot read the metrics address"))?,
             http::PATH
         );
-        responder.spawn(server.metrics())?;
+        responder
+            .spawn(server.metrics())
+            .map_err(failed("cannot start the metrics responder"))?;
     }
     server.run().map_err(|e| Error::Failed(e.to_string()))?;
     Ok(EXIT_OK)
+}
+
+/// Labels an I/O failure of the server's start with what failed: it is
+/// not a write to stdout, so never a quiet broken pipe.
+fn failed(what: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |e| Error::Failed(format!("{what}: {e}"))
 }
 
 /// The start-up line on who may file by colour: in v1 mode, a warning.
