@@ -41,7 +41,10 @@
 # then SKIPPED too, as it needs glusterd's port.
 #
 # Isolation and cleanup: everything lives in a fresh folder under TMPDIR
-# (glusterd's state, the bricks, the mount points, the logs); the volume,
+# (glusterd's state, the bricks, the mount points, the logs), but for what
+# glusterd puts in /var/log/glusterfs whatever its options: the bricks'
+# logs and two empty folders named after the volume, removed at the end,
+# and lines appended to glustershd.log and cmd_history.log there. The volume,
 # containers, stack (colorsort-gluster-PID), its volume and the image tag
 # carry this run's name. On exit, pass or fail, the containers and the stack
 # go, the mounts are unmounted, and every gluster process this run started
@@ -130,6 +133,9 @@ for tool in glusterd gluster glusterfs flock sha256sum; do
     command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed (glusterfs-server, glusterfs-client)"
 done
 $DOCKER info >/dev/null 2>&1 || skip "no Docker engine reachable"
+# The bricks' host: glusterd refuses localhost, and needs a name that
+# resolves to this machine.
+getent hosts "$(hostname)" >/dev/null || skip "the host name $(hostname) does not resolve"
 if (exec 3<>"/dev/tcp/127.0.0.1/$GLUSTERD_PORT") 2>/dev/null; then
     skip "port $GLUSTERD_PORT is taken: a glusterd runs already, and is left alone"
 fi
@@ -224,10 +230,13 @@ cleanup() {
         fi
     done
     for c in $sockets; do rm -f "$c"; done
+    # What glusterd keeps of this run in its log folder: the bricks' logs
+    # and two folders named after the volume.
     for c in "${BRICKS[@]}"; do
         c=${c#/}
         rm -f "/var/log/glusterfs/bricks/${c//\//-}.log"
     done
+    rmdir "/var/log/glusterfs/snaps/$VOLUME_NAME" "/var/log/glusterfs/gfproxy/$VOLUME_NAME" 2>/dev/null || true
     if mountpoint -q "$M1" 2>/dev/null || mountpoint -q "$M2" 2>/dev/null; then
         echo "a mount is left under $WORK: not removing it" >&2
     else
