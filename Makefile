@@ -7,11 +7,11 @@ LISTEN ?= 127.0.0.1:6666
 
 .PHONY: help build release run test unit lint clean
 .PHONY: docker-binary docker-build docker-run docker-stop docker-test
-.PHONY: swarm-up swarm-down swarm-test k8s-validate
+.PHONY: swarm-up swarm-down swarm-test k8s-validate gluster-test
 
 help:
 	@echo "make run           run the server natively on $(LISTEN) with $(DATA)"
-	@echo "make test          unit and integration tests, the Docker and Swarm tests when Docker is up, the Kubernetes validation"
+	@echo "make test          unit and integration tests, the Docker, Swarm and GlusterFS tests when they can run, the Kubernetes validation"
 	@echo "make lint          rustfmt and clippy"
 	@echo "make fuzz          each fuzz target for FUZZ_SECONDS (default 60) on nightly (docs/FUZZING.md)"
 	@echo "make release       optimised native build in target/release/"
@@ -25,6 +25,7 @@ help:
 	@echo "make swarm-down    remove the stack '$(STACK)' (the volume stays); leave the swarm if swarm-up created it"
 	@echo "make swarm-test    the stack under rolling updates, kills and scaling (tests/swarm-test.sh)"
 	@echo "make k8s-validate  render deploy/kubernetes and validate it against the Kubernetes schemas"
+	@echo "make gluster-test  two servers and the Swarm stack on a GlusterFS replica-3 volume, under faults (root, /dev/fuse)"
 
 build:
 	$(CARGO) build
@@ -71,6 +72,7 @@ test-steps:
 		echo "SKIPPED: docker test (no Docker engine reachable)"; \
 		echo "SKIPPED: swarm test (no Docker engine reachable)"; \
 	fi
+	@$(MAKE) --no-print-directory gluster-test
 	@$(MAKE) --no-print-directory k8s-validate
 
 lint:
@@ -319,6 +321,14 @@ swarm-down:
 
 swarm-test:
 	bash tests/swarm-test.sh
+
+# --- GlusterFS -------------------------------------------------------------
+#
+# Replicas on a replica-3 GlusterFS volume mounted twice, under brick,
+# quorum and server faults (scripts/gluster-test.sh); SKIPPED unless run as
+# root with /dev/fuse, GlusterFS and a Docker engine.
+gluster-test:
+	bash scripts/gluster-test.sh
 
 # --- Kubernetes ------------------------------------------------------------
 

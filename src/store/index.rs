@@ -484,10 +484,14 @@ impl Store {
     fn replace_entry(&self, path: &Path, text: &str) -> Result<(), Error> {
         let n = self.next_temp.fetch_add(1, Ordering::Relaxed);
         let temp = self.staging.join(format!("{n}.entry"));
-        ctx(symlink(text, &temp), "cannot stage index entry", &temp)?;
+        ctx(
+            self.in_staging(|| symlink(text, &temp)),
+            "cannot stage index entry",
+            &temp,
+        )?;
         let renamed = fs::rename(&temp, path);
         if renamed.is_err() {
-            let _ = fs::remove_file(&temp);
+            self.discard(&temp);
         }
         ctx(renamed, "cannot replace index entry", path)
     }

@@ -282,7 +282,10 @@ pub struct Store {
     root: PathBuf,
     /// This server's own staging folder, locked for the process's life.
     staging: PathBuf,
-    _staging_lock: File,
+    /// The lock on it; replaced if the folder has to be made again.
+    staging_lock: Mutex<File>,
+    /// Staging files whose removal failed, removed at the next filing.
+    leftovers: Mutex<Vec<PathBuf>>,
     /// Open handles on the class folders, for fsync.
     folders: [File; 4],
     /// Open handles on their folders in [`SIGNATURES`], for fsync.
@@ -360,7 +363,8 @@ impl Store {
         let store = Store {
             root: root.to_path_buf(),
             staging,
-            _staging_lock: staging_lock,
+            staging_lock: Mutex::new(staging_lock),
+            leftovers: Mutex::new(Vec::new()),
             folders,
             signatures,
             indexes,
@@ -410,18 +414,19 @@ impl Store {
         mean: [f64; 3],
         signature: Option<&[u8]>,
     ) -> Result<Filed, Error> {
+        self.remove_leftovers();
         let temp = self.write_staged(bytes, 0o644)?;
         let sig_temp = match signature.map(|s| self.write_staged(s, 0o644)).transpose() {
             Ok(sig_temp) => sig_temp,
             Err(e) => {
-                let _ = fs::remove_file(&temp);
+                self.discard(&temp);
                 return Err(e);
             }
         };
         let published = self.publish(&temp, folder, name, sig_temp.as_deref());
-        let _ = fs::remove_file(&temp);
+        self.discard(&temp);
         if let Some(sig_temp) = &sig_temp {
-            let _ = fs::remove_file(sig_temp);
+            self.discard(sig_temp);
         }
         let entry = Entry {
             folder,

@@ -22,6 +22,10 @@ const STAGING_LOCK: &str = ".lock";
 const INSTANCE_LOCK: &str = "lock";
 /// Random suffixes tried after the numbered variants of a taken name.
 const RANDOM_NAME_TRIES: usize = 16;
+/// Staging files whose removal failed that are remembered for a retry: a
+/// file is only left when storage fails between its creation and its
+/// removal, so this many cover every upload in flight at an outage.
+const MAX_LEFTOVERS: usize = 1024;
 
 /// Creates and locks this server's staging folder in the data directory
 /// `root`, and removes those of servers no longer running. Returns the
@@ -287,27 +291,100 @@ impl Store {
     }
 
     /// Writes `bytes` to a new file in this server's staging folder and
-    /// fsyncs it. The caller publishes or removes it.
+    /// fsyncs it. The caller publishes or removes it (see [`Store::discard`]).
     pub(super) fn write_staged(&self, bytes: &[u8], mode: u32) -> Result<PathBuf, Error> {
         let n = self.next_temp.fetch_add(1, Ordering::Relaxed);
         let path = self.staging.join(format!("{n}.tmp"));
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&path)
-            .and_then(|mut f| {
-                f.write_all(bytes)?;
-                // A failed fsync is a failed store: the page cache may already
-                // have dropped the dirty pages, so retrying could "succeed" with
-                // the data lost.
-                f.sync_all()
-            });
+        let create = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&path)
+        };
+        let mut file = ctx(self.in_staging(create), "cannot write", &path)?;
+        let written = file.write_all(bytes).and_then(|()| {
+            // A failed fsync is a failed store: the page cache may already
+            // have dropped the dirty pages, so retrying could "succeed" with
+            // the data lost.
+            file.sync_all()
+        });
         if let Err(e) = written {
-            let _ = fs::remove_file(&path);
+            self.discard(&path);
             return ctx(Err(e), "cannot write", &path);
         }
         Ok(path)
+    }
+
+    /// Runs `create`, which makes a new file in this server's staging
+    /// folder; if the folder is gone, makes it again, locked, and runs
+    /// `create` once more.
+    ///
+    /// The folder goes when another server, starting, takes it for a
+    /// crashed server's: where locks do not outlive a restart of the
+    /// storage servers (GlusterFS drops them when a brick restarts, see
+    /// docs/OPERATIONS.md), this server's instance lock can vanish while it
+    /// runs. Filing then goes on in the new folder; the uploads staged in
+    /// the old one fail, unacknowledged.
+    pub(super) fn in_staging<T>(&self, create: impl Fn() -> io::Result<T>) -> io::Result<T> {
+        match create() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.restore_staging()?;
+                create()
+            }
+            other => other,
+        }
+    }
+
+    /// Makes this server's staging folder again if it is gone, and locks
+    /// it, under the lock that sweeps are made under.
+    fn restore_staging(&self) -> io::Result<()> {
+        let mut held = self.staging_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let staging_root = self.root.join(STAGING);
+        let sweep = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(staging_root.join(STAGING_LOCK))?;
+        sweep.lock()?;
+        let lock_path = self.staging.join(INSTANCE_LOCK);
+        // Another thread of this server may have made it again already.
+        if lock_path.exists() {
+            return Ok(());
+        }
+        fs::create_dir(&self.staging).or_else(ignore_exists)?;
+        let lock = File::create(&lock_path)?;
+        lock.try_lock().map_err(io::Error::from)?;
+        *held = lock;
+        Ok(())
+    }
+
+    /// Removes a staging file this server no longer needs. If that fails
+    /// (the storage may be unreachable for a while), the file is noted and
+    /// removed at a later filing, so that no staging file outlives an
+    /// outage in a running server's folder.
+    /// At most [`MAX_LEFTOVERS`] are noted; past that, the rest wait for
+    /// the folder's removal at a clean stop, or the sweep after a crash.
+    pub(super) fn discard(&self, path: &Path) {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                let mut leftovers = self.leftovers.lock().unwrap_or_else(|p| p.into_inner());
+                if leftovers.len() < MAX_LEFTOVERS {
+                    leftovers.push(path.to_path_buf());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Retries the removals [`Store::discard`] noted as failed; those that
+    /// fail again stay noted.
+    pub(super) fn remove_leftovers(&self) {
+        let mut leftovers = self.leftovers.lock().unwrap_or_else(|p| p.into_inner());
+        leftovers.retain(|path| match fs::remove_file(path) {
+            Err(e) => e.kind() != io::ErrorKind::NotFound,
+            Ok(()) => false,
+        });
     }
 
     /// Links the staged file `temp` into `folder` under `name`, or under the
@@ -781,6 +858,38 @@ mod tests {
         assert_eq!(probe_error(&err), "not writable 17", "{err}");
         assert!(!probed.exists());
         assert!(dir.path().exists());
+    }
+
+    #[test]
+    fn a_staging_folder_swept_while_running_is_made_again() {
+        let (dir, store) = store();
+        fs::remove_dir_all(&store.staging).unwrap();
+        put(&store, Folder::Red, "a", b"1");
+        assert_eq!(count_files(&dir.path().join("red")).unwrap(), 1);
+        // Locked again, so that the next sweep spares it.
+        let other = OpenOptions::new()
+            .write(true)
+            .open(store.staging.join(INSTANCE_LOCK))
+            .unwrap();
+        assert!(other.try_lock().is_err());
+        let _second = Store::open(dir.path()).unwrap();
+        assert!(store.staging.exists());
+        assert_eq!(fs::read_dir(&store.staging).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn staging_files_that_could_not_be_removed_are_removed_later() {
+        let (_dir, store) = store();
+        // remove_file(2) fails on a directory, as it fails on storage that
+        // cannot be reached, and not with NotFound.
+        let stuck = store.staging.join("0.tmp");
+        fs::create_dir(&stuck).unwrap();
+        store.discard(&stuck);
+        fs::remove_dir(&stuck).unwrap();
+        fs::write(&stuck, b"half a file").unwrap();
+        put(&store, Folder::Blue, "b", b"2");
+        assert!(!stuck.exists());
+        assert!(store.leftovers.lock().unwrap().is_empty());
     }
 
     #[test]
