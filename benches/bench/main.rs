@@ -7,14 +7,15 @@
 //! and small uploads among large ones; (4) footprint and start times;
 //! (5) the static musl binary, the other static builds and the container
 //! image against glibc; (5b) the static binary's own memcpy; (6) parallel
-//! classify. Run through `make bench`, which builds the binaries, the image
-//! and the benchmark images first; by hand:
+//! classify; (7) decoding in worker processes. Run through `make bench`,
+//! which builds the binaries, the image and the benchmark images first; by
+//! hand:
 //!
 //! ```text
 //! cargo bench --bench bench -- --assets DIR --server BIN [--musl BIN]
 //!     [--musl-libc-mem BIN] [--static-glibc BIN] [--image TAG]
 //!     [--anchors FILE] [--work DIR] [--out FILE]
-//!     [--quick] [--only classify|crypto|e2e|mem|parallel]...
+//!     [--quick] [--only classify|crypto|e2e|mem|parallel|workers]...
 //! ```
 //!
 //! `--only e2e` includes section 5, which needs `--musl`; `--only mem` is
@@ -28,6 +29,7 @@ mod musl;
 mod parallel;
 mod server;
 mod util;
+mod workers;
 
 use std::fs;
 use std::path::PathBuf;
@@ -222,6 +224,17 @@ fn main() {
     }
     if run("parallel") {
         parallel::section(&mut report, &args.server, &args.assets, args.quick);
+    }
+    if run("workers") {
+        workers::section(
+            &mut report,
+            &workers::Config {
+                server: &args.server,
+                assets: &args.assets,
+                work: &args.work,
+                quick: args.quick,
+            },
+        );
     }
 
     let mut text = String::from(INTRO);
