@@ -57,6 +57,9 @@ export LC_ALL=C
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+TEST_NAME="gluster test"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 DOCKER=${DOCKER:-docker}
 RUN="$$-$(date +%s)"
 LABEL="colorsort.test=$RUN"
@@ -105,24 +108,6 @@ MAX_REPLY=$((PING_TIMEOUT + 10))
 BATCH=6
 JOBS=2
 
-log() { printf '==> %s\n' "$*"; }
-note() { printf '    %s\n' "$*"; }
-fail() {
-    printf 'FAIL: %s\n' "$*" >&2
-    exit 1
-}
-# skip WHY: the test cannot run here; a failure when COLORSORT_REQUIRE_TOOLS
-# is set.
-skip() {
-    [ -z "${COLORSORT_REQUIRE_TOOLS:-}" ] || fail "gluster test cannot run: $1 (COLORSORT_REQUIRE_TOOLS is set)"
-    echo "SKIPPED: gluster test ($1)"
-    exit 0
-}
-# Milliseconds since the epoch, without a fork.
-now_ms() {
-    local t=${EPOCHREALTIME/./}
-    echo $((t / 1000))
-}
 secs() { printf '%d.%01d' $(($1 / 1000)) $((($1 % 1000) / 100)); }
 
 # --- Can it run here? ------------------------------------------------------
@@ -254,17 +239,6 @@ trap 'exit 143' TERM
 
 # --- Functions -------------------------------------------------------------
 
-# wait_until SECONDS WHAT COMMAND...: polls COMMAND every quarter second
-# until it succeeds, failing after SECONDS.
-wait_until() {
-    local seconds=$1 what=$2 deadline
-    shift 2
-    deadline=$(($(now_ms) + seconds * 1000))
-    until "$@"; do
-        [ "$(now_ms)" -lt "$deadline" ] || fail "$what: not after ${seconds}s"
-        sleep 0.25
-    done
-}
 
 # gl ARGS...: the gluster CLI, talking to this run's glusterd, bounded.
 gl() {
@@ -324,16 +298,6 @@ mount_volume() {
     wait_until "$GLUSTER_WAIT" "$dir mounted" mountpoint -q "$dir"
     wait_until "$GLUSTER_WAIT" "$dir readable" stat "$dir/." >/dev/null
 }
-
-# The bytes of a 1x1 24-bit BMP but its pixel, as printf %b escapes: the
-# header fields as value:width, little-endian.
-BMP_HEAD='BM'
-for field in 58:4 0:4 54:4 40:4 1:4 1:4 1:2 24:2 0:4 4:4 2835:4 2835:4 0:4 0:4; do
-    value=${field%:*} width=${field#*:}
-    for ((k = 0; k < width; k++)); do
-        BMP_HEAD+=$(printf '\\x%02x' $(((value >> (8 * k)) & 255)))
-    done
-done
 
 # bmp N FILE: a 1x1 BMP whose pixel spells the number N (below 2^24).
 bmp() {

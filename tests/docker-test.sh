@@ -25,6 +25,9 @@ shopt -s inherit_errexit
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+TEST_NAME="docker test"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 DOCKER=${DOCKER:-docker}
 RUN="$$-$(date +%s)"
 PREFIX="colorsort-test-$RUN"
@@ -55,13 +58,6 @@ export XDG_CONFIG_HOME=$WORK/config
 BG_PIDS=()
 STARTED=$(date +%s)
 
-log() { printf '==> %s\n' "$*"; }
-note() { printf '    %s\n' "$*"; }
-fail() {
-    printf 'FAIL: %s\n' "$*" >&2
-    exit 1
-}
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 cleanup() {
     local rc=$? pid c v

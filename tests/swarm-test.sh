@@ -40,6 +40,10 @@ export LC_ALL=C
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+TEST_NAME="swarm test"
+POLL_SECONDS=0.5
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 DOCKER=${DOCKER:-docker}
 RUN="$$-$(date +%s)"
 STACK=${COLORSORT_TEST_STACK:-colorsort-test-$$}
@@ -64,24 +68,6 @@ STARTED=$(date +%s)
 SWARM_CREATED=0
 STACK_DEPLOYED=0
 
-log() { printf '==> %s\n' "$*"; }
-note() { printf '    %s\n' "$*"; }
-fail() {
-    printf 'FAIL: %s\n' "$*" >&2
-    exit 1
-}
-# skip WHY: the test cannot run here; a failure when COLORSORT_REQUIRE_TOOLS
-# is set.
-skip() {
-    [ -z "${COLORSORT_REQUIRE_TOOLS:-}" ] || fail "swarm test cannot run: $1 (COLORSORT_REQUIRE_TOOLS is set)"
-    echo "SKIPPED: swarm test ($1)"
-    exit 0
-}
-# Milliseconds since the epoch, without a fork.
-now_ms() {
-    local t=${EPOCHREALTIME/./}
-    echo $((t / 1000))
-}
 
 stack_gone() {
     [ -z "$($DOCKER service ls -q --filter "label=com.docker.stack.namespace=$STACK")" ] &&
@@ -138,17 +124,6 @@ trap 'exit 143' TERM
 
 # --- Functions -------------------------------------------------------------
 
-# wait_until SECONDS WHAT COMMAND...: polls COMMAND every half second until
-# it succeeds, failing after SECONDS.
-wait_until() {
-    local seconds=$1 what=$2 deadline
-    shift 2
-    deadline=$(($(now_ms) + seconds * 1000))
-    until "$@"; do
-        [ "$(now_ms)" -lt "$deadline" ] || fail "$what: not after ${seconds}s"
-        sleep 0.5
-    done
-}
 
 # The running containers of the service's tasks on this node, healthy ones
 # only with `healthy`.
@@ -229,16 +204,6 @@ for _ in range(answers):
     i += length
 EOF
 }
-
-# The bytes of a 1x1 24-bit BMP but its pixel, as printf %b escapes: the
-# header fields as value:width, little-endian.
-BMP_HEAD='BM'
-for field in 58:4 0:4 54:4 40:4 1:4 1:4 1:2 24:2 0:4 4:4 2835:4 2835:4 0:4 0:4; do
-    value=${field%:*} width=${field#*:}
-    for ((k = 0; k < width; k++)); do
-        BMP_HEAD+=$(printf '\\x%02x' $(((value >> (8 * k)) & 255)))
-    done
-done
 
 # make_batch DIR SOURCE BATCH COUNT: COUNT images of one pixel each in DIR,
 # of colours that no other batch of any source (0 to 15) has, and DIR.sums
