@@ -25,6 +25,24 @@ pub struct Sample {
     pub cpu: f64,
 }
 
+/// Asks the kernel for huge pages under `buffer`, as colorsort's pixel
+/// buffers do (`classify::buffer`): from 8 MiB up, the whole 2 MiB pages in it.
+pub fn advise_huge_pages(buffer: &mut [u8]) {
+    const HUGE_PAGE: usize = 2 << 20;
+    if buffer.len() < 8 << 20 {
+        return;
+    }
+    let (at, len) = (buffer.as_mut_ptr() as usize, buffer.len());
+    let (start, end) = (
+        at.next_multiple_of(HUGE_PAGE),
+        (at + len) / HUGE_PAGE * HUGE_PAGE,
+    );
+    if end > start {
+        // SAFETY: the range lies inside `buffer`; the advice changes no contents.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
+}
+
 /// Runs `f` and times it.
 pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Sample) {
     let (wall, cpu) = (Instant::now(), thread_cpu());
