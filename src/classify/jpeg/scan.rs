@@ -15,6 +15,10 @@ use super::{
 /// Bits of lookahead in [`Huffman::fast`]: most codes fit in them.
 const LOOKAHEAD: u32 = 10;
 
+/// Bits of lookahead in [`Huffman::run`]: often two or three AC codes with
+/// their magnitudes.
+const RUN_LOOKAHEAD: u32 = 12;
+
 /// A Huffman table from a DHT segment, with a [`LOOKAHEAD`]-bit lookahead.
 struct Huffman {
     /// For each [`LOOKAHEAD`]-bit prefix that starts with a code of at most
@@ -22,6 +26,12 @@ struct Huffman {
     /// that follow it << 16; else 0. A DC symbol that asks for more than
     /// 16 magnitude bits, which is corrupt, is left to the slow path.
     fast: Box<[u32; 1 << LOOKAHEAD]>,
+    /// For an AC table, for each [`RUN_LOOKAHEAD`]-bit prefix: the AC codes
+    /// of a sequential block that start it, with their magnitude bits, as
+    /// many as fit whole, up to and with an end of block: their bits | the
+    /// coefficients they move past (at most 127) << 4 | 1 << 11 if they end
+    /// the block; 0 if not even one fits.
+    run: Box<[u16; 1 << RUN_LOOKAHEAD]>,
     /// True for an AC table, whose symbols give their magnitude bits in
     /// the low four bits; a DC table's symbol is the count itself.
     ac: bool,
@@ -40,6 +50,7 @@ impl Huffman {
         let symbols = body.get(16..16 + total).ok_or(corrupt.clone())?.to_vec();
         let mut table = Huffman {
             fast: Box::new([0; 1 << LOOKAHEAD]),
+            run: Box::new([0; 1 << RUN_LOOKAHEAD]),
             ac,
             max_code: [-1; 17],
             offset: [0; 17],
@@ -73,13 +84,69 @@ impl Huffman {
             }
             code <<= 1;
         }
+        if ac {
+            for (prefix, slot) in table.run.iter_mut().enumerate() {
+                *slot = run_of(
+                    &table.max_code,
+                    &table.offset,
+                    &table.symbols,
+                    prefix as u32,
+                );
+            }
+        }
         Ok((table, &body[16 + total..]))
+    }
+
+    /// The code at the top of the `width` low bits of `window`, as its
+    /// length and symbol, if it is whole there.
+    fn first_code(
+        max_code: &[i32; 17],
+        offset: &[i32; 17],
+        symbols: &[u8],
+        window: u32,
+        width: u32,
+    ) -> Option<(u32, u8)> {
+        for len in 1..=width.min(16) {
+            let code = (window >> (width - len)) as i32;
+            if code <= max_code[len as usize] {
+                let index = (code + offset[len as usize]) as usize;
+                return symbols.get(index).map(|&symbol| (len, symbol));
+            }
+        }
+        None
     }
 
     /// The magnitude bits that follow `symbol`'s code.
     fn magnitude(&self, symbol: u8) -> u8 {
         if self.ac { symbol & 15 } else { symbol }
     }
+}
+
+/// The [`Huffman::run`] entry for the [`RUN_LOOKAHEAD`]-bit `prefix`.
+fn run_of(max_code: &[i32; 17], offset: &[i32; 17], symbols: &[u8], prefix: u32) -> u16 {
+    let (mut used, mut moved, mut ends) = (0, 0u32, false);
+    while let Some((len, rs)) = Huffman::first_code(
+        max_code,
+        offset,
+        symbols,
+        prefix & ((1 << (RUN_LOOKAHEAD - used)) - 1),
+        RUN_LOOKAHEAD - used,
+    ) {
+        let (run, size) = (u32::from(rs >> 4), u32::from(rs & 15));
+        if used + len + size > RUN_LOOKAHEAD {
+            break;
+        }
+        used += len + size;
+        if size == 0 && run != 15 {
+            ends = true;
+            break;
+        }
+        moved += if size == 0 { 16 } else { run + 1 };
+        if used == RUN_LOOKAHEAD {
+            break;
+        }
+    }
+    (used | moved.min(127) << 4 | u32::from(ends) << 11) as u16
 }
 
 /// Reads entropy-coded data: bits, most significant first, with stuffed
@@ -500,6 +567,21 @@ impl ScanReader<'_> {
         bits.skip_magnitude(magnitude)?;
         let mut k = 1;
         while k < 64 {
+            if bits.count < 32 {
+                bits.refill();
+            }
+            // Several codes at once, when they all fall short of the
+            // block's end.
+            let run = u32::from(ac.run[(bits.buffer >> (64 - RUN_LOOKAHEAD)) as usize]);
+            let (used, moved) = (run & 15, run >> 4 & 127);
+            if used != 0 && used <= bits.count && k + moved < 64 {
+                bits.consume(used);
+                if run >> 11 != 0 {
+                    break;
+                }
+                k += moved;
+                continue;
+            }
             let (rs, magnitude) = bits.code(ac)?;
             let (run, size) = (rs >> 4, rs & 15);
             if size == 0 {
@@ -510,7 +592,7 @@ impl ScanReader<'_> {
                 continue;
             }
             bits.skip_magnitude(magnitude)?;
-            k += run + 1;
+            k += u32::from(run) + 1;
         }
         self.bits = copy;
         Ok(())
