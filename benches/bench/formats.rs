@@ -144,8 +144,8 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
     }
 
     let mut table = Table::new(&[
+        "set",
         "files",
-        "what",
         "MP",
         "process",
         "CPU s",
