@@ -80,7 +80,7 @@ fn upload_footprint(file: &Path) -> u64 {
 
 /// A tag no earlier run used, so that reruns on a kept data folder are
 /// never deduplicated either.
-fn run_tag() -> String {
+pub fn run_tag() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -89,7 +89,7 @@ fn run_tag() -> String {
 
 /// Seals `count` distinct uploads of `pick(i)`'s bytes, spread round-robin
 /// over `clients` lists, sealing on two threads.
-fn seal_jobs<'a>(
+pub fn seal_jobs<'a>(
     key: &PublicKey,
     clients: usize,
     count: usize,
@@ -139,7 +139,7 @@ fn seal_jobs<'a>(
     lists
 }
 
-fn server_key(server: &Server) -> PublicKey {
+pub fn server_key(server: &Server) -> PublicKey {
     Client::connect(&server.addr)
         .and_then(|mut c| c.key())
         .expect("server key")

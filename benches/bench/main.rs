@@ -7,15 +7,16 @@
 //! and small uploads among large ones; (4) footprint and start times;
 //! (5) the static musl binary, the other static builds and the container
 //! image against glibc; (5b) the static binary's own memcpy; (6) parallel
-//! classify; (7) decoding in worker processes. Run through `make bench`,
-//! which builds the binaries, the image and the benchmark images first; by
-//! hand:
+//! classify; (7) format by format against Pillow + numpy, whole processes;
+//! (8) the server's CPU per sealed upload against classify's per image;
+//! (9) decoding in worker processes. Run through `make bench`, which
+//! builds the binaries, the image and the benchmark images first; by hand:
 //!
 //! ```text
 //! cargo bench --bench bench -- --assets DIR --server BIN [--musl BIN]
 //!     [--musl-libc-mem BIN] [--static-glibc BIN] [--image TAG]
 //!     [--anchors FILE] [--work DIR] [--out FILE]
-//!     [--quick] [--only classify|crypto|e2e|mem|parallel|workers]...
+//!     [--quick] [--only classify|crypto|e2e|mem|parallel|formats|upload-cost|workers]...
 //! ```
 //!
 //! `--only e2e` includes section 5, which needs `--musl`; `--only mem` is
@@ -23,11 +24,13 @@
 
 mod crypto;
 mod e2e;
+mod formats;
 mod images;
 mod mem;
 mod musl;
 mod parallel;
 mod server;
+mod upload_cost;
 mod util;
 mod workers;
 
@@ -224,6 +227,18 @@ fn main() {
     }
     if run("parallel") {
         parallel::section(&mut report, &args.server, &args.assets, args.quick);
+    }
+    if run("formats") {
+        formats::section(&mut report, &args.server, &args.assets, args.quick);
+    }
+    if run("upload-cost") {
+        upload_cost::section(
+            &mut report,
+            &args.server,
+            &args.assets,
+            &args.work,
+            args.quick,
+        );
     }
     if run("workers") {
         workers::section(

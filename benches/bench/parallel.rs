@@ -19,7 +19,7 @@ const PASSES: usize = 4;
 
 /// The anchor: what `benches/anchors.py` times per file as `pillow_numpy`,
 /// in one process over every file named on its command line.
-const PILLOW_NUMPY: &str = "\
+pub const PILLOW_NUMPY: &str = "\
 import sys
 import numpy as np
 from PIL import Image
@@ -30,15 +30,15 @@ for path in sys.argv[1:]:
 ";
 
 /// One whole process's run.
-struct Run {
-    wall: f64,
+pub struct Run {
+    pub wall: f64,
     /// CPU seconds, user and system.
-    cpu: f64,
+    pub cpu: f64,
     /// CPU seconds the whole machine was busy meanwhile, all cores.
-    machine: f64,
+    pub machine: f64,
     /// Peak RSS (`ru_maxrss`), in KiB.
-    peak_kib: u64,
-    stdout: Vec<u8>,
+    pub peak_kib: u64,
+    pub stdout: Vec<u8>,
 }
 
 /// Runs `program args` to the end and measures it; panics if it fails.
@@ -46,7 +46,7 @@ struct Run {
     clippy::zombie_processes,
     reason = "the child is reaped by wait4, which gives its rusage"
 )]
-fn run_process(program: &Path, args: &[OsString]) -> Run {
+pub fn run_process(program: &Path, args: &[OsString]) -> Run {
     let machine_before = machine_busy_secs();
     let started = Instant::now();
     let mut child = Command::new(program)
@@ -171,7 +171,7 @@ fn benchmark_set(assets: &Path) -> Vec<PathBuf> {
 /// Every JPEG of the asset folder, in name order: the camera-like ones at
 /// the top (2 to 18 MP mosaics of photos with a sensor's grain, a 480x320
 /// photo) and the photos of `near/` (each sample photo at twice its size).
-fn photo_set(assets: &Path) -> Vec<PathBuf> {
+pub fn photo_set(assets: &Path) -> Vec<PathBuf> {
     let jpegs = |dir: &Path| -> Vec<PathBuf> {
         let mut found: Vec<PathBuf> = fs::read_dir(dir)
             .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -187,11 +187,7 @@ fn photo_set(assets: &Path) -> Vec<PathBuf> {
 
 pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
     report.heading("6. Parallel classify: whole processes on one core and two");
-    // `make bench` keeps its virtualenv beside the assets.
-    let python = assets
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("venv/bin/python");
+    let python = python(assets);
     let have_python = python.is_file();
     if !have_python {
         note(format!(
@@ -369,6 +365,14 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
          {verdict1} ({anchor:.2}x).**",
         photos.files.len() - photo_set_top(&photos.files, assets),
     ));
+}
+
+/// The Python of the virtualenv that `make bench` keeps beside the assets.
+pub fn python(assets: &Path) -> PathBuf {
+    assets
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("venv/bin/python")
 }
 
 /// How many of `files` are directly in `assets`, not in a subfolder.

@@ -25,6 +25,24 @@ pub struct Sample {
     pub cpu: f64,
 }
 
+/// Asks the kernel for huge pages under `buffer`, as colorsort's pixel
+/// buffers do (`classify::buffer`): from 8 MiB up, the whole 2 MiB pages in it.
+pub fn advise_huge_pages(buffer: &mut [u8]) {
+    const HUGE_PAGE: usize = 2 << 20;
+    if buffer.len() < 8 << 20 {
+        return;
+    }
+    let (at, len) = (buffer.as_mut_ptr() as usize, buffer.len());
+    let (start, end) = (
+        at.next_multiple_of(HUGE_PAGE),
+        (at + len) / HUGE_PAGE * HUGE_PAGE,
+    );
+    if end > start {
+        // SAFETY: the range lies inside `buffer`; the advice changes no contents.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
+}
+
 /// Runs `f` and times it.
 pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Sample) {
     let (wall, cpu) = (Instant::now(), thread_cpu());
@@ -73,13 +91,16 @@ pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
 
 /// CPU seconds (user + system) a process has used so far.
 pub fn process_cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    // utime and stime.
+    stat_secs(pid, 11, 12)
+}
+
+/// The sum of two clock-tick fields of `/proc/PID/stat` (counted as in
+/// [`stat_fields`]), in seconds; 0 if the process is gone.
+fn stat_secs(pid: u32, first: usize, second: usize) -> f64 {
+    let Some(fields) = stat_fields(pid) else {
         return 0.0;
     };
-    // Fields after the parenthesised command name, which may hold spaces:
-    // utime and stime are the 12th and 13th of them.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| {
         fields
             .get(i)
@@ -88,7 +109,48 @@ pub fn process_cpu_secs(pid: u32) -> f64 {
     };
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    (ticks(11) + ticks(12)) / hz
+    (ticks(first) + ticks(second)) / hz
+}
+
+/// CPU seconds (user + system) of a process, of its children waited for,
+/// and of every live process descended from it: a server's with its
+/// worker processes, whether they come and go or stay.
+pub fn tree_cpu_secs(pid: u32) -> f64 {
+    let mut total = process_cpu_secs(pid) + waited_children_cpu_secs(pid);
+    let mut parents = vec![pid];
+    while let Some(parent) = parents.pop() {
+        let Ok(entries) = fs::read_dir("/proc") else {
+            break;
+        };
+        for entry in entries.flatten() {
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if stat_fields(child).and_then(|f| f.get(1)?.parse::<u32>().ok()) == Some(parent) {
+                total += process_cpu_secs(child);
+                parents.push(child);
+            }
+        }
+    }
+    total
+}
+
+/// The fields of `/proc/PID/stat` after the parenthesised command name
+/// (which may hold spaces): the state first, then the parent's pid.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(String::from).collect())
+}
+
+/// CPU seconds of the children a live process has waited for.
+fn waited_children_cpu_secs(pid: u32) -> f64 {
+    // cutime and cstime.
+    stat_secs(pid, 13, 14)
 }
 
 /// CPU seconds (user + system) of the children waited for so far.

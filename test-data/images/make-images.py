@@ -506,6 +506,16 @@ def trailers():
         im.save(HERE / "photo_chelsea_progressive.jpg", quality=85, subsampling=0, progressive=True)
     known("photo_chelsea_progressive.jpg", pillow_rgba(HERE / "photo_chelsea_progressive.jpg"))
 
+    # Restart markers: baseline with an interval per MCU row, progressive
+    # with one every 7 MCUs in every scan (EOB runs stop at each).
+    with Image.open(HERE / "photo_chelsea.jpg") as im:
+        im.save(HERE / "photo_chelsea_restart.jpg", quality=85, subsampling=0, restart_marker_rows=1)
+        im.save(
+            HERE / "photo_chelsea_progressive_restart.jpg", quality=85, subsampling=0, progressive=True, restart_marker_blocks=7
+        )
+    known("photo_chelsea_restart.jpg", pillow_rgba(HERE / "photo_chelsea_restart.jpg"))
+    known("photo_chelsea_progressive_restart.jpg", pillow_rgba(HERE / "photo_chelsea_progressive_restart.jpg"))
+
     # A multi-picture (MPF) file: a red picture, then a blue one after its
     # end; the first decides.
     h, w = 37, 61

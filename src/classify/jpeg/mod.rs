@@ -11,8 +11,9 @@
 //! markers), names what the decoder cannot do (arithmetic coding, lossless
 //! and hierarchical modes, 12-bit samples), and checks that the scans cover
 //! every coefficient of every component; [`check_scans`] then reads every
-//! Huffman code of every scan and refuses data that ends before its last
-//! block. A leaf: it knows bytes, not decoders.
+//! Huffman code of every scan, through lookahead tables, skipping the bits
+//! it need not know, and refuses data that ends before its last block. A
+//! leaf: it knows bytes, not decoders.
 
 mod scan;
 
@@ -434,10 +435,12 @@ mod tests {
             + 2
     }
 
-    const PHOTOS: [&str; 6] = [
+    const PHOTOS: [&str; 8] = [
         "photo_astronaut.jpg",
         "photo_chelsea.jpg",
         "photo_chelsea_progressive.jpg",
+        "photo_chelsea_progressive_restart.jpg",
+        "photo_chelsea_restart.jpg",
         "photo_coffee.jpg",
         "photo_retina.jpg",
         "photo_rocket.jpg",

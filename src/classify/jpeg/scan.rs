@@ -1,18 +1,40 @@
 //! The check that a JPEG's scans hold every block their headers promise:
-//! its Huffman tables parsed, and every code of every scan read, bit by
-//! bit, through stuffing and restart intervals, for baseline and
-//! progressive scans alike. Reads a file that [`layout`](super::layout)
-//! accepted.
+//! its Huffman tables parsed, and every code of every scan read, through
+//! stuffing and restart intervals, for baseline and progressive scans
+//! alike. Reads a file that [`layout`](super::layout) accepted.
+//!
+//! It reads no more than it must: a lookahead table gives a code and the
+//! magnitude bits after it in one step, eight bytes of data go into the
+//! bit buffer at a time where they hold no `FF`, and magnitudes and the
+//! correction bits of refinement scans are skipped, never made into values.
 
 use super::{
-    DHT, DRI, Frame, Refusal, ScanHeader, Segment, Segments, frame_kind, is_restart, parse_frame,
-    parse_scan,
+    DHT, DRI, Frame, Refusal, Segment, Segments, frame_kind, is_restart, parse_frame, parse_scan,
 };
 
-/// A Huffman table from a DHT segment, with an 8-bit lookahead.
+/// Bits of lookahead in [`Huffman::fast`]: most codes fit in them.
+const LOOKAHEAD: u32 = 10;
+
+/// Bits of lookahead in [`Huffman::run`]: often two or three AC codes with
+/// their magnitudes.
+const RUN_LOOKAHEAD: u32 = 12;
+
+/// A Huffman table from a DHT segment, with a [`LOOKAHEAD`]-bit lookahead.
 struct Huffman {
-    /// For each 8-bit prefix whose code is at most 8 bits: length << 8 | symbol, else 0.
-    fast: [u16; 256],
+    /// For each [`LOOKAHEAD`]-bit prefix that starts with a code of at most
+    /// that many bits: its symbol | its length << 8 | the magnitude bits
+    /// that follow it << 16; else 0. A DC symbol that asks for more than
+    /// 16 magnitude bits, which is corrupt, is left to the slow path.
+    fast: Box<[u32; 1 << LOOKAHEAD]>,
+    /// For an AC table, for each [`RUN_LOOKAHEAD`]-bit prefix: the AC codes
+    /// of a sequential block that start it, with their magnitude bits, as
+    /// many as fit whole, up to and with an end of block: their bits | the
+    /// coefficients they move past (at most 127) << 4 | 1 << 11 if they end
+    /// the block; 0 if not even one fits.
+    run: Box<[u16; 1 << RUN_LOOKAHEAD]>,
+    /// True for an AC table, whose symbols give their magnitude bits in
+    /// the low four bits; a DC table's symbol is the count itself.
+    ac: bool,
     /// The largest code of each length (1 to 16), or -1.
     max_code: [i32; 17],
     /// For each length: index in `symbols` of its first code, less that code.
@@ -21,13 +43,15 @@ struct Huffman {
 }
 
 impl Huffman {
-    fn parse(body: &[u8]) -> Result<(Huffman, &[u8]), Refusal> {
+    fn parse(body: &[u8], ac: bool) -> Result<(Huffman, &[u8]), Refusal> {
         let corrupt = Refusal::Corrupt("a malformed Huffman table");
         let counts = body.get(..16).ok_or(corrupt.clone())?;
         let total: usize = counts.iter().map(|&c| usize::from(c)).sum();
         let symbols = body.get(16..16 + total).ok_or(corrupt.clone())?.to_vec();
         let mut table = Huffman {
-            fast: [0; 256],
+            fast: Box::new([0; 1 << LOOKAHEAD]),
+            run: Box::new([0; 1 << RUN_LOOKAHEAD]),
+            ac,
             max_code: [-1; 17],
             offset: [0; 17],
             symbols,
@@ -44,13 +68,14 @@ impl Huffman {
                     if code >= 1 << len {
                         return Err(corrupt);
                     }
-                    if len <= 8 {
-                        let shift = 8 - len;
+                    let symbol = table.symbols[index as usize];
+                    let magnitude = table.magnitude(symbol);
+                    if len as u32 <= LOOKAHEAD && magnitude <= 16 {
+                        let entry =
+                            u32::from(magnitude) << 16 | (len as u32) << 8 | u32::from(symbol);
+                        let shift = LOOKAHEAD as usize - len;
                         let first = (code as usize) << shift;
-                        let entry = (len as u16) << 8 | u16::from(table.symbols[index as usize]);
-                        for slot in &mut table.fast[first..first + (1 << shift)] {
-                            *slot = entry;
-                        }
+                        table.fast[first..first + (1 << shift)].fill(entry);
                     }
                     code += 1;
                     index += 1;
@@ -59,21 +84,97 @@ impl Huffman {
             }
             code <<= 1;
         }
+        if ac {
+            for (prefix, slot) in table.run.iter_mut().enumerate() {
+                *slot = run_of(
+                    &table.max_code,
+                    &table.offset,
+                    &table.symbols,
+                    prefix as u32,
+                );
+            }
+        }
         Ok((table, &body[16 + total..]))
     }
+
+    /// The code at the top of the `width` low bits of `window`, as its
+    /// length and symbol, if it is whole there.
+    fn first_code(
+        max_code: &[i32; 17],
+        offset: &[i32; 17],
+        symbols: &[u8],
+        window: u32,
+        width: u32,
+    ) -> Option<(u32, u8)> {
+        for len in 1..=width.min(16) {
+            let code = (window >> (width - len)) as i32;
+            if code <= max_code[len as usize] {
+                let index = (code + offset[len as usize]) as usize;
+                return symbols.get(index).map(|&symbol| (len, symbol));
+            }
+        }
+        None
+    }
+
+    /// The magnitude bits that follow `symbol`'s code.
+    fn magnitude(&self, symbol: u8) -> u8 {
+        if self.ac { symbol & 15 } else { symbol }
+    }
+}
+
+/// The [`Huffman::run`] entry for the [`RUN_LOOKAHEAD`]-bit `prefix`.
+fn run_of(max_code: &[i32; 17], offset: &[i32; 17], symbols: &[u8], prefix: u32) -> u16 {
+    let (mut used, mut moved, mut ends) = (0, 0u32, false);
+    while let Some((len, rs)) = Huffman::first_code(
+        max_code,
+        offset,
+        symbols,
+        prefix & ((1 << (RUN_LOOKAHEAD - used)) - 1),
+        RUN_LOOKAHEAD - used,
+    ) {
+        let (run, size) = (u32::from(rs >> 4), u32::from(rs & 15));
+        if used + len + size > RUN_LOOKAHEAD {
+            break;
+        }
+        used += len + size;
+        if size == 0 && run != 15 {
+            ends = true;
+            break;
+        }
+        moved += if size == 0 { 16 } else { run + 1 };
+        if used == RUN_LOOKAHEAD {
+            break;
+        }
+    }
+    (used | moved.min(127) << 4 | u32::from(ends) << 11) as u16
 }
 
 /// Reads entropy-coded data: bits, most significant first, with stuffed
 /// zero bytes removed, stopping at a restart marker or the end.
+///
+/// Its methods are all inlined, and a block is read from a copy of it on
+/// the stack: so the bit buffer stays in registers, not in memory that
+/// each code would write and read back.
+#[derive(Clone, Copy)]
 struct Bits<'a> {
     data: &'a [u8],
     at: usize,
+    /// The next `count` bits, from the most significant; the bits below
+    /// them are zero.
     buffer: u64,
     count: u32,
 }
 
 pub(super) const TRUNCATED: Refusal = Refusal::Corrupt("scan data ends before the last block");
 const BAD_CODE: Refusal = Refusal::Corrupt("a bad Huffman code in the scan data");
+
+/// True if one of the eight bytes of `word` is `FF`.
+fn has_ff(word: u64) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // A zero byte in !word: the classic test, exact for "any".
+    (!word).wrapping_sub(ONES) & word & HIGHS != 0
+}
 
 impl<'a> Bits<'a> {
     fn new(data: &'a [u8]) -> Bits<'a> {
@@ -85,8 +186,23 @@ impl<'a> Bits<'a> {
         }
     }
 
+    /// Fills the buffer to more than 56 bits, or up to the next marker or
+    /// the end of the data.
+    #[inline(always)]
     fn refill(&mut self) {
         while self.count <= 56 {
+            if let Some(word) = self.data.get(self.at..).and_then(<[u8]>::first_chunk::<8>) {
+                let word = u64::from_be_bytes(*word);
+                if !has_ff(word) {
+                    // As many whole bytes as fit.
+                    let bytes = (63 - self.count) / 8;
+                    let end = self.count + 8 * bytes;
+                    self.buffer |= (word >> self.count) & !(u64::MAX >> end);
+                    self.count = end;
+                    self.at += bytes as usize;
+                    return;
+                }
+            }
             let Some(&byte) = self.data.get(self.at) else {
                 return;
             };
@@ -100,51 +216,124 @@ impl<'a> Bits<'a> {
             } else {
                 self.at += 1;
             }
-            self.buffer = self.buffer << 8 | u64::from(byte);
+            self.buffer |= u64::from(byte) << (56 - self.count);
             self.count += 8;
         }
     }
 
-    fn bits(&mut self, n: u32) -> Result<u32, Refusal> {
+    #[inline(always)]
+    fn consume(&mut self, n: u32) {
+        self.buffer <<= n;
+        self.count -= n;
+    }
+
+    /// The next `n` bits (at most 16).
+    #[inline(always)]
+    fn bits(&mut self, n: u32) -> Result<u32, Stop> {
         if n == 0 {
             return Ok(0);
         }
         if self.count < n {
             self.refill();
             if self.count < n {
-                return Err(TRUNCATED);
+                return Err(Stop::Truncated);
             }
         }
-        self.count -= n;
-        Ok((self.buffer >> self.count) as u32 & ((1 << n) - 1))
+        let value = (self.buffer >> (64 - n)) as u32;
+        self.consume(n);
+        Ok(value)
     }
 
-    fn decode(&mut self, table: &Huffman) -> Result<u8, Refusal> {
+    /// Moves past `n` bits, any number.
+    #[inline(always)]
+    fn skip(&mut self, n: u32) -> Result<(), Stop> {
+        if n <= self.count {
+            self.consume(n);
+            return Ok(());
+        }
+        self.skip_slow(n)
+    }
+
+    #[inline(always)]
+    fn skip_slow(&mut self, mut n: u32) -> Result<(), Stop> {
+        while n > 0 {
+            let step = n.min(16);
+            self.bits(step)?;
+            n -= step;
+        }
+        Ok(())
+    }
+
+    /// Moves past the magnitude bits of a code.
+    #[inline(always)]
+    fn skip_magnitude(&mut self, size: u8) -> Result<(), Stop> {
+        if size > 16 {
+            return Err(Stop::BadCode);
+        }
+        self.skip(u32::from(size))
+    }
+
+    /// Reads one code; returns its symbol and the magnitude bits after it
+    /// still to read: none if they were in the buffer too, and were read
+    /// with the code.
+    #[inline(always)]
+    fn code(&mut self, table: &Huffman) -> Result<(u8, u8), Stop> {
+        if self.count < 32 {
+            self.refill();
+        }
+        let entry = table.fast[(self.buffer >> (64 - LOOKAHEAD)) as usize];
+        let (len, magnitude) = (entry >> 8 & 0xFF, entry >> 16);
+        if len != 0 && len + magnitude <= self.count {
+            self.consume(len + magnitude);
+            return Ok((entry as u8, 0));
+        }
+        self.code_slow(table)
+    }
+
+    #[inline(always)]
+    fn code_slow(&mut self, table: &Huffman) -> Result<(u8, u8), Stop> {
+        let symbol = self.decode(table)?;
+        Ok((symbol, table.magnitude(symbol)))
+    }
+
+    /// Reads one code, and only the code.
+    #[inline(always)]
+    fn decode(&mut self, table: &Huffman) -> Result<u8, Stop> {
         if self.count < 16 {
             self.refill();
         }
-        if self.count >= 8 {
-            let entry = table.fast[(self.buffer >> (self.count - 8)) as usize & 0xFF];
-            if entry != 0 {
-                self.count -= u32::from(entry >> 8);
-                return Ok(entry as u8);
-            }
+        let entry = table.fast[(self.buffer >> (64 - LOOKAHEAD)) as usize];
+        let len = entry >> 8 & 0xFF;
+        if len != 0 && len <= self.count {
+            self.consume(len);
+            return Ok(entry as u8);
         }
-        let mut code = 0i32;
+        // A longer code, or one that the lookahead table leaves out: try
+        // each length on the next 16 bits, zeros past the data's end.
+        let next = (self.buffer >> 48) as i32;
         for len in 1..=16 {
-            code = code << 1 | self.bits(1)? as i32;
+            let code = next >> (16 - len);
             if code <= table.max_code[len] {
+                if len as u32 > self.count {
+                    return Err(Stop::Truncated);
+                }
+                self.consume(len as u32);
                 let index = (code + table.offset[len]) as usize;
-                return table.symbols.get(index).copied().ok_or(BAD_CODE);
+                return table.symbols.get(index).copied().ok_or(Stop::BadCode);
             }
         }
-        Err(BAD_CODE)
+        // No code in 16 bits; or the data ended before a code did.
+        Err(if self.count < 16 {
+            Stop::Truncated
+        } else {
+            Stop::BadCode
+        })
     }
 
     /// Moves past the restart marker that must come next, dropping the
     /// padding bits before it. Bytes before the marker are skipped, as
     /// libjpeg does.
-    fn restart(&mut self) -> Result<(), Refusal> {
+    fn restart(&mut self) -> Result<(), Stop> {
         self.buffer = 0;
         self.count = 0;
         while self.at + 1 < self.data.len() {
@@ -154,7 +343,7 @@ impl<'a> Bits<'a> {
             }
             self.at += 1;
         }
-        Err(TRUNCATED)
+        Err(Stop::Truncated)
     }
 }
 
@@ -171,6 +360,8 @@ pub(in crate::classify) fn check_scans(bytes: &[u8]) -> Result<(), Refusal> {
     let mut frame: Option<Frame> = None;
     let mut dc: [Option<Huffman>; 4] = Default::default();
     let mut ac: [Option<Huffman>; 4] = Default::default();
+    // Stands for the tables a scan does not use.
+    let unused = Huffman::parse(&[0; 16], false)?.0;
     let mut restart_interval = 0usize;
     let mut nonzero: Vec<Vec<u64>> = Vec::new();
     while let Ok(segment) = segments.next_segment()? {
@@ -187,7 +378,7 @@ pub(in crate::classify) fn check_scans(bytes: &[u8]) -> Result<(), Refusal> {
                         if class > 1 || id > 3 {
                             return Err(Refusal::Corrupt("a malformed Huffman table"));
                         }
-                        let (table, tail) = Huffman::parse(tail)?;
+                        let (table, tail) = Huffman::parse(tail, class == 1)?;
                         rest = tail;
                         let slot = if class == 0 { &mut dc[id] } else { &mut ac[id] };
                         *slot = Some(table);
@@ -214,196 +405,285 @@ pub(in crate::classify) fn check_scans(bytes: &[u8]) -> Result<(), Refusal> {
                 if missing {
                     return Ok(());
                 }
+                let (start, end) = (scan.spectral.start as u32, scan.spectral.end as u32 - 1);
                 let mut reader = ScanReader {
-                    frame,
-                    scan: &scan,
-                    dc: &dc,
-                    ac: &ac,
                     bits: Bits::new(data),
+                    start,
+                    end,
                     eob_run: 0,
+                    restart_interval,
+                    left: restart_interval,
                 };
-                reader.read(restart_interval, &mut nonzero)?;
+                let components: Vec<Blocks> = scan
+                    .components
+                    .iter()
+                    .map(|&(index, d, a)| Blocks {
+                        index,
+                        dc: if needs_dc { dc[d].as_ref() } else { None }.unwrap_or(&unused),
+                        ac: if needs_ac { ac[a].as_ref() } else { None }.unwrap_or(&unused),
+                    })
+                    .collect();
+                let walk = Walk {
+                    frame,
+                    components: &components,
+                    nonzero: &mut nonzero,
+                };
+                match (frame.progressive, start, scan.high) {
+                    (false, ..) => walk.run(&mut reader, ScanReader::sequential),
+                    (true, 0, 0) => walk.run(&mut reader, ScanReader::dc_first),
+                    (true, 0, _) => walk.run(&mut reader, ScanReader::dc_refine),
+                    (true, _, 0) => walk.run(&mut reader, ScanReader::ac_first),
+                    (true, _, _) => walk.run(&mut reader, ScanReader::ac_refine),
+                }
+                .map_err(Refusal::from)?;
             }
         }
     }
     Ok(())
 }
 
-/// Reads one scan's entropy-coded data.
-struct ScanReader<'s, 'a> {
-    frame: &'s Frame,
-    scan: &'s ScanHeader,
-    dc: &'s [Option<Huffman>; 4],
-    ac: &'s [Option<Huffman>; 4],
-    bits: Bits<'a>,
-    eob_run: u32,
+/// Why a scan's data is refused: a [`Refusal`] in a byte, so that the
+/// reading loops return it in a register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Truncated,
+    BadCode,
 }
 
-impl ScanReader<'_, '_> {
-    fn read(&mut self, restart_interval: usize, nonzero: &mut [Vec<u64>]) -> Result<(), Refusal> {
-        let frame = self.frame;
-        let scan = self.scan;
-        // The blocks of each MCU, as (scan component, block index in the
-        // component's padded grid).
-        let (mcu_count, single) = if scan.components.len() == 1 {
-            let c = frame.components[scan.components[0].0];
-            let (across, down) = frame.blocks_alone(c);
-            (across * down, Some((across, frame.blocks_padded(c).0)))
-        } else {
-            let (across, down) = frame.mcus();
-            (across * down, None)
-        };
-        let refining_ac = scan.spectral.start > 0 && scan.high > 0;
-        let first_ac = scan.spectral.start > 0 && scan.high == 0;
-        if frame.progressive && scan.spectral.start > 0 {
-            let index = scan.components[0].0;
-            if nonzero[index].is_empty() {
-                let (across, down) = frame.blocks_padded(frame.components[index]);
-                nonzero[index] = vec![0; across * down];
-            }
+impl From<Stop> for Refusal {
+    fn from(stop: Stop) -> Refusal {
+        match stop {
+            Stop::Truncated => TRUNCATED,
+            Stop::BadCode => BAD_CODE,
         }
-        let (mcus_across, _) = frame.mcus();
-        for mcu in 0..mcu_count {
-            if restart_interval > 0 && mcu > 0 && mcu % restart_interval == 0 {
-                self.bits.restart()?;
-                self.eob_run = 0;
-            }
-            match single {
-                Some((across, stride)) => {
-                    let (x, y) = (mcu % across, mcu / across);
-                    let (index, d, a) = scan.components[0];
-                    let mask = nonzero
-                        .get_mut(index)
-                        .and_then(|n| n.get_mut(y * stride + x));
-                    self.block(d, a, mask, first_ac, refining_ac)?;
+    }
+}
+
+/// One component of a scan: its index in the frame, and its tables.
+struct Blocks<'t> {
+    index: usize,
+    dc: &'t Huffman,
+    ac: &'t Huffman,
+}
+
+/// The order of a scan's blocks.
+struct Walk<'s, 't> {
+    frame: &'s Frame,
+    components: &'s [Blocks<'t>],
+    nonzero: &'s mut [Vec<u64>],
+}
+
+impl Walk<'_, '_> {
+    /// Reads every block of the scan with `block` (given the block's
+    /// tables and its mask of non-zero coefficients), and the restart
+    /// markers between intervals.
+    #[inline(always)]
+    fn run<'a, F>(self, reader: &mut ScanReader<'a>, block: F) -> Result<(), Stop>
+    where
+        F: Fn(&mut ScanReader<'a>, &Huffman, &Huffman, &mut u64) -> Result<(), Stop>,
+    {
+        let frame = self.frame;
+        let mut unused = 0u64;
+        if let [Blocks { index, dc, ac }] = self.components {
+            // One component alone: its blocks in raster order, unpadded.
+            let c = frame.components[*index];
+            let (across, down) = frame.blocks_alone(c);
+            let (stride, padded_down) = frame.blocks_padded(c);
+            // Only progressive AC scans need the masks, and make them.
+            let masks: &mut [u64] = if frame.progressive && reader.start > 0 {
+                let masks = &mut self.nonzero[*index];
+                if masks.is_empty() {
+                    *masks = vec![0; stride * padded_down];
                 }
-                None => {
-                    let (mx, my) = (mcu % mcus_across, mcu / mcus_across);
-                    for &(index, d, a) in &scan.components {
-                        let c = frame.components[index];
-                        let stride = mcus_across * usize::from(c.h);
-                        for by in 0..usize::from(c.v) {
-                            for bx in 0..usize::from(c.h) {
-                                let at = (my * usize::from(c.v) + by) * stride
-                                    + mx * usize::from(c.h)
-                                    + bx;
-                                let mask = nonzero.get_mut(index).and_then(|n| n.get_mut(at));
-                                self.block(d, a, mask, first_ac, refining_ac)?;
-                            }
-                        }
-                    }
+                masks
+            } else {
+                &mut []
+            };
+            for y in 0..down {
+                for x in 0..across {
+                    reader.next_mcu()?;
+                    let mask = masks.get_mut(y * stride + x).unwrap_or(&mut unused);
+                    block(reader, dc, ac, mask)?;
+                }
+            }
+            return Ok(());
+        }
+        // Interleaved: whole MCUs, each each component's h x v blocks. Only
+        // DC and sequential scans interleave, so no block needs its mask.
+        let (across, down) = frame.mcus();
+        let counts: Vec<usize> = self
+            .components
+            .iter()
+            .map(|b| {
+                let c = frame.components[b.index];
+                usize::from(c.h) * usize::from(c.v)
+            })
+            .collect();
+        for _ in 0..across * down {
+            reader.next_mcu()?;
+            for (b, &count) in self.components.iter().zip(&counts) {
+                for _ in 0..count {
+                    block(reader, b.dc, b.ac, &mut unused)?;
                 }
             }
         }
         Ok(())
     }
+}
 
-    /// Reads one block's codes; `mask` is its non-zero coefficients, kept
-    /// for progressive AC scans.
-    fn block(
-        &mut self,
-        dc: usize,
-        ac: usize,
-        mask: Option<&mut u64>,
-        first_ac: bool,
-        refining_ac: bool,
-    ) -> Result<(), Refusal> {
-        let spectral = self.scan.spectral.clone();
-        if !self.frame.progressive {
-            let size = self.bits.decode(table(self.dc, dc)?)?;
-            self.skip_magnitude(size)?;
-            let ac = table(self.ac, ac)?;
-            let mut k = 1;
-            while k < 64 {
-                let rs = self.bits.decode(ac)?;
-                let (run, size) = (usize::from(rs >> 4), rs & 15);
-                if size == 0 {
-                    if run != 15 {
-                        break;
-                    }
-                    k += 16;
-                    continue;
-                }
-                k += run;
-                self.skip_magnitude(size)?;
-                k += 1;
+/// Reads one scan's entropy-coded data.
+struct ScanReader<'a> {
+    bits: Bits<'a>,
+    /// The scan's spectral selection: its first and last coefficient.
+    start: u32,
+    end: u32,
+    eob_run: u32,
+    restart_interval: usize,
+    /// MCUs left before the next restart marker.
+    left: usize,
+}
+
+impl ScanReader<'_> {
+    /// Moves past a restart marker when one is due before the next MCU.
+    #[inline(always)]
+    fn next_mcu(&mut self) -> Result<(), Stop> {
+        if self.restart_interval > 0 {
+            if self.left == 0 {
+                self.bits.restart()?;
+                self.eob_run = 0;
+                self.left = self.restart_interval;
             }
-            return Ok(());
+            self.left -= 1;
         }
-        if spectral.start == 0 {
-            if self.scan.high == 0 {
-                let size = self.bits.decode(table(self.dc, dc)?)?;
-                self.skip_magnitude(size)?;
-            } else {
-                self.bits.bits(1)?;
+        Ok(())
+    }
+
+    /// A block of a sequential scan: every coefficient.
+    #[inline(always)]
+    fn sequential(&mut self, dc: &Huffman, ac: &Huffman, _: &mut u64) -> Result<(), Stop> {
+        let mut copy = self.bits;
+        let bits = &mut copy;
+        let (_, magnitude) = bits.code(dc)?;
+        bits.skip_magnitude(magnitude)?;
+        let mut k = 1;
+        while k < 64 {
+            if bits.count < 32 {
+                bits.refill();
             }
-            return Ok(());
-        }
-        let mut unused = 0u64;
-        let mask = mask.unwrap_or(&mut unused);
-        let (start, end) = (spectral.start, spectral.end - 1);
-        let ac = table(self.ac, ac)?;
-        if first_ac {
-            if self.eob_run > 0 {
-                self.eob_run -= 1;
-                return Ok(());
-            }
-            let mut k = start;
-            while k <= end {
-                let rs = self.bits.decode(ac)?;
-                let (run, size) = (u32::from(rs >> 4), rs & 15);
-                if size == 0 {
-                    if run < 15 {
-                        self.eob_run = (1 << run) - 1 + self.bits.bits(run)?;
-                        break;
-                    }
-                    k += 16;
-                    continue;
-                }
-                k += run as usize;
-                if k > end {
-                    return Err(BAD_CODE);
-                }
-                self.skip_magnitude(size)?;
-                *mask |= 1 << k;
-                k += 1;
-            }
-            return Ok(());
-        }
-        debug_assert!(refining_ac);
-        let mut k = start;
-        if self.eob_run == 0 {
-            while k <= end {
-                let rs = self.bits.decode(ac)?;
-                let (mut run, size) = (i32::from(rs >> 4), rs & 15);
-                if size != 0 {
-                    if size != 1 {
-                        return Err(BAD_CODE);
-                    }
-                    self.bits.bits(1)?;
-                } else if run != 15 {
-                    self.eob_run = (1 << run) + self.bits.bits(run as u32)?;
+            // Several codes at once, when they all fall short of the
+            // block's end.
+            let run = u32::from(ac.run[(bits.buffer >> (64 - RUN_LOOKAHEAD)) as usize]);
+            let (used, moved) = (run & 15, run >> 4 & 127);
+            if used != 0 && used <= bits.count && k + moved < 64 {
+                bits.consume(used);
+                if run >> 11 != 0 {
                     break;
                 }
-                // Past already non-zero coefficients (a correction bit
-                // each) and `run` zero ones, to the one this code sets.
-                loop {
-                    if *mask & 1 << k != 0 {
-                        self.bits.bits(1)?;
-                    } else {
-                        run -= 1;
-                        if run < 0 {
-                            break;
-                        }
-                    }
-                    k += 1;
-                    if k > end {
-                        break;
-                    }
+                k += moved;
+                continue;
+            }
+            let (rs, magnitude) = bits.code(ac)?;
+            let (run, size) = (rs >> 4, rs & 15);
+            if size == 0 {
+                if run != 15 {
+                    break;
                 }
+                k += 16;
+                continue;
+            }
+            bits.skip_magnitude(magnitude)?;
+            k += u32::from(run) + 1;
+        }
+        self.bits = copy;
+        Ok(())
+    }
+
+    /// A block of a progressive DC scan's first pass: the high bits.
+    #[inline(always)]
+    fn dc_first(&mut self, dc: &Huffman, _: &Huffman, _: &mut u64) -> Result<(), Stop> {
+        let (_, magnitude) = self.bits.code(dc)?;
+        self.bits.skip_magnitude(magnitude)
+    }
+
+    /// A block of a DC refinement scan: one more bit.
+    #[inline(always)]
+    fn dc_refine(&mut self, _: &Huffman, _: &Huffman, _: &mut u64) -> Result<(), Stop> {
+        self.bits.skip(1)
+    }
+
+    /// A block of a progressive AC scan's first pass: the high bits of its
+    /// coefficients in the band, in runs and runs of empty blocks.
+    #[inline(always)]
+    fn ac_first(&mut self, _: &Huffman, ac: &Huffman, mask: &mut u64) -> Result<(), Stop> {
+        if self.eob_run > 0 {
+            self.eob_run -= 1;
+            return Ok(());
+        }
+        let mut copy = self.bits;
+        let bits = &mut copy;
+        let (mut k, end) = (self.start, self.end);
+        while k <= end {
+            let (rs, magnitude) = bits.code(ac)?;
+            let (run, size) = (u32::from(rs >> 4), rs & 15);
+            if size == 0 {
+                if run < 15 {
+                    self.eob_run = (1 << run) - 1 + bits.bits(run)?;
+                    break;
+                }
+                k += 16;
+                continue;
+            }
+            k += run;
+            if k > end {
+                return Err(Stop::BadCode);
+            }
+            bits.skip_magnitude(magnitude)?;
+            *mask |= 1 << k;
+            k += 1;
+        }
+        self.bits = copy;
+        Ok(())
+    }
+
+    /// A block of an AC refinement scan: a bit more of the coefficients
+    /// already non-zero, and the coefficients that become non-zero.
+    #[inline(always)]
+    fn ac_refine(&mut self, _: &Huffman, ac: &Huffman, mask: &mut u64) -> Result<(), Stop> {
+        let mut copy = self.bits;
+        let bits = &mut copy;
+        let (mut k, end) = (self.start, self.end);
+        if self.eob_run == 0 {
+            while k <= end {
+                let (rs, magnitude) = bits.code(ac)?;
+                let (run, size) = (u32::from(rs >> 4), rs & 15);
+                if size != 0 {
+                    if size != 1 {
+                        return Err(Stop::BadCode);
+                    }
+                    // The new coefficient's sign.
+                    bits.skip_magnitude(magnitude)?;
+                } else if run != 15 {
+                    self.eob_run = (1 << run) + bits.bits(run)?;
+                    break;
+                }
+                // Past `run` zero coefficients, and the already non-zero
+                // ones among them with a correction bit each, to the zero
+                // one this code sets.
+                let span = span(k, end);
+                let mut zeros = !*mask & span;
+                for _ in 0..run {
+                    zeros &= zeros.wrapping_sub(1);
+                }
+                let stop = if zeros == 0 {
+                    end + 1
+                } else {
+                    zeros.trailing_zeros()
+                };
+                bits.skip((*mask & span & below(stop)).count_ones())?;
+                k = stop;
                 if size != 0 {
                     if k > end {
-                        return Err(BAD_CODE);
+                        return Err(Stop::BadCode);
                     }
                     *mask |= 1 << k;
                 }
@@ -411,29 +691,31 @@ impl ScanReader<'_, '_> {
             }
         }
         if self.eob_run > 0 {
-            while k <= end {
-                if *mask & 1 << k != 0 {
-                    self.bits.bits(1)?;
-                }
-                k += 1;
-            }
+            // The rest of the band: a correction bit for each non-zero
+            // coefficient.
+            bits.skip((*mask & span(k, end)).count_ones())?;
             self.eob_run -= 1;
         }
+        self.bits = copy;
         Ok(())
-    }
-
-    fn skip_magnitude(&mut self, size: u8) -> Result<(), Refusal> {
-        if size > 16 {
-            return Err(BAD_CODE);
-        }
-        self.bits.bits(u32::from(size)).map(drop)
     }
 }
 
-fn table(tables: &[Option<Huffman>; 4], id: usize) -> Result<&Huffman, Refusal> {
-    tables[id]
-        .as_ref()
-        .ok_or(Refusal::Corrupt("a scan uses a Huffman table not defined"))
+/// Bits `from..=to` of a block's mask; none if `from > to`.
+fn span(from: u32, to: u32) -> u64 {
+    if from > to {
+        return 0;
+    }
+    (u64::MAX >> (63 - to)) & (u64::MAX << from)
+}
+
+/// Bits below `stop` (at most 64) of a block's mask.
+fn below(stop: u32) -> u64 {
+    if stop >= 64 {
+        u64::MAX
+    } else {
+        (1 << stop) - 1
+    }
 }
 
 #[cfg(test)]
@@ -459,7 +741,7 @@ mod tests {
         let corrupt = Err(Refusal::Corrupt("a malformed Huffman table"));
         let cases = [(full, true), (over, false), (late, false), (wide, false)];
         for (counts, fits) in cases {
-            let parsed = Huffman::parse(&table(counts)).map(|_| ());
+            let parsed = Huffman::parse(&table(counts), true).map(|_| ());
             if fits {
                 assert_eq!(parsed, Ok(()), "{counts:?}");
             } else {
