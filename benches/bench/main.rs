@@ -15,12 +15,13 @@
 //! ```text
 //! cargo bench --bench bench -- --assets DIR --server BIN [--musl BIN]
 //!     [--musl-libc-mem BIN] [--static-glibc BIN] [--image TAG]
-//!     [--anchors FILE] [--work DIR] [--out FILE]
+//!     [--baseline BIN] [--anchors FILE] [--work DIR] [--out FILE]
 //!     [--quick] [--only classify|crypto|e2e|mem|parallel|formats|upload-cost|workers]...
 //! ```
 //!
 //! `--only e2e` includes section 5, which needs `--musl`; `--only mem` is
-//! section 5b alone.
+//! section 5b alone. `--baseline` is an earlier server binary that section 7
+//! measures beside `--server` (through `make bench BENCH_FLAGS=...`).
 
 mod crypto;
 mod e2e;
@@ -47,6 +48,8 @@ struct Args {
     musl_libc_mem: Option<PathBuf>,
     static_glibc: Option<PathBuf>,
     image: Option<String>,
+    /// An earlier server, for section 7's per-upload comparison.
+    baseline: Option<PathBuf>,
     work: PathBuf,
     out: Option<PathBuf>,
     quick: bool,
@@ -63,6 +66,7 @@ fn parse_args() -> Args {
         musl_libc_mem: None,
         static_glibc: None,
         image: None,
+        baseline: None,
         work: "target/bench/work".into(),
         out: None,
         quick: false,
@@ -80,6 +84,7 @@ fn parse_args() -> Args {
             "--musl-libc-mem" => args.musl_libc_mem = Some(value()),
             "--static-glibc" => args.static_glibc = Some(value()),
             "--image" => args.image = Some(value().display().to_string()),
+            "--baseline" => args.baseline = Some(value()),
             "--work" => args.work = value(),
             "--out" => args.out = Some(value()),
             "--quick" => args.quick = true,
@@ -245,6 +250,7 @@ fn main() {
             &mut report,
             &workers::Config {
                 server: &args.server,
+                baseline: args.baseline.as_deref(),
                 assets: &args.assets,
                 work: &args.work,
                 quick: args.quick,
