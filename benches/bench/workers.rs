@@ -387,7 +387,7 @@ struct Uploads {
     per_round: usize,
 }
 
-/// A server of section 7c, with its client and its data.
+/// A server of section 9c, with its client and its data.
 struct Running {
     server: Server,
     client: Client,
@@ -692,8 +692,8 @@ pub fn section(report: &mut Report, cfg: &Config) {
     let how = match cfg.baseline {
         Some(b) => format!(
             "Two release servers run side by side, each fresh with its own data: \
-             `{new}` and, as the baseline, `{old}`, an earlier build that decodes in its \
-             own process; in each round every kind goes to both, the two servers taking \
+             `{new}` and, as the baseline, the build given by `--baseline` (`{old}`), \
+             an earlier build that decodes in its own process; in each round every kind goes to both, the two servers taking \
              turns to go first from one round to the next. *More server CPU* is the \
              server's figure over the baseline's. *Estimated from the decodes* is what \
              the bench reports without a baseline: the worker overhead of the same files \
@@ -703,7 +703,9 @@ pub fn section(report: &mut Report, cfg: &Config) {
              the kernel after each decode faults them in again for the next, with or \
              without workers; the measured figure is the one the goal is judged on.",
             new = cfg.server.display(),
-            old = b.display(),
+            old = b
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
         ),
         None => "The server cannot decode in its own process any more, so the CPU an \
                  upload would take without a worker is estimated: the server's figure \

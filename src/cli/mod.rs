@@ -9,6 +9,11 @@
 //!   uploads by colour and neither `--sign` nor `--unsigned` was given;
 //! - 3: `send` refused: the server's key differs from the pinned one.
 //!
+//! The hidden `decode-worker`, which only the decode workers' pool starts,
+//! exits 0 once it has answered, or with its own statuses: 86, an
+//! allocation over its memory limit; 87, its parent is gone; 88, its
+//! sandbox could not be installed (`sandbox::EXIT_*`).
+//!
 //! A closed stdout is not an error: a command whose work is its output
 //! (`colorsort key | head -c 10`) stops quietly with 0; `send` goes on
 //! sending and exits by its uploads.

@@ -39,7 +39,7 @@ mod wire;
 pub mod worker;
 
 pub use local::{FileError, decode_file};
-pub use process::{COMMAND, Failure, OVERHEAD};
+pub use process::{COMMAND, EXIT_NO_SANDBOX, EXIT_ORPHAN, EXIT_OUT_OF_MEMORY, Failure, OVERHEAD};
 pub use seccomp::no_new_privs;
 pub use wire::{Header, Kind};
 

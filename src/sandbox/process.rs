@@ -18,12 +18,12 @@ pub const COMMAND: &str = "decode-worker";
 
 /// The exit status of a worker whose allocation failed against its memory
 /// limit.
-pub(super) const EXIT_OUT_OF_MEMORY: i32 = 86;
+pub const EXIT_OUT_OF_MEMORY: i32 = 86;
 /// The exit status of a worker started by a process other than its parent,
 /// or whose parent died before it could ask to die with it.
-pub(super) const EXIT_ORPHAN: i32 = 87;
+pub const EXIT_ORPHAN: i32 = 87;
 /// The exit status of a worker that could not install its sandbox.
-pub(super) const EXIT_NO_SANDBOX: i32 = 88;
+pub const EXIT_NO_SANDBOX: i32 = 88;
 
 /// Address space a worker has besides its input and its decode: the
 /// mapped binary, the stack, the allocator's own slack. It is charged to
