@@ -30,7 +30,8 @@
 //!   `protocol` takes
 //!   `config::MAX_SIGNATURE`, `budget` takes `config`'s memory constants.
 //!   Above them, `signers` imports only `sshsig`'s types, `age` only `key`,
-//!   `classify` only `config`. The client side (`client`, `pins`, the
+//!   `classify` only `config`, `sandbox` only `classify`, `budget`,
+//!   `config` and `log`. The client side (`client`, `pins`, the
 //!   client subcommands) never imports `server` or `store`.
 
 #[macro_use]
