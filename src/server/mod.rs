@@ -206,15 +206,18 @@ impl Server {
         })?;
         let mut limits = config.limits;
         fit_memory(&mut limits, config.max_memory_set);
-        if let Some(soft) = sys::raise_fd_limit(limits.max_connections)
-            && let fit = sys::connections_for_fd_limit(soft)
+        if let Some(soft) = sys::raise_fd_limit(limits.max_connections, limits.max_workers)
+            && let fit = sys::connections_for_fd_limit(soft, limits.max_workers)
             && fit < limits.max_connections
         {
             log!(
                 "connection limit lowered from {} to {fit}: the open-file limit (ulimit -n) is {soft}, \
-                 and a connection needs up to {} descriptors; raise the limit to serve more",
+                 a connection needs up to {} descriptors and each of {} decode workers {}; \
+                 raise the limit to serve more",
                 limits.max_connections,
-                sys::FDS_PER_CONNECTION + 1
+                sys::FDS_PER_CONNECTION + 1,
+                limits.max_workers,
+                sys::FDS_PER_WORKER
             );
             limits.max_connections = fit;
         }

@@ -16,6 +16,18 @@ pub(super) const FDS_PER_CONNECTION: usize = 4;
 /// Descriptors kept for the rest of the process: stdio, the listener, the
 /// data directory's folder handles and locks, the key file at start.
 const FDS_RESERVED: usize = 64;
+/// Descriptors a decode worker holds in the server: its two pipes. One
+/// worker at a time is being started, which holds three more for a moment.
+pub(super) const FDS_PER_WORKER: usize = 2;
+const FDS_STARTING_WORKER: usize = 3;
+
+/// Descriptors the server holds besides its connections, with `workers`
+/// decode workers alive at most.
+fn reserved(workers: usize) -> usize {
+    FDS_RESERVED
+        .saturating_add(workers.saturating_mul(FDS_PER_WORKER))
+        .saturating_add(FDS_STARTING_WORKER)
+}
 
 /// A listening socket on `addr` whose connections have the kernel buffers
 /// [`RECEIVE_BUFFER`] and [`SEND_BUFFER`], as `TcpListener::bind` makes it
@@ -121,12 +133,12 @@ pub(super) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 /// the hard limit allows, and returns the soft limit then in force; `None`
 /// if it cannot be read or is unlimited. The soft limit is often 1024 where
 /// the hard limit is far higher; servers commonly raise it themselves.
-pub(super) fn raise_fd_limit(connections: usize) -> Option<u64> {
+pub(super) fn raise_fd_limit(connections: usize, workers: usize) -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
         let wanted = connections
             .saturating_mul(FDS_PER_CONNECTION + 1)
-            .saturating_add(FDS_RESERVED);
+            .saturating_add(reserved(workers));
         let wanted = libc::rlim_t::try_from(wanted).unwrap_or(libc::rlim_t::MAX);
         let mut limit = libc::rlimit {
             rlim_cur: 0,
@@ -152,20 +164,20 @@ pub(super) fn raise_fd_limit(connections: usize) -> Option<u64> {
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = connections;
+        let _ = (connections, workers);
         None
     }
 }
 
 /// How many connections an open-file limit of `soft` holds: each needs up
 /// to [`FDS_PER_CONNECTION`] descriptors plus one lingering, besides the
-/// [`FDS_RESERVED`]. A server over its limit cannot accept(2): new clients
+/// [`FDS_RESERVED`] and the pipes of `workers` decode workers. A server over its limit cannot accept(2): new clients
 /// would wait in the kernel's backlog, unanswered, instead of getting a
 /// slot by eviction or `ERR busy`.
-pub(super) fn connections_for_fd_limit(soft: u64) -> usize {
+pub(super) fn connections_for_fd_limit(soft: u64, workers: usize) -> usize {
     let spare = usize::try_from(soft)
         .unwrap_or(usize::MAX)
-        .saturating_sub(FDS_RESERVED);
+        .saturating_sub(reserved(workers));
     (spare / (FDS_PER_CONNECTION + 1)).max(1)
 }
 
@@ -194,19 +206,26 @@ mod tests {
 
     #[test]
     fn open_file_limit_fits_the_connections() {
+        // (soft limit, decode workers, connections)
         let cases = [
-            (1024, 192),
-            (256, 38),
-            (64, 1),
-            (0, 1),
-            (u64::MAX, (usize::MAX - 64) / 5),
+            (1024, 0, 191),
+            (1024, 32, 178),
+            (256, 0, 37),
+            (256, 32, 25),
+            (64, 0, 1),
+            (0, 32, 1),
+            (u64::MAX, 32, (usize::MAX - 64 - 64 - 3) / 5),
         ];
-        for (soft, fit) in cases {
-            assert_eq!(connections_for_fd_limit(soft), fit, "soft limit {soft}");
+        for (soft, workers, fit) in cases {
+            assert_eq!(
+                connections_for_fd_limit(soft, workers),
+                fit,
+                "soft limit {soft}, {workers} workers"
+            );
         }
         // This process has a finite limit, and raising it for a few
         // connections never lowers it.
-        let before = raise_fd_limit(0).unwrap();
-        assert!(raise_fd_limit(10).unwrap() >= before);
+        let before = raise_fd_limit(0, 0).unwrap();
+        assert!(raise_fd_limit(10, 2).unwrap() >= before);
     }
 }
