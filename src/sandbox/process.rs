@@ -226,9 +226,10 @@ impl Process {
     }
 
     /// Ends the worker after `stop` (or after a malformed answer, `None`)
-    /// and says why it failed: kills it at a deadline, else waits for it,
-    /// since a worker that closed its output has exited (its sandbox lets
-    /// it close nothing).
+    /// and says why it failed: at a deadline, the deadline; else how it
+    /// ended. A worker whose output closed has exited (its sandbox lets it
+    /// close nothing), and a kill does not change how an exiting process
+    /// ends; the kill bounds the wait if it had not.
     pub(super) fn fail(&mut self, stop: Option<Stop>, deadline: Duration) -> Failure {
         if matches!(stop, Some(Stop::Timeout)) {
             kill(&mut self.child);
@@ -238,6 +239,7 @@ impl Process {
             kill(&mut self.child);
             return Failure::Malformed { status: None };
         }
+        let _ = self.child.kill();
         match self.child.wait() {
             Ok(status) => ending(status, self.memory, deadline),
             Err(_) => Failure::Malformed { status: None },
