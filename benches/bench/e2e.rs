@@ -199,10 +199,10 @@ pub fn run_level(
         let item = &set[i % set.len()];
         (item.file, &item.bytes)
     });
-    let cpu_before = crate::util::process_cpu_secs(server.pid());
+    let cpu_before = crate::util::tree_cpu_secs(server.pid());
     let machine_before = crate::util::machine_busy_secs();
     let outcome = run_clients(&server.addr, jobs, None);
-    let cores = (crate::util::process_cpu_secs(server.pid()) - cpu_before) / outcome.wall;
+    let cores = (crate::util::tree_cpu_secs(server.pid()) - cpu_before) / outcome.wall;
     let machine = (crate::util::machine_busy_secs() - machine_before) / outcome.wall;
     let (_, peak) = server.rss();
     server.stop();
@@ -368,7 +368,7 @@ pub fn section(report: &mut Report, cfg: &Config) {
          The bound is RSS at start + clients x the largest single-upload footprint measured \
          alone ({largest_mb} MB, table above), beside which the server's 1 GiB budget caps \
          payloads and pixels; **goal: peak RSS within it, give or take a few MB: {}**. \
-         *server CPU* is the server's user + system time over the run's wall time, \
+         *server CPU* is the server's user + system time, its decode workers' included, over the run's wall time, \
          *machine CPU* the same for every process on the machine (from `/proc/stat`): \
          the difference is the bench's clients and whatever else runs.",
         verdict0,

@@ -4,9 +4,7 @@
 
 use crate::parallel::{PILLOW_NUMPY, Run, photo_set, python, run_process};
 use crate::util::{Report, Table, median, note};
-use colorsort::classify::{self, Limits};
 use std::ffi::OsString;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 /// One format's files, some named more than once so that each row holds
@@ -24,15 +22,7 @@ struct FormatSet {
 
 impl FormatSet {
     fn new(name: &'static str, files: Vec<PathBuf>) -> FormatSet {
-        let limits = Limits::default();
-        let pixels = files
-            .iter()
-            .map(|f| {
-                let bytes = fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-                let image = classify::open(&bytes, &limits).expect("benchmark image opens");
-                u64::from(image.width()) * u64::from(image.height())
-            })
-            .sum();
+        let pixels = crate::util::total_pixels(&files);
         FormatSet {
             name,
             files,

@@ -4,7 +4,6 @@
 
 use crate::images::SET;
 use crate::util::{Report, Table, machine_busy_secs, median, mib_from_kib, note};
-use colorsort::classify::{self, Limits};
 use std::ffi::OsString;
 use std::fs;
 use std::io::Read;
@@ -130,15 +129,7 @@ struct Bench {
 
 impl Bench {
     fn new(set: &'static str, files: Vec<PathBuf>) -> Bench {
-        let limits = Limits::default();
-        let pixels = files
-            .iter()
-            .map(|f| {
-                let bytes = fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-                let image = classify::open(&bytes, &limits).expect("benchmark image opens");
-                u64::from(image.width()) * u64::from(image.height())
-            })
-            .sum();
+        let pixels = crate::util::total_pixels(&files);
         Bench {
             set,
             files,

@@ -89,6 +89,19 @@ pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// The pixels of every image in `files`, from their headers.
+pub fn total_pixels(files: &[std::path::PathBuf]) -> u64 {
+    let limits = colorsort::classify::Limits::default();
+    files
+        .iter()
+        .map(|f| {
+            let bytes = fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            let image = colorsort::classify::open(&bytes, &limits).expect("benchmark image opens");
+            u64::from(image.width()) * u64::from(image.height())
+        })
+        .sum()
+}
+
 /// CPU seconds (user + system) a process has used so far.
 pub fn process_cpu_secs(pid: u32) -> f64 {
     // utime and stime.
@@ -107,16 +120,27 @@ fn stat_secs(pid: u32, first: usize, second: usize) -> f64 {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
+    (ticks(first) + ticks(second)) * tick_secs()
+}
+
+/// The length of a clock tick, in which /proc/PID/stat counts CPU time.
+pub fn tick_secs() -> f64 {
     // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    (ticks(first) + ticks(second)) / hz
+    1.0 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
+/// CPU seconds (user + system) of a process and of its children waited
+/// for (`utime`, `stime`, `cutime`, `cstime`): a server's with the decode
+/// workers it has reaped.
+pub fn waited_cpu_secs(pid: u32) -> f64 {
+    process_cpu_secs(pid) + waited_children_cpu_secs(pid)
 }
 
 /// CPU seconds (user + system) of a process, of its children waited for,
 /// and of every live process descended from it: a server's with its
 /// worker processes, whether they come and go or stay.
 pub fn tree_cpu_secs(pid: u32) -> f64 {
-    let mut total = process_cpu_secs(pid) + waited_children_cpu_secs(pid);
+    let mut total = waited_cpu_secs(pid);
     let mut parents = vec![pid];
     while let Some(parent) = parents.pop() {
         let Ok(entries) = fs::read_dir("/proc") else {

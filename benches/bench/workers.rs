@@ -7,7 +7,10 @@
 
 use crate::images::SET;
 use crate::server::{Job, Server, data_dir, unique, upload};
-use crate::util::{Report, Sample, Table, children_cpu_secs, mb, median, note, thread_cpu};
+use crate::util::{
+    Report, Sample, Table, children_cpu_secs, mb, median, note, thread_cpu, tick_secs,
+    waited_cpu_secs,
+};
 use colorsort::age;
 use colorsort::budget::{Budget, DecodeGate, Reservation, Turn};
 use colorsort::classify::{self, Limits, Verdict};
@@ -125,27 +128,6 @@ fn self_cpu_secs() -> f64 {
 /// worker) and the worker's whole life, reaped when the decode returns.
 fn cpu_with_children() -> f64 {
     self_cpu_secs() + children_cpu_secs()
-}
-
-/// CPU seconds (user + system) of process `pid` and of its children
-/// waited for (`utime`, `stime`, `cutime`, `cstime` of /proc/PID/stat).
-fn cpu_with_children_of(pid: u32) -> f64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("the server's stat");
-    // The fields after the parenthesised command name: utime is the 12th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: f64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .map(|v| v.parse::<f64>().expect("a tick count"))
-        .sum();
-    ticks * tick_secs()
-}
-
-/// The length of a clock tick, in which /proc/PID/stat counts CPU time.
-fn tick_secs() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    1.0 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }
 
 /// Runs `f` and takes its wall-clock time; the CPU time runs on until
@@ -450,13 +432,13 @@ fn server_cpu(cfg: &Config, binaries: &[&Path], kinds: &[Uploads], rounds: usize
                     })
                     .collect();
                 thread::sleep(SETTLE);
-                let before = cpu_with_children_of(running.server.pid());
+                let before = waited_cpu_secs(running.server.pid());
                 for job in &jobs {
                     upload(&mut running.client, job);
                 }
                 // Lets a pool start its replacements before the reading.
                 thread::sleep(SETTLE);
-                let used = cpu_with_children_of(running.server.pid()) - before;
+                let used = waited_cpu_secs(running.server.pid()) - before;
                 samples[s][k].push(used / kind.per_round as f64);
             }
         }
