@@ -289,12 +289,13 @@ impl Server {
     pub fn metrics(&self) -> impl Fn() -> String + Send + Sync + 'static {
         let shared = Arc::clone(&self.shared);
         move || {
+            let (workers_alive, workers_limit) = shared.workers.alive();
             shared.metrics.render(&Live {
                 memory_used: shared.budget.used(),
                 memory_limit: shared.budget.limit(),
                 connection_limit: shared.limits.max_connections,
-                workers_alive: shared.workers.alive().0,
-                workers_limit: shared.workers.alive().1,
+                workers_alive,
+                workers_limit,
             })
         }
     }
