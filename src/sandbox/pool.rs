@@ -71,7 +71,10 @@ pub(super) struct Lease<'a> {
 }
 
 impl Drop for Lease<'_> {
+    /// Gives the place back once the worker is gone, so that the count of
+    /// workers alive never runs behind the processes.
     fn drop(&mut self) {
+        self.process.end();
         let mut state = self.pool.lock();
         state.alive -= 1;
         self.pool.wanted.notify_one();

@@ -301,11 +301,17 @@ impl Process {
     }
 }
 
-impl Drop for Process {
-    /// A worker never outlives its handle: killed if it still runs, and
-    /// reaped either way.
-    fn drop(&mut self) {
+impl Process {
+    /// Kills the worker if it still runs, and reaps it; again is harmless.
+    pub(super) fn end(&mut self) {
         kill(&mut self.child);
+    }
+}
+
+impl Drop for Process {
+    /// A worker never outlives its handle.
+    fn drop(&mut self) {
+        self.end();
     }
 }
 
