@@ -130,6 +130,18 @@ pub(crate) struct BitStream {
     /// True if we have seen end of image marker.
     /// Don't read anything after that.
     pub seen_eoi:            bool,
+    /// Bits of zeroes put into the buffer since the last reset because a
+    /// marker or the end of image ended the data. They are the youngest
+    /// bits in the buffer, so the decoder has read some of them exactly
+    /// when this exceeds `bits_left`.
+    zero_filled:             usize,
+    /// Set by `reset` if the data before it had run out before the decoder
+    /// finished with it: the scan or restart interval was cut short.
+    pub(crate) cut_short:    bool,
+    /// Set when a progressive scan held a code that libjpeg-turbo only
+    /// warns about: a run of zeroes past the end of the scan's band, or a
+    /// new coefficient of a magnitude other than 1 in a refinement scan.
+    pub(crate) bad_code:     bool,
 }
 
 impl BitStream {
@@ -147,6 +159,9 @@ impl BitStream {
             eob_run:             0,
             overread_by:         0,
             seen_eoi:            false,
+            zero_filled:         0,
+            cut_short:           false,
+            bad_code:            false,
         }
     }
 
@@ -165,6 +180,9 @@ impl BitStream {
             eob_run:             0,
             overread_by:         0,
             seen_eoi:            false,
+            zero_filled:         0,
+            cut_short:           false,
+            bad_code:            false,
         }
     }
 
@@ -212,23 +230,22 @@ impl BitStream {
                             $buffer >>= 8;
                             $bits_left -= 8;
 
-                            if $bits_left != 0 {
-                                self.aligned_buffer = $buffer << (64 - $bits_left);
-                            }
-
                             let marker = Marker::from_u8(next_byte as u8);
                             self.marker = marker;
 
                             if let Some(Marker::UNKNOWN(_)) = marker{
                                 return Err(DecodeErrors::Format("Unknown marker in bit stream".to_string()));
                             }
-                            if next_byte == 0xD9 {
-                                // special handling for eoi, fill some bytes,even if its zero,
-                                // removes some panics
-                                self.buffer <<= 8;
-                                self.bits_left += 8;
-                                self.aligned_buffer = self.buffer << (64 - self.bits_left);
+                            // The data has ended: fill with zeroes at once, as the next refill
+                            // would, so that no decode reads past the bits the buffer holds
+                            // (this was done for EOI alone, to remove some panics), and so that
+                            // `zero_filled` counts every bit the data did not hold.
+                            while $bits_left < 32 {
+                                $buffer <<= 8;
+                                $bits_left += 8;
+                                self.zero_filled += 8;
                             }
+                            self.aligned_buffer = $buffer << (64 - $bits_left);
 
                             return Ok(false);
                         }
@@ -246,6 +263,7 @@ impl BitStream {
                 // fill with zeroes
                 self.buffer <<= 32;
                 self.bits_left += 32;
+                self.zero_filled += 32;
                 self.aligned_buffer = self.buffer << (64 - self.bits_left);
                 return Ok(true);
             }
@@ -324,6 +342,9 @@ impl BitStream {
 
         decode_huff!(self, symbol, dc_table);
 
+        if symbol > 16 {
+            return Err(DecodeErrors::FormatStatic("Bad Huffman code: a DC difference of more than 16 bits"));
+        }
         if symbol != 0 {
             r = self.get_bits(symbol as u8);
             symbol = huff_extend(r, symbol);
@@ -353,6 +374,9 @@ impl BitStream {
 
         decode_huff!(self, symbol, dc_table);
 
+        if symbol > 16 {
+            return Err(DecodeErrors::FormatStatic("Bad Huffman code: a DC difference of more than 16 bits"));
+        }
         if symbol != 0 {
             let _ = self.get_bits(symbol as u8);
         }
@@ -594,6 +618,8 @@ impl BitStream {
             if fac != 0 {
                 // fast ac path
                 k += ((fac >> 4) & 15) as usize; // run
+                // A run past the band's end: libjpeg-turbo only warns.
+                self.bad_code |= k > self.spec_end as usize;
                 block[UN_ZIGZAG[min(k, 63)] & 63] = (fac >> 8).wrapping_mul(bit); // value
                 self.drop_bits((fac & 15) as u8);
                 k += 1;
@@ -605,6 +631,7 @@ impl BitStream {
 
                 if symbol != 0 {
                     k += r as usize;
+                    self.bad_code |= k > self.spec_end as usize;
                     r = self.get_bits(symbol as u8);
                     symbol = huff_extend(r, symbol);
                     block[UN_ZIGZAG[k & 63] & 63] = (symbol as i16).wrapping_mul(bit);
@@ -664,6 +691,7 @@ impl BitStream {
                     // libjpeg-turbo also doesn't return an error here, so let's also warn.
                     if symbol != 1 {
                         warn!("Bad Huffman code, corrupt JPEG?");
+                        self.bad_code = true;
                     }
                     // get sign bit
                     // We assume we have enough bits, which should be correct for sane images
@@ -717,6 +745,8 @@ impl BitStream {
                 }
 
                 if symbol != 0 {
+                    // The band ended before the run of zeroes did.
+                    self.bad_code |= r >= 0;
                     let pos = UN_ZIGZAG[k as usize & 63];
                     // output new non-zero coefficient.
                     block[pos & 63] = symbol as i16;
@@ -773,11 +803,31 @@ impl BitStream {
     /// everything
     #[cold]
     pub fn reset(&mut self) {
+        self.cut_short |= self.read_zero_fill();
+        self.zero_filled = 0;
         self.bits_left = 0;
         self.marker = None;
         self.buffer = 0;
         self.aligned_buffer = 0;
         self.eob_run = 0;
+    }
+}
+
+impl BitStream {
+    /// True if the decoder has read bits that the data did not hold, since
+    /// the last reset: the zeroes put in after a marker or the end of image.
+    ///
+    /// An encoder pads the end of every scan and restart interval to a byte
+    /// with one-bits, so a whole scan never needs them.
+    pub(crate) fn read_zero_fill(&self) -> bool {
+        self.zero_filled > usize::from(self.bits_left)
+    }
+
+    /// True if a scan or restart interval, up to now, ended before the
+    /// decoder had read all it needed: [`Self::cut_short`], or
+    /// [`Self::read_zero_fill`] for the data since the last reset.
+    pub(crate) fn ran_out(&self) -> bool {
+        self.cut_short || self.read_zero_fill()
     }
 }
 

@@ -157,6 +157,9 @@ pub struct JpegDecoder<T> {
     pub(crate) coeff:    usize, // Solves some weird bug :)
     /// Extended XMP segments
     pub(crate) extended_xmp_segments: Vec<ExtendedXmpSegment>,
+    /// Refuse entropy-coded data that is corrupt or cut short; see
+    /// [`JpegDecoder::set_strict_scans`].
+    pub(crate) strict_scans: bool,
 }
 
 impl<T> JpegDecoder<T>
@@ -203,6 +206,7 @@ where
             is_mjpeg:          false,
             coeff:             1,
             extended_xmp_segments: vec![],
+            strict_scans: false,
         }
     }
     /// Decode a buffer already in memory
@@ -337,6 +341,44 @@ where
     /// ```
     pub fn set_options(&mut self, options: DecoderOptions) {
         self.options = options;
+    }
+
+    /// Refuse entropy-coded data that is corrupt or ends early, and nothing
+    /// else that strict mode refuses.
+    ///
+    /// By default a decode error inside a scan ends the decode with what was
+    /// decoded so far, and a scan or restart interval that a marker (often
+    /// the end of image) cuts short is completed with zeroes, in strict mode
+    /// too. With this set, or in strict mode, both are errors: a decode
+    /// error inside a scan is returned, and a scan or restart interval
+    /// whose decode needed more bits than its data held fails with
+    /// [`SCAN_CUT_SHORT`](crate::errors::SCAN_CUT_SHORT), and a progressive
+    /// scan with a run of zeroes past its band, or a new coefficient of a
+    /// magnitude other than 1 in a refinement scan (which libjpeg-turbo only
+    /// warns about), fails too. Markers between
+    /// segments and extra bytes between headers are still tolerated, as
+    /// they are without strict mode.
+    pub fn set_strict_scans(&mut self, yes: bool) {
+        self.strict_scans = yes;
+    }
+
+    /// True if scan data is checked: [`Self::set_strict_scans`] or strict
+    /// mode.
+    pub(crate) fn strict_scans(&self) -> bool {
+        self.strict_scans || self.options.strict_mode()
+    }
+
+    /// Fails with [`SCAN_CUT_SHORT`](crate::errors::SCAN_CUT_SHORT) if the
+    /// scans decoded so far needed more bits than their data held, or with
+    /// a bad code if a progressive scan held one, when scan data is checked.
+    pub(crate) fn check_scans_whole(&self, stream: &crate::bitstream::BitStream) -> Result<(), DecodeErrors> {
+        if self.strict_scans() && stream.ran_out() {
+            return Err(DecodeErrors::FormatStatic(crate::errors::SCAN_CUT_SHORT));
+        }
+        if self.strict_scans() && stream.bad_code {
+            return Err(DecodeErrors::FormatStatic("Bad Huffman code in a progressive scan"));
+        }
+        Ok(())
     }
     fn reassemble_extended_xmp(&mut self) {
         if self.extended_xmp_segments.is_empty() {

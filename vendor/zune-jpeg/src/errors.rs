@@ -19,6 +19,11 @@ use crate::misc::{
     START_OF_FRAME_LOS_SEQ_AR, START_OF_FRAME_PROG_DCT_AR
 };
 
+/// The message of the [`DecodeErrors::FormatStatic`] error for a scan or
+/// restart interval whose data ends before its last block, returned when
+/// scan data is checked ([`JpegDecoder::set_strict_scans`](crate::JpegDecoder::set_strict_scans)).
+pub const SCAN_CUT_SHORT: &str = "scan data ends before the last block";
+
 /// Common Decode errors
 #[allow(clippy::module_name_repetitions)]
 pub enum DecodeErrors {

@@ -201,7 +201,7 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
             for i in 0..mcu_height {
                 if stream.overread_by > 0 {
                     pixels.get_mut(pixels_written..).map(|v| v.fill(128));
-                    if self.options.strict_mode() {
+                    if self.strict_scans() {
                         return Err(DecodeErrors::FormatStatic("Premature end of buffer"));
                     };
 
@@ -264,6 +264,7 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
                     McuContinuation::Ok => {}
                     McuContinuation::AnotherSos if all_components_in_first_scan => {
                         warn!("More than one SOS despite already having all components");
+                        self.check_scans_whole(&stream)?;
                         return Ok(());
                     }
                     McuContinuation::AnotherSos => continue 'sos,
@@ -289,6 +290,7 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
             // continued at `'sos'.
             break;
         }
+        self.check_scans_whole(&stream)?;
 
         if !all_components_in_first_scan {
             self.finish_baseline_decoding(&progressive_mcus, mcu_width, pixels)?;
@@ -557,7 +559,7 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
                             len
                         } else {
                             // result.is_err()
-                            return if self.options.strict_mode() {
+                            return if self.strict_scans() {
                                 Err(result.err().unwrap())
                             } else {
                                 error!("{}", result.err().unwrap());
@@ -603,6 +605,10 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
             }
 
             if stream.marker.is_some() && stream.bits_left == 0 {
+                // The data has ended; any block left in this row is missing.
+                if self.strict_scans() && j + 1 < scan_du_width {
+                    return Err(DecodeErrors::FormatStatic(crate::errors::SCAN_CUT_SHORT));
+                }
                 break;
             }
         }
@@ -656,7 +662,7 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
                 trace!("Found inter-scan marker {:?}", m);
                 return Ok(McuContinuation::InterScanMarker(m));
             } else {
-                if self.options.strict_mode() {
+                if self.strict_scans() {
                     return Err(DecodeErrors::Format(format!(
                         "Marker {m:?} found where not expected"
                     )));

@@ -111,7 +111,7 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
         let result = self.parse_entropy_coded_data(&mut stream, &mut block);
 
         if result.is_err() {
-            return if self.options.strict_mode() {
+            return if self.strict_scans() {
                 Err(result.err().unwrap())
             } else {
                 error!("{}", result.err().unwrap());
@@ -148,7 +148,7 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
                     // Do not error out too fast, allows the decoder to continue as much as possible
                     // even after errors
                     if result.is_err() {
-                        return if self.options.strict_mode() {
+                        return if self.strict_scans() {
                             Err(result.err().unwrap())
                         } else {
                             error!("{}", result.err().unwrap());
@@ -172,7 +172,7 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
                             continue 'eoi;
                         }
                         Err(msg) => {
-                            if self.options.strict_mode() {
+                            if self.strict_scans() {
                                 return Err(msg);
                             }
                             error!("{:?}", msg);
@@ -193,7 +193,7 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
                     marker = marker_n;
                 }
                 Err(e) => {
-                    if self.options.strict_mode() {
+                    if self.strict_scans() {
                         return Err(e);
                     }
                     error!("{}", e);
@@ -204,6 +204,7 @@ impl<T: ZByteReaderTrait> JpegDecoder<T> {
                 }
             }
         }
+        self.check_scans_whole(&stream)?;
 
         self.finish_progressive_decoding(&block, pixels)
     }
