@@ -200,8 +200,7 @@ enum Source<'a> {
     /// A decoder that has read the header.
     Decoder(Decoder<'a>),
     /// A JPEG's bytes up to its end-of-image marker, checked by
-    /// [`jpeg::layout`]. Its decoder is made only when it decodes, since it
-    /// copies its input.
+    /// [`jpeg::layout`]: its decoder is made only when it decodes.
     Jpeg(&'a [u8]),
 }
 
@@ -453,18 +452,7 @@ impl Image<'_> {
         }
         let decoder = match source {
             Source::Decoder(decoder) => decoder,
-            Source::Jpeg(bytes) => {
-                jpeg::check_scans(bytes).map_err(from_jpeg_refusal)?;
-                let decoder: Decoder<'_> = contain(format, || {
-                    Ok(Box::new(image::codecs::jpeg::JpegDecoder::new(
-                        Cursor::new(bytes),
-                    )?))
-                })?;
-                if decoder.dimensions() != (width, height) || decoder.color_type() != color {
-                    return Err(corrupt(format));
-                }
-                decoder
-            }
+            Source::Jpeg(bytes) => return jpeg::decode(bytes, width, height, color),
         };
         let mut pixels = pixel_buffer(decoder.total_bytes())?;
         contain(format, || decoder.read_image_boxed(&mut pixels))?;
@@ -493,22 +481,24 @@ fn new_decoder(
     })
 }
 
-/// Runs a decoder step, turning its error or its panic into an [`Error`].
+/// Runs a decoder step, turning its error or its panic into an [`Error`]:
+/// [`catch_panic`] for a decoder behind `image`'s interface.
+fn contain<T>(format: Format, step: impl FnOnce() -> image::ImageResult<T>) -> Result<T, Error> {
+    catch_panic(format, || step().map_err(|e| from_image_error(format, e)))
+}
+
+/// Runs a decoder step, turning its panic into an [`Error`].
 ///
 /// Decoders are third-party code facing hostile input. Should one panic, the
-/// panic must not unwind through the connection thread that called us: it
-/// becomes [`Error::DecoderPanic`] and the caller answers like for any other
-/// bad input. Nothing the closure touched is used again after a panic (the
+/// panic must not unwind through the thread that called us: it becomes
+/// [`Error::DecoderPanic`] and the caller answers like for any other bad
+/// input. Nothing the closure touched is used again after a panic (the
 /// decoder is dropped and the buffer discarded), so asserting unwind safety
 /// is sound. The panic hook still reports the panic on stderr.
-fn contain<T>(format: Format, step: impl FnOnce() -> image::ImageResult<T>) -> Result<T, Error> {
-    match panic::catch_unwind(AssertUnwindSafe(step)) {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(from_image_error(format, e)),
-        Err(_) => Err(Error::DecoderPanic {
-            format: format.name(),
-        }),
-    }
+fn catch_panic<T>(format: Format, step: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    panic::catch_unwind(AssertUnwindSafe(step)).unwrap_or(Err(Error::DecoderPanic {
+        format: format.name(),
+    }))
 }
 
 /// The error for an image without a single pixel to sum.

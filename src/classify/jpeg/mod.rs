@@ -1,23 +1,25 @@
-//! The structure of a JPEG file, read without decoding it: its segments and
-//! scans walked from the start-of-image marker to the first end-of-image
-//! marker after the frame, the frame header, and a check that every scan's
-//! entropy-coded data holds every block its header promises.
+//! JPEG: the structure of the file, read without decoding it, and the
+//! decode.
 //!
-//! The decoder is lenient where a sorter must not be: it fills a scan that
-//! ends early with made-up coefficients, and it would read a file's trailer
-//! (a Motion Photo's video, a multi-picture file's second image) for
-//! markers. [`layout`] finds where the image ends by walking the segments
-//! (lengths, entropy-coded data with its `FF 00` stuffing and restart
-//! markers), names what the decoder cannot do (arithmetic coding, lossless
-//! and hierarchical modes, 12-bit samples), and checks that the scans cover
-//! every coefficient of every component; [`check_scans`] then reads every
-//! Huffman code of every scan, through lookahead tables, skipping the bits
-//! it need not know, and refuses data that ends before its last block. A
-//! leaf: it knows bytes, not decoders.
+//! The decoder is lenient where a sorter must not be: it would read a
+//! file's trailer (a Motion Photo's video, a multi-picture file's second
+//! image) for markers, and by default it fills a scan that ends early with
+//! made-up coefficients. [`layout`] (this file, a walk over bytes) finds
+//! where the image ends by walking the segments from the start-of-image
+//! marker (lengths, entropy-coded data with its `FF 00` stuffing and
+//! restart markers) to the first end-of-image marker after the frame, reads
+//! the frame header, names what the decoder cannot do (arithmetic coding,
+//! lossless and hierarchical modes, 12-bit samples), and checks that the
+//! scans cover every coefficient of every component, each component of a
+//! sequential image in one scan. [`decode`] (`decoder.rs`) then decodes
+//! exactly those bytes with zune-jpeg told to check its scans: a scan whose
+//! data ends before its last block, even where an end-of-image marker
+//! follows, is refused by the decode itself, so each Huffman code is read
+//! once.
 
-mod scan;
+mod decoder;
 
-pub(super) use scan::check_scans;
+pub(super) use decoder::decode;
 use std::ops::Range;
 
 /// Why a JPEG is refused.
@@ -28,6 +30,9 @@ pub(super) enum Refusal {
     /// The file uses a JPEG feature the decoder does not have.
     Unsupported(&'static str),
 }
+
+/// The refusal of a scan whose data ends before its last block.
+const TRUNCATED: Refusal = Refusal::Corrupt("scan data ends before the last block");
 
 /// One component of the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,16 +65,6 @@ impl Frame {
             usize::from(self.width).div_ceil(8 * h),
             usize::from(self.height).div_ceil(8 * v),
         )
-    }
-
-    /// Blocks across and down that a component's data holds when the
-    /// component is scanned alone: its own size in blocks, not padded to
-    /// whole MCUs.
-    fn blocks_alone(&self, c: Component) -> (usize, usize) {
-        let (h, v) = self.max_sampling();
-        let width = (usize::from(self.width) * usize::from(c.h)).div_ceil(h);
-        let height = (usize::from(self.height) * usize::from(c.v)).div_ceil(v);
-        (width.div_ceil(8), height.div_ceil(8))
     }
 
     /// Blocks across and down of a component padded to whole MCUs, as the
@@ -110,9 +105,9 @@ pub(super) struct Layout {
 enum Segment<'a> {
     /// A marker with a length field; `body` is what follows the length.
     Marker { marker: u8, body: &'a [u8] },
-    /// A start-of-scan header and the entropy-coded data after it, up to
-    /// the next marker other than a restart marker.
-    Scan { header: &'a [u8], data: &'a [u8] },
+    /// A start-of-scan header, after which the walk skips the entropy-coded
+    /// data up to the next marker other than a restart marker.
+    Scan { header: &'a [u8] },
 }
 
 /// Walks the segments after the start-of-image marker up to the
@@ -125,8 +120,6 @@ struct Segments<'a> {
 const SOI: u8 = 0xD8;
 const EOI: u8 = 0xD9;
 const SOS: u8 = 0xDA;
-const DHT: u8 = 0xC4;
-const DRI: u8 = 0xDD;
 
 fn is_restart(marker: u8) -> bool {
     (0xD0..=0xD7).contains(&marker)
@@ -180,12 +173,8 @@ impl<'a> Segments<'a> {
             if marker != SOS {
                 return Ok(Ok(Segment::Marker { marker, body }));
             }
-            let start = self.at;
-            self.at = entropy_end(bytes, start);
-            return Ok(Ok(Segment::Scan {
-                header: body,
-                data: &bytes[start..self.at],
-            }));
+            self.at = entropy_end(bytes, self.at);
+            return Ok(Ok(Segment::Scan { header: body }));
         }
     }
 }
@@ -271,13 +260,15 @@ fn parse_frame(body: &[u8], progressive: bool) -> Result<Frame, Refusal> {
     })
 }
 
-/// A scan header: the frame's components it holds with their tables, and
-/// the spectral selection and successive approximation.
+/// A scan header: the frame's components it holds, and the coefficients
+/// it brings to full precision or not.
 struct ScanHeader {
-    /// (index into the frame's components, DC table, AC table).
-    components: Vec<(usize, usize, usize)>,
+    /// Indices into the frame's components.
+    components: Vec<usize>,
+    /// The spectral selection.
     spectral: Range<usize>,
-    high: u8,
+    /// The successive approximation's low bit: 0 in a scan that leaves its
+    /// coefficients whole.
     low: u8,
 }
 
@@ -288,7 +279,7 @@ fn parse_scan(header: &[u8], frame: &Frame) -> Result<ScanHeader, Refusal> {
     if count == 0 || count > 4 || rest.len() < 2 * count + 3 {
         return Err(corrupt);
     }
-    let mut components: Vec<(usize, usize, usize)> = Vec::with_capacity(count);
+    let mut components: Vec<usize> = Vec::with_capacity(count);
     for c in rest[..2 * count].chunks_exact(2) {
         let index = frame
             .components
@@ -296,10 +287,10 @@ fn parse_scan(header: &[u8], frame: &Frame) -> Result<ScanHeader, Refusal> {
             .position(|f| f.id == c[0])
             .ok_or(corrupt.clone())?;
         let (dc, ac) = (usize::from(c[1] >> 4), usize::from(c[1] & 15));
-        if dc > 3 || ac > 3 || components.iter().any(|&(i, ..)| i == index) {
+        if dc > 3 || ac > 3 || components.contains(&index) {
             return Err(corrupt);
         }
-        components.push((index, dc, ac));
+        components.push(index);
     }
     let tail = &rest[2 * count..];
     let (start, end) = (usize::from(tail[0]), usize::from(tail[1]));
@@ -316,15 +307,10 @@ fn parse_scan(header: &[u8], frame: &Frame) -> Result<ScanHeader, Refusal> {
     } else {
         0..64
     };
-    let (high, low) = if frame.progressive {
-        (high, low)
-    } else {
-        (0, 0)
-    };
+    let low = if frame.progressive { low } else { 0 };
     Ok(ScanHeader {
         components,
         spectral,
-        high,
         low,
     })
 }
@@ -360,14 +346,19 @@ pub(super) fn layout(bytes: &[u8]) -> Result<Layout, Refusal> {
                     metadata_bytes += body.len() as u64;
                 }
             }
-            Segment::Scan { header, .. } => {
+            Segment::Scan { header } => {
                 let frame = frame
                     .as_ref()
                     .ok_or(Refusal::Corrupt("a scan before the frame header"))?;
                 let scan = parse_scan(header, frame)?;
+                // The decoder stops at the first scan after which every
+                // component is whole, and never reads a later one.
+                if !frame.progressive && scan.components.iter().any(|&i| complete[i] != 0) {
+                    return Err(Refusal::Corrupt("a component in two scans"));
+                }
                 if scan.low == 0 {
                     let bits = spectral_bits(&scan.spectral);
-                    for &(index, ..) in &scan.components {
+                    for &index in &scan.components {
                         complete[index] |= bits;
                     }
                 }
@@ -413,7 +404,6 @@ fn spectral_bits(range: &Range<usize>) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::scan::TRUNCATED;
     use super::*;
     use std::path::Path;
 
@@ -422,6 +412,21 @@ mod tests {
             .join("test-data/images")
             .join(name);
         std::fs::read(path).unwrap()
+    }
+
+    /// `bytes` walked and decoded as the classifier does, the error's text
+    /// if refused.
+    pub(super) fn walk_and_decode(bytes: &[u8]) -> Result<(), String> {
+        let layout =
+            layout(bytes).map_err(|e| crate::classify::from_jpeg_refusal(e).to_string())?;
+        let color = if layout.components == 1 {
+            image::ColorType::L8
+        } else {
+            image::ColorType::Rgb8
+        };
+        decode(&bytes[..layout.end], layout.width, layout.height, color)
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     /// The offset of the first `FF D9` after the first `FF DA`, plus 2: the
@@ -462,7 +467,7 @@ mod tests {
                 let bytes = [&photo[..], trailer].concat();
                 let layout = layout(&bytes).unwrap_or_else(|e| panic!("{name}: {e:?}"));
                 assert_eq!(layout.end, first_end(&photo), "{name}");
-                check_scans(&bytes[..layout.end]).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+                walk_and_decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
             }
         }
         let mpf = fixture("red_mpf.jpg");
@@ -476,6 +481,9 @@ mod tests {
         );
     }
 
+    const CUT_SHORT: &str =
+        "not an image: truncated or corrupt jpeg data: scan data ends before the last block";
+
     #[test]
     fn scans_cut_short_are_refused_even_with_an_end_marker() {
         for name in PHOTOS {
@@ -487,16 +495,65 @@ mod tests {
                 // Cut where a byte is not the first of a marker or stuffing.
                 let cut = (cut..end).find(|&i| photo[i - 1] != 0xFF).unwrap();
                 let bytes = [&photo[..cut], &[0xFF, EOI][..]].concat();
-                let refused = layout(&bytes).and_then(|l| check_scans(&bytes[..l.end]));
+                let refused = walk_and_decode(&bytes);
                 assert!(
-                    matches!(refused, Err(Refusal::Corrupt(_))),
+                    refused.as_ref().is_err_and(
+                        |e| e.starts_with("not an image: truncated or corrupt jpeg data")
+                    ),
                     "{name} cut at {fraction}: {refused:?}"
                 );
             }
         }
-        let refused = layout(&fixture("fail_truncated_eoi.jpg"))
-            .and_then(|l| check_scans(&fixture("fail_truncated_eoi.jpg")[..l.end]));
-        assert_eq!(refused, Err(TRUNCATED));
+        assert_eq!(
+            walk_and_decode(&fixture("fail_truncated_eoi.jpg")),
+            Err(CUT_SHORT.into())
+        );
+    }
+
+    #[test]
+    fn restart_intervals_cut_short_are_refused() {
+        for name in [
+            "photo_chelsea_restart.jpg",
+            "photo_chelsea_progressive_restart.jpg",
+        ] {
+            let photo = fixture(name);
+            let restarts: Vec<usize> = photo
+                .windows(2)
+                .enumerate()
+                .filter(|(_, w)| w[0] == 0xFF && is_restart(w[1]))
+                .map(|(i, _)| i)
+                .collect();
+            assert!(restarts.len() > 10, "{name}");
+            // An interval in the middle of the first scan, and the last of
+            // it, each ended half way by the restart marker that follows.
+            for pair in [restarts.len() / 4, restarts.len() / 2].map(|i| &restarts[i..i + 2]) {
+                let (start, marker) = (pair[0] + 2, pair[1]);
+                let half = (start + (marker - start) / 2..marker)
+                    .find(|&i| photo[i - 1] != 0xFF)
+                    .unwrap();
+                let bytes = [&photo[..half], &photo[marker..]].concat();
+                assert_eq!(
+                    walk_and_decode(&bytes),
+                    Err(CUT_SHORT.into()),
+                    "{name} at {half}"
+                );
+            }
+            walk_and_decode(&photo).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_component_in_two_scans_of_a_sequential_image_is_refused() {
+        // The decoder would stop after the first scan and never read the
+        // second, whole or not.
+        let photo = fixture("photo_chelsea.jpg");
+        let scan = photo.windows(2).position(|w| w == [0xFF, SOS]).unwrap();
+        let end = first_end(&photo);
+        let bytes = [&photo[..end - 2], &photo[scan..end]].concat();
+        assert_eq!(
+            layout(&bytes),
+            Err(Refusal::Corrupt("a component in two scans"))
+        );
     }
 
     #[test]
