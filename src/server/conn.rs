@@ -10,7 +10,7 @@ use super::reader::{LineError, PayloadError, ReadError, Reader};
 use super::registry::Activity;
 use super::upload::{self, Accepted, UploadError};
 use super::writer::{WriteError, Writer};
-use crate::metrics::Eviction;
+use crate::metrics::{Eviction, UploadResult};
 use crate::name::{self, Name};
 use crate::protocol::{self, Code, Request, Upload};
 use std::fmt;
@@ -22,9 +22,13 @@ use std::time::Instant;
 /// Longest reply text kept in a log line.
 const LOG_REPLY: usize = 100;
 
-/// How a request ended, for the reply, the log and the connection.
+/// How a request ended, for the reply, the log, the metrics and the
+/// connection.
 struct Outcome {
     reply: String,
+    /// What the reply says became of an upload, for the metrics: every
+    /// outcome an upload can have says it (all but [`Outcome::ok`]'s).
+    result: Option<UploadResult>,
     /// What happened, for the log only (never sent: it may name paths).
     detail: Option<String>,
     /// A line of its own for the log, after the request's.
@@ -53,6 +57,7 @@ impl Outcome {
     fn ok(text: impl fmt::Display) -> Outcome {
         Outcome {
             reply: protocol::ok(&text.to_string()),
+            result: None,
             detail: None,
             audit: None,
             after: After::Continue,
@@ -63,6 +68,7 @@ impl Outcome {
     fn err(code: Code, message: impl fmt::Display) -> Outcome {
         Outcome {
             reply: protocol::err(code, &message.to_string()),
+            result: Some(UploadResult::Refused(code)),
             detail: None,
             audit: None,
             after: After::Continue,
@@ -73,6 +79,7 @@ impl Outcome {
     fn gone(detail: impl fmt::Display) -> Outcome {
         Outcome {
             reply: String::new(),
+            result: Some(UploadResult::Aborted),
             detail: Some(detail.to_string()),
             audit: None,
             after: After::Gone,
@@ -108,7 +115,12 @@ impl From<UploadError> for Outcome {
 
 impl From<Accepted> for Outcome {
     fn from(accepted: Accepted) -> Outcome {
+        let result = UploadResult::Stored {
+            folder: accepted.folder,
+            dup: accepted.stored.dup,
+        };
         let mut outcome = Outcome::ok(accepted.stored);
+        outcome.result = Some(result);
         outcome.audit = accepted.audit;
         match accepted.detail {
             Some(detail) => outcome.detail(detail),
@@ -340,8 +352,9 @@ impl<'a> Connection<'a> {
                 let started = Instant::now();
                 let outcome = self.upload(kind, name, size, sigsize);
                 let took = started.elapsed();
-                let signed = sigsize.is_some();
-                shared.metrics.upload(kind, signed, &outcome.reply, took);
+                if let Some(result) = outcome.result {
+                    shared.metrics.upload(kind, sigsize.is_some(), result, took);
+                }
                 (what, outcome)
             }
         }

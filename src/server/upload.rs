@@ -181,6 +181,8 @@ impl UploadError {
 pub(super) struct Accepted {
     /// The copy the reply names.
     pub(super) stored: Stored,
+    /// The folder that copy is in.
+    pub(super) folder: Folder,
     /// What the log adds to the reply, if anything; never sent.
     pub(super) detail: Option<String>,
     /// The audit line of an upload filed by colour, or of a duplicate of
@@ -265,13 +267,15 @@ pub(super) fn process(
     // Content already stored in the class it would be filed in is not
     // decoded again: a re-sent folder costs a hash per file, not a decode.
     let digest = Digest::of(payload);
-    if let Some(existing) = shared.store.lookup(trust, &digest) {
+    let found = shared.store.lookup(trust, &digest);
+    if let Some((existing, folder)) = found.and_then(|s| folder_of(&s).map(|f| (s, f))) {
         let audit = trusted.then(|| audit(shared, "dup of", &existing, &digest, sender.as_ref()));
         return Ok(Accepted {
             stored: Stored {
                 signer: principal,
                 ..existing
             },
+            folder,
             detail: None,
             audit,
         });
@@ -332,8 +336,11 @@ pub(super) fn process(
         .unindexed
         .map(|e| format!("stored, but not indexed: {e}"));
     let detail: Vec<String> = class.into_iter().chain(unindexed).collect();
+    // A copy filed first by another upload of the same content (`dup`) is
+    // of the same class, so in the same folder.
     Ok(Accepted {
         stored,
+        folder,
         detail: (!detail.is_empty()).then(|| detail.join("; ")),
         audit,
     })
@@ -424,6 +431,14 @@ fn audit(
         ),
         None => format!("{head} unsigned (no allowed_signers file)"),
     }
+}
+
+/// The folder of a copy the store holds, which it names `folder/name`; a
+/// path that names no folder (which the store never gives) is not taken
+/// for a stored copy.
+fn folder_of(stored: &Stored) -> Option<Folder> {
+    let (folder, _) = stored.path.split_once('/')?;
+    Folder::ALL.into_iter().find(|f| f.as_str() == folder)
 }
 
 /// A name for an upload whose given name had nothing usable in it:
