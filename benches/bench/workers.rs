@@ -12,7 +12,7 @@ use crate::util::{
     waited_cpu_secs,
 };
 use colorsort::age;
-use colorsort::budget::{Budget, DecodeGate, Reservation, Turn};
+use colorsort::budget::Guards;
 use colorsort::classify::{self, Limits, Verdict};
 use colorsort::client::Client;
 use colorsort::config::{
@@ -57,31 +57,6 @@ const UPLOAD_GOAL: f64 = 0.05;
 /// The images of the per-decode table besides the classification set.
 const SMALL: &str = "small-photo.jpg";
 
-/// Memory for decodes in workers: the server's default budget, large
-/// decodes taking turns, one per core, as in the server.
-struct Charged {
-    budget: Budget,
-    gate: DecodeGate,
-}
-
-impl sandbox::Memory for Charged {
-    fn limit(&self) -> u64 {
-        self.budget.limit()
-    }
-
-    fn reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
-        self.budget.try_reserve(bytes)
-    }
-
-    fn grow(&self, memory: &mut Reservation<'_>, more: u64) -> bool {
-        memory.try_grow(more)
-    }
-
-    fn turn(&self, peak: u64) -> Option<Turn<'_>> {
-        self.gate.enter_if_large(peak)
-    }
-}
-
 /// Workers of the release binary `program`, at most `max` alive, with the
 /// server's deadline and default budget.
 fn workers(program: &Path, max: usize) -> Workers {
@@ -99,7 +74,7 @@ fn in_process(bytes: &[u8]) -> Verdict {
 
 /// Classifies `bytes` in a worker, charging it as the server does (the
 /// payload counted as held by the caller).
-fn in_worker(workers: &Workers, memory: &Charged, bytes: &[u8]) -> Verdict {
+fn in_worker(workers: &Workers, memory: &Guards, bytes: &[u8]) -> Verdict {
     workers
         .decode(
             memory,
@@ -107,7 +82,6 @@ fn in_worker(workers: &Workers, memory: &Charged, bytes: &[u8]) -> Verdict {
             bytes,
             bytes.len() as u64,
             DEFAULT_MAX_PIXELS,
-            |_| {},
         )
         .unwrap_or_else(|e| panic!("decode in a worker: {e}"))
         .verdict
@@ -236,7 +210,7 @@ fn start_once(program: &Path) -> (Sample, f64) {
 /// Also returns the median seconds a starting worker waited for a core.
 fn start_cost(
     pool: &Workers,
-    memory: &Charged,
+    memory: &Guards,
     program: &Path,
     rounds: usize,
 ) -> (Vec<Sample>, f64) {
@@ -320,7 +294,7 @@ struct Decodes {
 /// until `budget` seconds have gone.
 fn per_decode(
     pool: &Workers,
-    memory: &Charged,
+    memory: &Guards,
     file: &str,
     bytes: &[u8],
     (min, max, budget): (usize, usize, f64),
@@ -456,10 +430,9 @@ fn server_cpu(cfg: &Config, binaries: &[&Path], kinds: &[Uploads], rounds: usize
 
 pub fn section(report: &mut Report, cfg: &Config) {
     report.heading("9. Decode workers: start, overhead per decode and per upload, deadline");
-    let memory = Charged {
-        budget: Budget::new(DEFAULT_MAX_MEMORY),
-        gate: DecodeGate::per_cpu(DEFAULT_LARGE_DECODE),
-    };
+    // The server's default budget, large decodes taking turns, one per
+    // core, as in the server.
+    let memory = Guards::per_cpu(DEFAULT_MAX_MEMORY, DEFAULT_LARGE_DECODE);
     let pool = workers(cfg.server, DEFAULT_MAX_WORKERS);
 
     note("start cost: a 1x1 PNG");

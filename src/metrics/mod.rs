@@ -5,7 +5,12 @@
 //! Everything is an atomic updated with relaxed ordering: a hook on the
 //! request path is an addition, never a lock. What the server already knows
 //! elsewhere (the memory budget, the connection limit) is read when the
-//! page is rendered, from a [`Live`] the server fills in.
+//! page is rendered, from a [`Live`] the server fills in. The server says
+//! what became of each upload as an [`UploadResult`], never as reply text.
+//!
+//! Every family of the page is a row of one table, [`FAMILIES`]: its name,
+//! type, help and label names, and what writes its samples, so each name
+//! is written once.
 //!
 //! `histogram` holds the bucketed durations, `text` writes the exposition
 //! format, `http` is the small HTTP/1.1 responder that serves the page.
