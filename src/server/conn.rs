@@ -7,12 +7,11 @@
 //! server's memory and filing as its handle.
 
 use super::Shared;
+use super::hold::Hold;
 use super::reader::{LineError, PayloadError, ReadError, Reader};
 use super::registry::Activity;
 use super::upload::{self, Accepted, Pipeline, UploadError};
 use super::writer::{WriteError, Writer};
-use crate::budget::{Reservation, Turn};
-use crate::config::EVICTION_WAIT;
 use crate::metrics::{Eviction, UploadResult};
 use crate::name::{self, Name};
 use crate::protocol::{self, Code, Request, Upload};
@@ -130,52 +129,6 @@ impl From<Accepted> for Outcome {
             Some(detail) => outcome.detail(detail),
             None => outcome,
         }
-    }
-}
-
-/// One connection's hold on the server, which its upload pipeline asks
-/// for memory and leave to file: memory is reserved at once if it fits,
-/// else by evicting the upload furthest behind the minimum rate, if one
-/// is, and waiting up to [`EVICTION_WAIT`] for memory to be given back.
-struct Hold<'a> {
-    shared: &'a Shared,
-    id: u64,
-}
-
-impl Memory for Hold<'_> {
-    fn limit(&self) -> u64 {
-        self.shared.guards.budget.limit()
-    }
-
-    fn reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
-        let budget = &self.shared.guards.budget;
-        budget.try_reserve(bytes).or_else(|| {
-            self.shared.conns.evict_for_memory(self.id);
-            budget.reserve_within(bytes, EVICTION_WAIT)
-        })
-    }
-
-    fn grow(&self, memory: &mut Reservation<'_>, more: u64) -> bool {
-        memory.try_grow(more) || {
-            self.shared.conns.evict_for_memory(self.id);
-            memory.grow_within(more, EVICTION_WAIT)
-        }
-    }
-
-    /// A turn at the gate; the wait for one is counted in the metrics.
-    fn turn(&self, peak: u64) -> Option<Turn<'_>> {
-        let asked = Instant::now();
-        let turn = self.shared.guards.gate.enter_if_large(peak);
-        if turn.is_some() {
-            self.shared.metrics.decode_waited(asked.elapsed());
-        }
-        turn
-    }
-}
-
-impl upload::Handle for Hold<'_> {
-    fn begin_filing(&self) -> bool {
-        self.shared.conns.begin_filing(self.id)
     }
 }
 
@@ -460,10 +413,7 @@ impl<'a> Connection<'a> {
         // Nothing is reserved until bytes arrive; then as much as a buffer
         // grows by, each time it must. One reservation holds the signature
         // and the payload.
-        let handle = Hold {
-            shared,
-            id: self.id,
-        };
+        let handle = Hold::new(shared, self.id);
         let mut memory = shared.guards.budget.empty();
         let signed = if sigsize > 0 {
             let mut armored = Vec::new();

@@ -46,13 +46,15 @@
 //!
 //! This file binds, runs, admits and stops. Beside it, one file per
 //! concept: `conn` serves a connection, reading through `reader`, writing
-//! through `writer` and handing uploads to `upload`; `registry` holds the
+//! through `writer` and handing uploads to `upload` with its `hold` on the
+//! server's memory and filing as their handle; `registry` holds the
 //! slots, evicts and closes filing at a stop; `linger` closes after errors;
 //! `senders` holds the allowed_signers list in force; `sys` holds the calls
 //! into libc. Memory is reserved and large decodes take turns through
 //! [`crate::budget`].
 
 mod conn;
+mod hold;
 mod linger;
 mod reader;
 mod registry;
