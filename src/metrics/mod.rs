@@ -8,7 +8,7 @@
 //! page is rendered, from a [`Live`] the server fills in. The server says
 //! what became of each upload as an [`UploadResult`], never as reply text.
 //!
-//! Every family of the page is a row of one table, [`FAMILIES`]: its name,
+//! Every family of the page is a row of one table, `FAMILIES`: its name,
 //! type, help and label names, and what writes its samples, so each name
 //! is written once.
 //!

@@ -252,7 +252,7 @@ pub(super) struct Pipeline<'a> {
     pub(super) identity: &'a Identity,
     /// The namespace signed uploads must be signed for.
     pub(super) namespace: &'a str,
-    /// The allowed_signers list in force when the upload arrived, which
+    /// The allowed_signers list in force once the payload has arrived, which
     /// decides the whole upload whatever a reload does meanwhile; `None`
     /// in v1 mode.
     pub(super) known: Option<&'a AllowedSigners>,
