@@ -7,7 +7,7 @@
 //! server refuses what does not fit ([`Budget::try_reserve`]); a batch job
 //! waits for room instead ([`Budget::reserve`]). A [`DecodeGate`] lets as
 //! many large decodes run at once as it has turns, usually one per CPU;
-//! smaller decodes skip it.
+//! smaller decodes skip it. The two go together as [`Guards`].
 //!
 //! [`default_limit`] sizes a budget that was not configured: where the
 //! process runs under a cgroup memory limit (a container started with
@@ -247,6 +247,26 @@ impl Drop for Turn<'_> {
     fn drop(&mut self) {
         *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         self.0.freed.notify_one();
+    }
+}
+
+/// The memory budget and the decode gate that every decode for someone
+/// else is held to: one pair per server, gallery build or classify run.
+pub struct Guards {
+    /// What payloads, files and decodes reserve before they take it.
+    pub budget: Budget,
+    /// Where large decodes take turns.
+    pub gate: DecodeGate,
+}
+
+impl Guards {
+    /// A budget of `limit` bytes, and a gate of one turn per CPU for
+    /// decodes that may take more than `large` bytes.
+    pub fn per_cpu(limit: u64, large: u64) -> Guards {
+        Guards {
+            budget: Budget::new(limit),
+            gate: DecodeGate::per_cpu(large),
+        }
     }
 }
 

@@ -5,7 +5,12 @@
 //! Everything is an atomic updated with relaxed ordering: a hook on the
 //! request path is an addition, never a lock. What the server already knows
 //! elsewhere (the memory budget, the connection limit) is read when the
-//! page is rendered, from a [`Live`] the server fills in.
+//! page is rendered, from a [`Live`] the server fills in. The server says
+//! what became of each upload as an [`UploadResult`], never as reply text.
+//!
+//! Every family of the page is a row of one table, `FAMILIES`: its name,
+//! type, help and label names, and what writes its samples, so each name
+//! is written once.
 //!
 //! `histogram` holds the bucketed durations, `text` writes the exposition
 //! format, `http` is the small HTTP/1.1 responder that serves the page.
@@ -14,10 +19,11 @@ mod histogram;
 pub mod http;
 mod text;
 
-use crate::protocol::{self, Code, Reply, Upload};
+use crate::protocol::{Code, Upload};
 use crate::sandbox::Failure;
 use crate::store::Folder;
-use histogram::Histogram;
+use histogram::{Histogram, Snapshot};
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use text::{Kind, Page};
@@ -121,6 +127,24 @@ pub struct Live {
     pub workers_limit: usize,
 }
 
+/// What became of one upload, as the metrics count it: the `result` and
+/// `folder` labels of `colorsort_uploads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadResult {
+    /// Answered `OK`: filed in `folder` (`stored`), or found already stored
+    /// there (`dup`).
+    Stored {
+        /// The folder of the copy the reply names.
+        folder: Folder,
+        /// The content was already stored.
+        dup: bool,
+    },
+    /// Answered `ERR` with this code.
+    Refused(Code),
+    /// Ended without a reply: the client left mid-payload (`aborted`).
+    Aborted,
+}
+
 /// Uploads of one kind by result.
 #[derive(Default)]
 struct Results {
@@ -132,54 +156,35 @@ struct Results {
 }
 
 impl Results {
-    /// Counts one upload by its reply (`OK ...`, `ERR code ...`, or empty
-    /// for none); true if it was answered `OK`.
-    fn count(&self, reply: &str) -> bool {
-        let parsed = protocol::parse_reply(reply.trim_end_matches("\r\n"));
-        let filed = matches!(parsed, Some(Reply::Ok(_)));
-        let counter = match parsed {
-            Some(Reply::Ok(text)) => {
-                let folder = text.split('/').next().unwrap_or_default();
-                let dup = text.split(' ').any(|word| word == "dup");
-                Folder::ALL
-                    .iter()
-                    .position(|f| f.as_str() == folder)
-                    .map(|f| &self.filed[usize::from(dup)][f])
-            }
-            Some(Reply::Err { code, .. }) => Code::ALL
-                .iter()
-                .position(|c| c.as_str() == code)
-                .map(|c| &self.refused[c]),
-            None => Some(&self.refused[Code::ALL.len()]),
+    /// Counts one upload.
+    fn count(&self, result: UploadResult) {
+        // `Folder::ALL` and `Code::ALL` are in declaration order (a test
+        // holds them to it), so each is its own index.
+        let counter = match result {
+            UploadResult::Stored { folder, dup } => &self.filed[usize::from(dup)][folder as usize],
+            UploadResult::Refused(code) => &self.refused[code as usize],
+            UploadResult::Aborted => &self.refused[Code::ALL.len()],
         };
-        // Every reply the server sends names a folder or a code it knows.
-        debug_assert!(counter.is_some(), "reply {reply:?} fits no counter");
-        if let Some(counter) = counter {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        filed
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Writes one sample per result and folder, with `labels` first.
-    fn render(&self, p: &mut Page, name: &str, labels: &[(&str, &str)]) {
+    /// Writes one sample per result and folder, after the label values
+    /// `first`.
+    fn render(&self, s: &mut Samples, first: &[&str]) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let with = |result, folder| {
-            let mut all = labels.to_vec();
-            all.extend([("result", result), ("folder", folder)]);
-            all
+        let mut sample = |result: &str, folder: &str, value: u64| {
+            let mut values = first.to_vec();
+            values.extend([result, folder]);
+            s.value(&values, value);
         };
         for (dup, result) in ["stored", "dup"].into_iter().enumerate() {
             for (f, folder) in Folder::ALL.iter().enumerate() {
-                p.sample(
-                    name,
-                    &with(result, folder.as_str()),
-                    load(&self.filed[dup][f]),
-                );
+                sample(result, folder.as_str(), load(&self.filed[dup][f]));
             }
         }
         let results = Code::ALL.iter().map(|code| code.as_str()).chain([ABORTED]);
         for (r, result) in results.enumerate() {
-            p.sample(name, &with(result, NO_FOLDER), load(&self.refused[r]));
+            sample(result, NO_FOLDER, load(&self.refused[r]));
         }
     }
 }
@@ -202,6 +207,185 @@ pub struct Metrics {
     decode_wait: Histogram,
     /// Decode workers that gave no answer, by [`Failure::index`].
     worker_failures: [AtomicU64; Failure::REASONS.len()],
+}
+
+/// One family of the page: a row of [`FAMILIES`].
+struct Family {
+    /// The metric's name; a histogram's samples add `_bucket`, `_sum` and
+    /// `_count` to it.
+    name: &'static str,
+    kind: Kind,
+    /// The `# HELP` text.
+    help: &'static str,
+    /// The names of its samples' labels, in order (a histogram's `le`
+    /// aside).
+    labels: &'static [&'static str],
+    /// Writes its samples, from the counters and what the server keeps
+    /// elsewhere.
+    samples: fn(&Metrics, &Live, &mut Samples),
+}
+
+/// Every family of the page, in its order.
+static FAMILIES: &[Family] = &[
+    Family {
+        name: "colorsort_build_info",
+        kind: Kind::Gauge,
+        help: "The server's version and key fingerprint; always 1.",
+        labels: &["version", "key"],
+        samples: |m, _, s| s.value(&[env!("CARGO_PKG_VERSION"), &m.fingerprint], 1),
+    },
+    Family {
+        name: "colorsort_uploads_total",
+        kind: Kind::Counter,
+        help: "Uploads by command, result (stored, dup, an ERR code, or aborted: no reply) and folder.",
+        labels: &["command", "result", "folder"],
+        samples: |m, _, s| {
+            for (results, kind) in m.uploads.iter().zip(COMMANDS) {
+                results.render(s, &[kind.verb()]);
+            }
+        },
+    },
+    Family {
+        name: "colorsort_signed_uploads_total",
+        kind: Kind::Counter,
+        help: "SEALs that carried a signature (also in colorsort_uploads_total), by result and folder.",
+        labels: &["result", "folder"],
+        samples: |m, _, s| m.signed.render(s, &[]),
+    },
+    Family {
+        name: "colorsort_upload_duration_seconds",
+        kind: Kind::Histogram,
+        help: "Time from an upload's request line to its OK reply, by command.",
+        labels: &["command"],
+        samples: |m, _, s| {
+            for (histogram, kind) in m.upload_time.iter().zip(COMMANDS) {
+                s.histogram(&[kind.verb()], &histogram.snapshot());
+            }
+        },
+    },
+    Family {
+        name: "colorsort_received_bytes_total",
+        kind: Kind::Counter,
+        help: "Payload and signature bytes received, refused uploads' included, counted as they arrive.",
+        labels: &[],
+        samples: |m, _, s| s.value(&[], load(&m.received_bytes)),
+    },
+    Family {
+        name: "colorsort_connections_open",
+        kind: Kind::Gauge,
+        help: "Connections being served now.",
+        labels: &[],
+        samples: |m, _, s| s.value(&[], load(&m.connections_open)),
+    },
+    Family {
+        name: "colorsort_connections_limit",
+        kind: Kind::Gauge,
+        help: "Most connections served at once.",
+        labels: &[],
+        samples: |_, live, s| s.value(&[], live.connection_limit),
+    },
+    Family {
+        name: "colorsort_connections_total",
+        kind: Kind::Counter,
+        help: "Connections accepted and served.",
+        labels: &[],
+        samples: |m, _, s| s.value(&[], load(&m.connections)),
+    },
+    Family {
+        name: "colorsort_connections_refused_total",
+        kind: Kind::Counter,
+        help: "Connections turned away with ERR busy at the connection limit, with nothing to evict.",
+        labels: &[],
+        samples: |m, _, s| s.value(&[], load(&m.connections_refused)),
+    },
+    Family {
+        name: "colorsort_evictions_total",
+        kind: Kind::Counter,
+        help: "Connections closed to make room for a newcomer, or to free memory, by reason: idle, unread_reply, slow_upload, memory.",
+        labels: &["reason"],
+        samples: |m, _, s| {
+            for why in Eviction::ALL {
+                s.value(&[why.as_str()], load(&m.evictions[why as usize]));
+            }
+        },
+    },
+    Family {
+        name: "colorsort_memory_used_bytes",
+        kind: Kind::Gauge,
+        help: "Memory budget reserved now for payloads and decoded pixels.",
+        labels: &[],
+        samples: |_, live, s| s.value(&[], live.memory_used),
+    },
+    Family {
+        name: "colorsort_memory_limit_bytes",
+        kind: Kind::Gauge,
+        help: "The memory budget for payloads and decoded pixels.",
+        labels: &[],
+        samples: |_, live, s| s.value(&[], live.memory_limit),
+    },
+    Family {
+        name: "colorsort_decode_wait_seconds",
+        kind: Kind::Histogram,
+        help: "Time large decodes waited for a turn at the decode gate.",
+        labels: &[],
+        samples: |m, _, s| s.histogram(&[], &m.decode_wait.snapshot()),
+    },
+    Family {
+        name: "colorsort_decode_workers",
+        kind: Kind::Gauge,
+        help: "Decode worker processes alive now, idle and busy.",
+        labels: &[],
+        samples: |_, live, s| s.value(&[], live.workers_alive),
+    },
+    Family {
+        name: "colorsort_decode_workers_limit",
+        kind: Kind::Gauge,
+        help: "Decode worker processes alive at most.",
+        labels: &[],
+        samples: |_, live, s| s.value(&[], live.workers_limit),
+    },
+    Family {
+        name: "colorsort_decode_worker_failures_total",
+        kind: Kind::Counter,
+        help: "Decode workers that gave no answer, by reason: memory (their memory limit), time (their deadline), syscall (killed by their sandbox), crash, malformed.",
+        labels: &["reason"],
+        samples: |m, _, s| {
+            for (reason, count) in Failure::REASONS.iter().zip(&m.worker_failures) {
+                s.value(&[*reason], load(count));
+            }
+        },
+    },
+];
+
+/// The samples of one family being written: its name and the names of its
+/// labels come from its row, so a sample gives only its label values.
+struct Samples<'a> {
+    page: &'a mut Page,
+    family: &'static Family,
+}
+
+impl Samples<'_> {
+    /// Writes one sample with these label `values`, one per label name.
+    fn value(&mut self, values: &[&str], value: impl fmt::Display) {
+        let labels = self.labels(values);
+        self.page.sample(self.family.name, &labels, value);
+    }
+
+    /// Writes a histogram's samples with these label `values`.
+    fn histogram(&mut self, values: &[&str], h: &Snapshot) {
+        let labels = self.labels(values);
+        self.page.histogram(self.family.name, &labels, h);
+    }
+
+    fn labels<'v>(&self, values: &[&'v str]) -> Vec<(&'static str, &'v str)> {
+        let names = self.family.labels;
+        debug_assert_eq!(names.len(), values.len(), "{}", self.family.name);
+        names.iter().copied().zip(values.iter().copied()).collect()
+    }
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
 }
 
 /// An open connection, counted in `colorsort_connections_open` until it is
@@ -265,180 +449,35 @@ impl Metrics {
         self.received_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Counts one upload, `signed` if it carried a signature, by the reply
-    /// it got (`OK ...`, `ERR code ...`, or empty for none), with the time
-    /// it `took` from its request line to its reply.
-    pub fn upload(&self, kind: Upload, signed: bool, reply: &str, took: Duration) {
-        let command = command_index(kind);
-        if self.uploads[command].count(reply) {
+    /// Counts one upload, `signed` if it carried a signature, by what
+    /// became of it, with the time it `took` from its request line to its
+    /// reply (timed only if it was answered `OK`).
+    pub fn upload(&self, kind: Upload, signed: bool, result: UploadResult, took: Duration) {
+        let command = match kind {
+            Upload::Put => 0,
+            Upload::Seal => 1,
+        };
+        self.uploads[command].count(result);
+        if matches!(result, UploadResult::Stored { .. }) {
             self.upload_time[command].observe(took);
         }
         if signed {
-            self.signed.count(reply);
+            self.signed.count(result);
         }
     }
 
     /// The metrics page, in the Prometheus text format.
     pub fn render(&self, live: &Live) -> String {
-        let mut p = Page::default();
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-
-        p.family(
-            "colorsort_build_info",
-            Kind::Gauge,
-            "The server's version and key fingerprint; always 1.",
-        );
-        p.sample(
-            "colorsort_build_info",
-            &[
-                ("version", env!("CARGO_PKG_VERSION")),
-                ("key", &self.fingerprint),
-            ],
-            1,
-        );
-
-        p.family(
-            "colorsort_uploads_total",
-            Kind::Counter,
-            "Uploads by command, result (stored, dup, an ERR code, or aborted: no reply) and folder.",
-        );
-        for (c, kind) in COMMANDS.iter().enumerate() {
-            let labels = [("command", kind.verb())];
-            self.uploads[c].render(&mut p, "colorsort_uploads_total", &labels);
+        let mut page = Page::default();
+        for family in FAMILIES {
+            page.family(family.name, family.kind, family.help);
+            let mut samples = Samples {
+                page: &mut page,
+                family,
+            };
+            (family.samples)(self, live, &mut samples);
         }
-        p.family(
-            "colorsort_signed_uploads_total",
-            Kind::Counter,
-            "SEALs that carried a signature (also in colorsort_uploads_total), by result and folder.",
-        );
-        self.signed
-            .render(&mut p, "colorsort_signed_uploads_total", &[]);
-
-        p.family(
-            "colorsort_upload_duration_seconds",
-            Kind::Histogram,
-            "Time from an upload's request line to its OK reply, by command.",
-        );
-        for (c, kind) in COMMANDS.iter().enumerate() {
-            let snapshot = self.upload_time[c].snapshot();
-            p.histogram(
-                "colorsort_upload_duration_seconds",
-                &[("command", kind.verb())],
-                &snapshot,
-            );
-        }
-
-        p.family(
-            "colorsort_received_bytes_total",
-            Kind::Counter,
-            "Payload and signature bytes received, refused uploads' included, counted as they arrive.",
-        );
-        p.sample(
-            "colorsort_received_bytes_total",
-            &[],
-            load(&self.received_bytes),
-        );
-
-        p.family(
-            "colorsort_connections_open",
-            Kind::Gauge,
-            "Connections being served now.",
-        );
-        p.sample(
-            "colorsort_connections_open",
-            &[],
-            load(&self.connections_open),
-        );
-        p.family(
-            "colorsort_connections_limit",
-            Kind::Gauge,
-            "Most connections served at once.",
-        );
-        p.sample("colorsort_connections_limit", &[], live.connection_limit);
-        p.family(
-            "colorsort_connections_total",
-            Kind::Counter,
-            "Connections accepted and served.",
-        );
-        p.sample("colorsort_connections_total", &[], load(&self.connections));
-        p.family(
-            "colorsort_connections_refused_total",
-            Kind::Counter,
-            "Connections turned away with ERR busy at the connection limit, with nothing to evict.",
-        );
-        p.sample(
-            "colorsort_connections_refused_total",
-            &[],
-            load(&self.connections_refused),
-        );
-        p.family(
-            "colorsort_evictions_total",
-            Kind::Counter,
-            "Connections closed to make room for a newcomer, or to free memory, by reason: idle, unread_reply, slow_upload, memory.",
-        );
-        for why in Eviction::ALL {
-            p.sample(
-                "colorsort_evictions_total",
-                &[("reason", why.as_str())],
-                load(&self.evictions[why as usize]),
-            );
-        }
-
-        p.family(
-            "colorsort_memory_used_bytes",
-            Kind::Gauge,
-            "Memory budget reserved now for payloads and decoded pixels.",
-        );
-        p.sample("colorsort_memory_used_bytes", &[], live.memory_used);
-        p.family(
-            "colorsort_memory_limit_bytes",
-            Kind::Gauge,
-            "The memory budget for payloads and decoded pixels.",
-        );
-        p.sample("colorsort_memory_limit_bytes", &[], live.memory_limit);
-
-        p.family(
-            "colorsort_decode_wait_seconds",
-            Kind::Histogram,
-            "Time large decodes waited for a turn at the decode gate.",
-        );
-        p.histogram(
-            "colorsort_decode_wait_seconds",
-            &[],
-            &self.decode_wait.snapshot(),
-        );
-        p.family(
-            "colorsort_decode_workers",
-            Kind::Gauge,
-            "Decode worker processes alive now, idle and busy.",
-        );
-        p.sample("colorsort_decode_workers", &[], live.workers_alive);
-        p.family(
-            "colorsort_decode_workers_limit",
-            Kind::Gauge,
-            "Decode worker processes alive at most.",
-        );
-        p.sample("colorsort_decode_workers_limit", &[], live.workers_limit);
-        p.family(
-            "colorsort_decode_worker_failures_total",
-            Kind::Counter,
-            "Decode workers that gave no answer, by reason: memory (their memory limit), time (their deadline), syscall (killed by their sandbox), crash, malformed.",
-        );
-        for (i, reason) in Failure::REASONS.iter().enumerate() {
-            p.sample(
-                "colorsort_decode_worker_failures_total",
-                &[("reason", reason)],
-                load(&self.worker_failures[i]),
-            );
-        }
-        p.finish()
-    }
-}
-
-fn command_index(kind: Upload) -> usize {
-    match kind {
-        Upload::Put => 0,
-        Upload::Seal => 1,
+        page.finish()
     }
 }
 
@@ -465,58 +504,25 @@ mod tests {
     fn uploads_are_counted_by_command_result_and_folder() {
         let m = Metrics::new("SHA256:abc");
         let ms = Duration::from_millis;
-        // (command, signed, reply, bytes) — each counted once.
+        let stored = |folder, dup| UploadResult::Stored { folder, dup };
+        let refused = UploadResult::Refused;
+        // (command, signed, result, bytes) — each counted once.
         let cases = [
-            (
-                Upload::Seal,
-                false,
-                "OK red/a.png r=200.0 g=1.0 b=1.0\r\n",
-                10,
-            ),
-            (
-                Upload::Seal,
-                false,
-                "OK red/a.png r=200.0 g=1.0 b=1.0 dup\r\n",
-                10,
-            ),
-            (
-                Upload::Put,
-                false,
-                "OK not_trusted/b.png r=1.0 g=1.0 b=9.0\r\n",
-                5,
-            ),
-            (Upload::Put, false, "ERR too-large SIZE 9 is over 8\r\n", 0),
-            (
-                Upload::Seal,
-                false,
-                "ERR busy server is out of memory\r\n",
-                3,
-            ),
-            (
-                Upload::Seal,
-                false,
-                "ERR decrypt-failed decryption failed\r\n",
-                7,
-            ),
-            (Upload::Put, false, "", 2),
-            (
-                Upload::Seal,
-                true,
-                "OK green/g.png r=1.0 g=200.0 b=1.0 signer=alice@example.com\r\n",
-                4,
-            ),
-            (Upload::Seal, true, "ERR unknown-signer not listed\r\n", 1),
-            (
-                Upload::Seal,
-                true,
-                "ERR bad-signature does not verify\r\n",
-                1,
-            ),
-            (Upload::Put, false, "ERR too-complex too many frames\r\n", 1),
+            (Upload::Seal, false, stored(Folder::Red, false), 10),
+            (Upload::Seal, false, stored(Folder::Red, true), 10),
+            (Upload::Put, false, stored(Folder::NotTrusted, false), 5),
+            (Upload::Put, false, refused(Code::TooLarge), 0),
+            (Upload::Seal, false, refused(Code::Busy), 3),
+            (Upload::Seal, false, refused(Code::DecryptFailed), 7),
+            (Upload::Put, false, UploadResult::Aborted, 2),
+            (Upload::Seal, true, stored(Folder::Green, false), 4),
+            (Upload::Seal, true, refused(Code::UnknownSigner), 1),
+            (Upload::Seal, true, refused(Code::BadSignature), 1),
+            (Upload::Put, false, refused(Code::TooComplex), 1),
         ];
-        for (kind, signed, reply, bytes) in cases {
+        for (kind, signed, result, bytes) in cases {
             m.received(bytes);
-            m.upload(kind, signed, reply, ms(7));
+            m.upload(kind, signed, result, ms(7));
         }
         let page = m.render(&LIVE);
         let want = [
@@ -634,6 +640,44 @@ mod tests {
     }
 
     #[test]
+    fn folders_and_codes_are_their_own_indexes() {
+        for (i, folder) in Folder::ALL.into_iter().enumerate() {
+            assert_eq!(folder as usize, i, "{folder:?}");
+        }
+        for (i, code) in Code::ALL.into_iter().enumerate() {
+            assert_eq!(code as usize, i, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn every_sample_has_its_familys_labels() {
+        let page = Metrics::new("SHA256:x").render(&LIVE);
+        let mut rows = FAMILIES.iter();
+        let mut family = None;
+        for line in page.lines() {
+            if line.starts_with("# HELP ") {
+                family = rows.next();
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let family = family.expect("a sample before any family");
+            let labels: Vec<&str> = line
+                .split_once('{')
+                .map(|(_, rest)| {
+                    rest.split(',')
+                        .filter_map(|l| l.split_once('=').map(|(name, _)| name))
+                        .filter(|&name| name != "le")
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(labels, family.labels, "{line}");
+        }
+        assert!(rows.next().is_none(), "a family with no HELP line");
+    }
+
+    #[test]
     fn every_family_has_help_and_type_before_its_samples() {
         let page = Metrics::new("SHA256:x").render(&LIVE);
         assert!(page.ends_with('\n'));
@@ -666,6 +710,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(typed.len(), 16, "{typed:?}");
+        assert_eq!(typed.len(), FAMILIES.len(), "{typed:?}");
     }
 }

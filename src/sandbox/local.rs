@@ -126,7 +126,7 @@ pub fn decode_file(
             gate,
             within: (ahead > 0).then(|| Budget::new(ahead)),
         };
-        match workers.decode(&memory, kind, &bytes, size, max_pixels, |_| {}) {
+        match workers.decode(&memory, kind, &bytes, size, max_pixels) {
             Err(Error::NoMemory { need }) => {
                 ahead = need.saturating_sub(size);
                 last = Error::NoMemory { need };

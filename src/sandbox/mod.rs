@@ -43,7 +43,7 @@ pub use process::{COMMAND, EXIT_NO_SANDBOX, EXIT_ORPHAN, EXIT_OUT_OF_MEMORY, Fai
 pub use seccomp::no_new_privs;
 pub use wire::{Header, Kind};
 
-use crate::budget::{Reservation, Turn};
+use crate::budget::{Guards, Reservation, Turn};
 use crate::classify::{self, Verdict};
 use pool::{Lease, Pool, Settings, Unavailable};
 use process::Stop;
@@ -127,6 +127,26 @@ pub trait Memory {
     fn turn(&self, peak: u64) -> Option<Turn<'_>>;
 }
 
+/// The budget and gate themselves: memory reserved only if it fits now,
+/// large decodes waiting for their turn.
+impl Memory for Guards {
+    fn limit(&self) -> u64 {
+        self.budget.limit()
+    }
+
+    fn reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
+        self.budget.try_reserve(bytes)
+    }
+
+    fn grow(&self, memory: &mut Reservation<'_>, more: u64) -> bool {
+        memory.try_grow(more)
+    }
+
+    fn turn(&self, peak: u64) -> Option<Turn<'_>> {
+        self.gate.enter_if_large(peak)
+    }
+}
+
 /// What a worker gives back.
 #[derive(Debug)]
 pub struct Decoded {
@@ -195,7 +215,7 @@ impl Workers {
     /// Decodes `input` in a worker as `kind` asks, under `max_pixels`, with
     /// its memory charged to `memory` in two steps (see the module
     /// documentation); the caller already holds `held` bytes of the same
-    /// budget, which count against it. `waited` hears how long a turn took.
+    /// budget, which count against it.
     pub fn decode(
         &self,
         memory: &impl Memory,
@@ -203,7 +223,6 @@ impl Workers {
         input: &[u8],
         held: u64,
         max_pixels: u64,
-        waited: impl FnOnce(Duration),
     ) -> Result<Decoded, Error> {
         let max = memory.limit();
         let len = input.len() as u64;
@@ -244,11 +263,7 @@ impl Workers {
                 max,
             });
         }
-        let asked = Instant::now();
         let turn = memory.turn(peak);
-        if turn.is_some() {
-            waited(asked.elapsed());
-        }
         if !memory.grow(&mut reserved, peak) {
             return Err(Error::NoMemory { need });
         }
@@ -383,11 +398,10 @@ mod tests {
     use crate::budget::{Budget, DecodeGate};
     use std::cell::Cell;
 
-    /// A budget whose growth can be refused, and that counts the turns
-    /// asked for.
+    /// Guards whose growth can be refused, and that count the turns asked
+    /// for.
     struct TestMemory {
-        budget: Budget,
-        gate: DecodeGate,
+        guards: Guards,
         refuse_growth: bool,
         turns: Cell<usize>,
     }
@@ -395,8 +409,10 @@ mod tests {
     impl TestMemory {
         fn new(limit: u64, refuse_growth: bool) -> TestMemory {
             TestMemory {
-                budget: Budget::new(limit),
-                gate: DecodeGate::new(1, 0),
+                guards: Guards {
+                    budget: Budget::new(limit),
+                    gate: DecodeGate::new(1, 0),
+                },
                 refuse_growth,
                 turns: Cell::new(0),
             }
@@ -405,17 +421,17 @@ mod tests {
 
     impl Memory for TestMemory {
         fn limit(&self) -> u64 {
-            self.budget.limit()
+            self.guards.limit()
         }
         fn reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
-            self.budget.try_reserve(bytes)
+            self.guards.reserve(bytes)
         }
         fn grow(&self, memory: &mut Reservation<'_>, more: u64) -> bool {
-            !self.refuse_growth && memory.try_grow(more)
+            !self.refuse_growth && self.guards.grow(memory, more)
         }
         fn turn(&self, peak: u64) -> Option<Turn<'_>> {
             self.turns.set(self.turns.get() + 1);
-            self.gate.enter_if_large(peak)
+            self.guards.turn(peak)
         }
     }
 
@@ -493,9 +509,9 @@ mod tests {
         ];
         for (input, kind, limit, refuse, want) in cases {
             let memory = TestMemory::new(limit, refuse);
-            let result = workers.decode(&memory, kind, input, 0, 1 << 20, |_| {});
+            let result = workers.decode(&memory, kind, input, 0, 1 << 20);
             assert_eq!(outcome(&result), want, "{kind:?} in {limit}");
-            assert_eq!(memory.budget.used(), 0, "everything is given back");
+            assert_eq!(memory.guards.budget.used(), 0, "everything is given back");
         }
     }
 
@@ -505,7 +521,7 @@ mod tests {
         let image = png(7, 5);
         let memory = TestMemory::new(1 << 30, false);
         let decoded = workers
-            .decode(&memory, Kind::Classify, &image, 0, 1 << 20, |_| {})
+            .decode(&memory, Kind::Classify, &image, 0, 1 << 20)
             .unwrap();
         let local = classify::classify(&image, &classify::Limits::default()).unwrap();
         assert_eq!(decoded.verdict, local);

@@ -3,16 +3,19 @@
 //! the connection after it, and the log line and metrics for each. Uploads
 //! are received here, a signed `SEAL`'s signature before its payload, into
 //! memory reserved as their bytes arrive, and handed to [`upload`] for
-//! everything past the socket.
+//! everything past the socket, with the connection's [`Hold`] on the
+//! server's memory and filing as its handle.
 
 use super::Shared;
+use super::hold::Hold;
 use super::reader::{LineError, PayloadError, ReadError, Reader};
 use super::registry::Activity;
-use super::upload::{self, Accepted, UploadError};
+use super::upload::{self, Accepted, Pipeline, UploadError};
 use super::writer::{WriteError, Writer};
-use crate::metrics::Eviction;
+use crate::metrics::{Eviction, UploadResult};
 use crate::name::{self, Name};
 use crate::protocol::{self, Code, Request, Upload};
+use crate::sandbox::{self, Memory};
 use std::fmt;
 use std::io;
 use std::net::TcpStream;
@@ -22,9 +25,13 @@ use std::time::Instant;
 /// Longest reply text kept in a log line.
 const LOG_REPLY: usize = 100;
 
-/// How a request ended, for the reply, the log and the connection.
+/// How a request ended, for the reply, the log, the metrics and the
+/// connection.
 struct Outcome {
     reply: String,
+    /// What the reply says became of an upload, for the metrics: every
+    /// outcome an upload can have says it (all but [`Outcome::ok`]'s).
+    result: Option<UploadResult>,
     /// What happened, for the log only (never sent: it may name paths).
     detail: Option<String>,
     /// A line of its own for the log, after the request's.
@@ -53,6 +60,7 @@ impl Outcome {
     fn ok(text: impl fmt::Display) -> Outcome {
         Outcome {
             reply: protocol::ok(&text.to_string()),
+            result: None,
             detail: None,
             audit: None,
             after: After::Continue,
@@ -63,6 +71,7 @@ impl Outcome {
     fn err(code: Code, message: impl fmt::Display) -> Outcome {
         Outcome {
             reply: protocol::err(code, &message.to_string()),
+            result: Some(UploadResult::Refused(code)),
             detail: None,
             audit: None,
             after: After::Continue,
@@ -73,6 +82,7 @@ impl Outcome {
     fn gone(detail: impl fmt::Display) -> Outcome {
         Outcome {
             reply: String::new(),
+            result: Some(UploadResult::Aborted),
             detail: Some(detail.to_string()),
             audit: None,
             after: After::Gone,
@@ -108,7 +118,12 @@ impl From<UploadError> for Outcome {
 
 impl From<Accepted> for Outcome {
     fn from(accepted: Accepted) -> Outcome {
+        let result = UploadResult::Stored {
+            folder: accepted.folder,
+            dup: accepted.stored.dup,
+        };
         let mut outcome = Outcome::ok(accepted.stored);
+        outcome.result = Some(result);
         outcome.audit = accepted.audit;
         match accepted.detail {
             Some(detail) => outcome.detail(detail),
@@ -340,8 +355,9 @@ impl<'a> Connection<'a> {
                 let started = Instant::now();
                 let outcome = self.upload(kind, name, size, sigsize);
                 let took = started.elapsed();
-                let signed = sigsize.is_some();
-                shared.metrics.upload(kind, signed, &outcome.reply, took);
+                if let Some(result) = outcome.result {
+                    shared.metrics.upload(kind, sigsize.is_some(), result, took);
+                }
                 (what, outcome)
             }
         }
@@ -397,8 +413,8 @@ impl<'a> Connection<'a> {
         // Nothing is reserved until bytes arrive; then as much as a buffer
         // grows by, each time it must. One reservation holds the signature
         // and the payload.
-        let mut memory = shared.budget.empty();
-        let id = self.id;
+        let handle = Hold::new(shared, self.id);
+        let mut memory = shared.guards.budget.empty();
         let signed = if sigsize > 0 {
             let mut armored = Vec::new();
             let read = self.reader.read_payload(
@@ -406,7 +422,7 @@ impl<'a> Connection<'a> {
                 sigsize as u64,
                 (started, 0),
                 &self.activity,
-                |more| shared.grow_or_evict(id, &mut memory, more),
+                |more| handle.grow(&mut memory, more),
             );
             match read {
                 Ok(()) => {}
@@ -438,7 +454,7 @@ impl<'a> Connection<'a> {
             size,
             (started, before),
             &self.activity,
-            |more| shared.grow_or_evict(id, &mut memory, more),
+            |more| handle.grow(&mut memory, more),
         );
         match read {
             Ok(()) => {}
@@ -453,9 +469,30 @@ impl<'a> Connection<'a> {
             }
             Err(PayloadError::Read(e)) => return self.payload_failed(e),
         }
-        match upload::process(shared, id, kind, name, &mut payload, signed.as_ref()) {
+        let known = shared.senders.current();
+        let pipeline = Pipeline {
+            identity: &shared.identity,
+            namespace: &shared.namespace,
+            known: known.as_deref(),
+            store: &shared.store,
+            workers: &shared.workers,
+            max_pixels: shared.limits.max_pixels,
+        };
+        match upload::process(
+            &pipeline,
+            &handle,
+            kind,
+            name,
+            &mut payload,
+            signed.as_ref(),
+        ) {
             Ok(accepted) => accepted.into(),
-            Err(e) => e.into(),
+            Err(e) => {
+                if let UploadError::Decode(sandbox::Error::Worker(failure)) = &e {
+                    shared.metrics.worker_failed(*failure);
+                }
+                e.into()
+            }
         }
     }
 

@@ -46,13 +46,15 @@
 //!
 //! This file binds, runs, admits and stops. Beside it, one file per
 //! concept: `conn` serves a connection, reading through `reader`, writing
-//! through `writer` and handing uploads to `upload`; `registry` holds the
+//! through `writer` and handing uploads to `upload` with its `hold` on the
+//! server's memory and filing as their handle; `registry` holds the
 //! slots, evicts and closes filing at a stop; `linger` closes after errors;
 //! `senders` holds the allowed_signers list in force; `sys` holds the calls
 //! into libc. Memory is reserved and large decodes take turns through
 //! [`crate::budget`].
 
 mod conn;
+mod hold;
 mod linger;
 mod reader;
 mod registry;
@@ -63,10 +65,10 @@ mod writer;
 
 pub use senders::{LoadError, Reload};
 
-use crate::budget::{Budget, DecodeGate, Reservation};
+use crate::budget::Guards;
 use crate::config::{
-    DEFAULT_MAX_MEMORY, EVICTION_WAIT, FILING_WAIT, Limits, MAX_LINGERING, MEMORY_LIMIT_SHARE,
-    MEMORY_OVERHEAD, SOCKET_LIMIT_SHARE, SOCKET_MEMORY, ServeConfig, show_size,
+    DEFAULT_MAX_MEMORY, FILING_WAIT, Limits, MAX_LINGERING, MEMORY_LIMIT_SHARE, MEMORY_OVERHEAD,
+    SOCKET_LIMIT_SHARE, SOCKET_MEMORY, ServeConfig, show_size,
 };
 use crate::key::Identity;
 use crate::metrics::{Live, Metrics};
@@ -140,8 +142,8 @@ struct Shared {
     senders: KnownSenders,
     /// The `KEY` reply text.
     key_line: String,
-    budget: Budget,
-    decodes: DecodeGate,
+    /// The memory budget and the decode gate.
+    guards: Guards,
     /// Where every upload is decoded.
     workers: Workers,
     conns: Registry,
@@ -236,8 +238,7 @@ impl Server {
             identity,
             namespace: config.signature_namespace.clone(),
             senders,
-            budget: Budget::new(limits.max_memory),
-            decodes: DecodeGate::per_cpu(limits.large_decode),
+            guards: Guards::per_cpu(limits.max_memory, limits.large_decode),
             workers: Workers::new(sandbox::Config {
                 program: config.worker_program.clone(),
                 ..sandbox::Config::new(limits.max_workers, limits.decode_timeout, limits.max_memory)
@@ -291,8 +292,8 @@ impl Server {
         move || {
             let (workers_alive, workers_limit) = shared.workers.alive();
             shared.metrics.render(&Live {
-                memory_used: shared.budget.used(),
-                memory_limit: shared.budget.limit(),
+                memory_used: shared.guards.budget.used(),
+                memory_limit: shared.guards.budget.limit(),
                 connection_limit: shared.limits.max_connections,
                 workers_alive,
                 workers_limit,
@@ -467,25 +468,6 @@ impl Shared {
         }
         self.closer.linger(stream);
     }
-
-    /// Reserves `bytes` for connection `id`: at once if they fit, else by
-    /// evicting the upload furthest behind the minimum rate, if one is, and
-    /// waiting up to [`EVICTION_WAIT`] for memory to be given back.
-    fn reserve_or_evict(&self, id: u64, bytes: u64) -> Option<Reservation<'_>> {
-        self.budget.try_reserve(bytes).or_else(|| {
-            self.conns.evict_for_memory(id);
-            self.budget.reserve_within(bytes, EVICTION_WAIT)
-        })
-    }
-
-    /// Grows `memory` by `more` bytes for connection `id`, as
-    /// [`reserve_or_evict`](Shared::reserve_or_evict) reserves.
-    fn grow_or_evict(&self, id: u64, memory: &mut Reservation<'_>, more: u64) -> bool {
-        memory.try_grow(more) || {
-            self.conns.evict_for_memory(id);
-            memory.grow_within(more, EVICTION_WAIT)
-        }
-    }
 }
 
 #[cfg(test)]
@@ -544,7 +526,7 @@ mod tests {
         // this test holds every turn: its upload waits, received whole,
         // until the grace is over and `run` has returned.
         let turns: Vec<_> = (0..thread::available_parallelism().map_or(1, |n| n.get()))
-            .map(|_| shared.decodes.enter())
+            .map(|_| shared.guards.gate.enter())
             .collect();
         let image = rgba_png(2100);
         let mut client = TcpStream::connect(addr).unwrap();
@@ -556,7 +538,7 @@ mod tests {
             .unwrap();
         client.write_all(&image).unwrap();
         let until = Instant::now() + Duration::from_secs(10);
-        while shared.budget.used() < image.len() as u64 {
+        while shared.guards.budget.used() < image.len() as u64 {
             assert!(Instant::now() < until, "the payload never arrived");
             thread::yield_now();
         }

@@ -7,18 +7,22 @@
 //! under the memory budget and the decode gate, and filing, unless a stop's
 //! grace is over. Every way an upload can be refused is an [`UploadError`],
 //! and [`UploadError::code`] is the one place it becomes a protocol code.
+//!
+//! [`process`] is logic beside the socket, as `protocol` is: it reads what
+//! every upload shares from a [`Pipeline`], and asks the connection for
+//! memory and for leave to file through a narrow [`Handle`], which its
+//! tests fake.
 
-use super::Shared;
 use crate::age;
-use crate::budget::{Reservation, Turn};
 use crate::classify;
 use crate::config::Limits;
+use crate::key::Identity;
 use crate::name::{self, Name};
 use crate::protocol::{self, Code, Stored, Upload};
-use crate::sandbox::{self, Failure};
+use crate::sandbox::{self, Failure, Workers};
 use crate::signers::{self, AllowedSigners};
 use crate::sshsig::{self, PublicKey, Signature};
-use crate::store::{self, Digest, Folder, Trust};
+use crate::store::{self, Digest, Folder, Store, Trust};
 use std::fmt;
 use std::time::SystemTime;
 
@@ -181,6 +185,8 @@ impl UploadError {
 pub(super) struct Accepted {
     /// The copy the reply names.
     pub(super) stored: Stored,
+    /// The folder that copy is in.
+    pub(super) folder: Folder,
     /// What the log adds to the reply, if anything; never sent.
     pub(super) detail: Option<String>,
     /// The audit line of an upload filed by colour, or of a duplicate of
@@ -229,29 +235,55 @@ pub(super) fn parse_signature(armored: Vec<u8>) -> Result<Signed, UploadError> {
     Ok(Signed { armored, signature })
 }
 
-/// Opens, classifies and files one payload that connection `id` received
-/// (into memory reserved as it arrived, with its signature's), with its
-/// parsed signature, if it came with one: a `SEAL` payload is decrypted in
-/// place, decoded from the same buffer and filed from it.
+/// What the pipeline asks of the connection it runs for: memory from the
+/// server's budget (reserved and grown, making room as the server does,
+/// large decodes taking turns), and leave to file. The server's is the
+/// connection's hold on the budget and the registry; a test's is a fake.
+pub(super) trait Handle: sandbox::Memory {
+    /// Whether filing may begin: false once a stop's grace is over, when
+    /// nothing more is filed. A `true` is a filing the stop waits for,
+    /// until the upload is answered.
+    fn begin_filing(&self) -> bool;
+}
+
+/// What every upload is opened, checked, decoded and filed with: the
+/// server's key, who may file by colour, the store and the decoders.
+pub(super) struct Pipeline<'a> {
+    pub(super) identity: &'a Identity,
+    /// The namespace signed uploads must be signed for.
+    pub(super) namespace: &'a str,
+    /// The allowed_signers list in force once the payload has arrived, which
+    /// decides the whole upload whatever a reload does meanwhile; `None`
+    /// in v1 mode.
+    pub(super) known: Option<&'a AllowedSigners>,
+    pub(super) store: &'a Store,
+    pub(super) workers: &'a Workers,
+    /// The largest image decoded, in pixels.
+    pub(super) max_pixels: u64,
+}
+
+/// Opens, classifies and files one payload that the connection behind
+/// `handle` received (into memory reserved as it arrived, with its
+/// signature's), with its parsed signature, if it came with one: a `SEAL`
+/// payload is decrypted in place, decoded from the same buffer and filed
+/// from it.
 pub(super) fn process(
-    shared: &Shared,
-    id: u64,
+    pipeline: &Pipeline,
+    handle: &impl Handle,
     kind: Upload,
     name: Name,
     payload: &mut Vec<u8>,
     signed: Option<&Signed>,
 ) -> Result<Accepted, UploadError> {
-    let limits = &shared.limits;
     // The reservation is the payload's SIZE, whatever decryption leaves,
     // and its signature's.
     let held = payload.len() as u64 + signed.map_or(0, |s| s.armored.len() as u64);
     if kind == Upload::Seal {
-        age::decrypt_in_place(payload, &shared.identity).map_err(UploadError::Decrypt)?;
+        age::decrypt_in_place(payload, pipeline.identity).map_err(UploadError::Decrypt)?;
     }
-    // One list decides the whole upload, whatever a reload does meanwhile.
-    let known = shared.senders.current();
+    let known = pipeline.known;
     let sender = signed
-        .map(|s| vouch(shared, known.as_deref(), s, payload))
+        .map(|s| vouch(pipeline.namespace, known, s, payload))
         .transpose()?;
     // In v1 mode every SEAL is trusted; in known-senders mode only a SEAL
     // whose signer is listed, and no other reaches this point signed.
@@ -262,37 +294,35 @@ pub(super) fn process(
         Trust::NotTrusted
     };
     let principal = sender.as_ref().and_then(|s| s.principal.clone());
+    let audit = |what: &str, stored: &Stored, digest: &Digest| {
+        trusted.then(|| audit(pipeline.namespace, what, stored, digest, sender.as_ref()))
+    };
     // Content already stored in the class it would be filed in is not
     // decoded again: a re-sent folder costs a hash per file, not a decode.
     let digest = Digest::of(payload);
-    if let Some(existing) = shared.store.lookup(trust, &digest) {
-        let audit = trusted.then(|| audit(shared, "dup of", &existing, &digest, sender.as_ref()));
+    let found = pipeline.store.lookup(trust, &digest);
+    if let Some((existing, folder)) = found.and_then(|s| folder_of(&s).map(|f| (s, f))) {
+        let audit = audit("dup of", &existing, &digest);
         return Ok(Accepted {
             stored: Stored {
                 signer: principal,
                 ..existing
             },
+            folder,
             detail: None,
             audit,
         });
     }
-    let memory = UploadMemory { shared, id };
-    let decoded = shared
+    let decoded = pipeline
         .workers
         .decode(
-            &memory,
+            handle,
             sandbox::Kind::Classify,
             payload,
             held,
-            limits.max_pixels,
-            |waited| shared.metrics.decode_waited(waited),
+            pipeline.max_pixels,
         )
-        .map_err(|e| {
-            if let sandbox::Error::Worker(failure) = &e {
-                shared.metrics.worker_failed(*failure);
-            }
-            UploadError::Decode(e)
-        })?;
+        .map_err(UploadError::Decode)?;
     let (verdict, extension) = (decoded.verdict, decoded.header.format);
     let folder = if trusted {
         Folder::from(verdict.class)
@@ -306,11 +336,11 @@ pub(super) fn process(
     // Past a stop's grace nothing more is filed: a client cut off by it
     // finds nothing of its upload stored. A filing that began before is
     // waited for (see `Server::run`).
-    if !shared.conns.begin_filing(id) {
+    if !handle.begin_filing() {
         return Err(UploadError::Stopping);
     }
     let signature = sender.as_ref().map(|s| s.armored);
-    let filed = shared
+    let filed = pipeline
         .store
         .file(folder, &name, payload, &digest, verdict.mean, signature)
         .map_err(UploadError::Store)?;
@@ -318,10 +348,11 @@ pub(super) fn process(
         signer: principal,
         ..filed.stored
     };
-    let audit = trusted.then(|| {
-        let what = if stored.dup { "dup of" } else { "filed" };
-        audit(shared, what, &stored, &digest, sender.as_ref())
-    });
+    let audit = audit(
+        if stored.dup { "dup of" } else { "filed" },
+        &stored,
+        &digest,
+    );
     // The log says what the reply does not: an untrusted upload's
     // class, and a copy that could not be indexed.
     let class = (!trusted).then(|| match kind {
@@ -332,49 +363,25 @@ pub(super) fn process(
         .unindexed
         .map(|e| format!("stored, but not indexed: {e}"));
     let detail: Vec<String> = class.into_iter().chain(unindexed).collect();
+    // A copy filed first by another upload of the same content (`dup`) is
+    // of the same class, so in the same folder.
     Ok(Accepted {
         stored,
+        folder,
         detail: (!detail.is_empty()).then(|| detail.join("; ")),
         audit,
     })
-}
-
-/// The server's memory for one connection's decode: reserved from the
-/// budget, evicting an upload that is behind to make room; large decodes
-/// take turns.
-struct UploadMemory<'a> {
-    shared: &'a Shared,
-    id: u64,
-}
-
-impl sandbox::Memory for UploadMemory<'_> {
-    fn limit(&self) -> u64 {
-        self.shared.budget.limit()
-    }
-
-    fn reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
-        self.shared.reserve_or_evict(self.id, bytes)
-    }
-
-    fn grow(&self, memory: &mut Reservation<'_>, more: u64) -> bool {
-        self.shared.grow_or_evict(self.id, memory, more)
-    }
-
-    fn turn(&self, peak: u64) -> Option<Turn<'_>> {
-        self.shared.decodes.enter_if_large(peak)
-    }
 }
 
 /// Checks a signature over the decrypted `plaintext`, then, in
 /// known-senders mode, looks its key up: in that order, so that an unknown
 /// signer is only ever reported for a signature that verifies.
 fn vouch<'a>(
-    shared: &Shared,
+    namespace: &str,
     known: Option<&AllowedSigners>,
     signed: &'a Signed,
     plaintext: &[u8],
 ) -> Result<Sender<'a>, UploadError> {
-    let namespace = &shared.namespace;
     let signature = &signed.signature;
     signature
         .verify(plaintext, namespace)
@@ -402,9 +409,10 @@ fn vouch<'a>(
 }
 
 /// The audit line of a trusted upload: what happened (`filed`, `dup of`),
-/// the stored copy, its content hash, and who vouched for it.
+/// the stored copy, its content hash, and who vouched for it under
+/// `namespace`.
 fn audit(
-    shared: &Shared,
+    namespace: &str,
     what: &str,
     stored: &Stored,
     digest: &Digest,
@@ -420,10 +428,18 @@ fn audit(
             s.key.fingerprint(),
             s.key.algorithm(),
             s.hash,
-            shared.namespace
+            namespace
         ),
         None => format!("{head} unsigned (no allowed_signers file)"),
     }
+}
+
+/// The folder of a copy the store holds, which it names `folder/name`; a
+/// path that names no folder (which the store never gives) is not taken
+/// for a stored copy.
+fn folder_of(stored: &Stored) -> Option<Folder> {
+    let (folder, _) = stored.path.split_once('/')?;
+    Folder::ALL.into_iter().find(|f| f.as_str() == folder)
 }
 
 /// A name for an upload whose given name had nothing usable in it:
@@ -435,6 +451,312 @@ fn generated_name(digest: &Digest, extension: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::{Budget, DecodeGate, Guards, Reservation, Turn};
+    use sandbox::Memory;
+    use std::path::Path;
+
+    /// A connection as the pipeline sees it, with room for its decodes or
+    /// not, and leave to file or not.
+    struct Fake {
+        guards: Guards,
+        memory: bool,
+        filing: bool,
+    }
+
+    impl Fake {
+        fn new(memory: bool, filing: bool) -> Fake {
+            Fake {
+                guards: Guards {
+                    budget: Budget::new(1 << 30),
+                    gate: DecodeGate::new(1, 0),
+                },
+                memory,
+                filing,
+            }
+        }
+    }
+
+    impl Memory for Fake {
+        fn limit(&self) -> u64 {
+            self.guards.limit()
+        }
+        fn reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
+            self.memory.then(|| self.guards.reserve(bytes)).flatten()
+        }
+        fn grow(&self, memory: &mut Reservation<'_>, more: u64) -> bool {
+            self.memory && self.guards.grow(memory, more)
+        }
+        fn turn(&self, peak: u64) -> Option<Turn<'_>> {
+            self.guards.turn(peak)
+        }
+    }
+
+    impl Handle for Fake {
+        fn begin_filing(&self) -> bool {
+            self.filing
+        }
+    }
+
+    fn fixture(path: &str) -> Vec<u8> {
+        let path = format!("{}/test-data/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn identity() -> Identity {
+        let pem = fixture("keys/test-only-server-key.pem");
+        Identity::from_pem(std::str::from_utf8(&pem).unwrap()).unwrap()
+    }
+
+    fn workers() -> Workers {
+        let mut config = sandbox::Config::new(2, std::time::Duration::from_secs(20), 1 << 30);
+        config.program = sandbox::testing::program();
+        Workers::new(config).unwrap()
+    }
+
+    /// The allowed_signers fixture's lines whose principals start with
+    /// `who`.
+    fn signers(who: &str) -> AllowedSigners {
+        let text = String::from_utf8(fixture("sshsig/allowed_signers")).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(who)).collect();
+        AllowedSigners::parse(&lines.join("\n")).unwrap()
+    }
+
+    /// Every file in the store's four folders.
+    fn filed(root: &Path) -> Vec<String> {
+        let mut all = Vec::new();
+        for folder in Folder::ALL {
+            let dir = root.join(folder.as_str());
+            for entry in std::fs::read_dir(&dir).into_iter().flatten() {
+                let name = entry.unwrap().file_name();
+                all.push(format!("{}/{}", folder.as_str(), name.to_string_lossy()));
+            }
+        }
+        all
+    }
+
+    /// One upload through the pipeline, into a store of its own.
+    struct Case {
+        what: &'static str,
+        kind: Upload,
+        /// Test-data file sent (sealed to the server's key for a `SEAL`,
+        /// unless `raw`).
+        file: &'static str,
+        raw: bool,
+        /// Its signature, a test-data/sshsig file.
+        signature: Option<&'static str>,
+        /// Known-senders mode, with the fixture's entries of this
+        /// principal; else v1 mode.
+        known: Option<&'static str>,
+        max_pixels: u64,
+        handle: Fake,
+        /// The folder filed in, or the refusal's code.
+        want: Result<Folder, Code>,
+    }
+
+    #[test]
+    fn uploads_are_filed_by_trust_or_refused_with_nothing_filed() {
+        let identity = identity();
+        let workers = workers();
+        let image = "images/red_solid.png";
+        let message = "sshsig/message.txt";
+        let case = |what, kind, file, want| Case {
+            what,
+            kind,
+            file,
+            raw: false,
+            signature: None,
+            known: None,
+            max_pixels: 1 << 20,
+            handle: Fake::new(true, true),
+            want,
+        };
+        let cases = [
+            case("plaintext", Upload::Put, image, Ok(Folder::NotTrusted)),
+            case("sealed, v1 mode", Upload::Seal, image, Ok(Folder::Red)),
+            Case {
+                known: Some("alice@"),
+                ..case(
+                    "sealed, unsigned, known senders",
+                    Upload::Seal,
+                    image,
+                    Ok(Folder::NotTrusted),
+                )
+            },
+            Case {
+                signature: Some("ed25519.sig"),
+                known: Some("rsa@"),
+                ..case(
+                    "signed by a key not listed",
+                    Upload::Seal,
+                    message,
+                    Err(Code::UnknownSigner),
+                )
+            },
+            Case {
+                signature: Some("ed25519.sig"),
+                known: Some("alice@"),
+                ..case(
+                    "signed by a listed key, not an image",
+                    Upload::Seal,
+                    message,
+                    Err(Code::NotAnImage),
+                )
+            },
+            Case {
+                signature: Some("fail_wrong-namespace.sig"),
+                known: Some("alice@"),
+                ..case(
+                    "signed for another namespace",
+                    Upload::Seal,
+                    message,
+                    Err(Code::BadSignature),
+                )
+            },
+            Case {
+                signature: Some("ed25519.sig"),
+                ..case(
+                    "signed over other bytes",
+                    Upload::Seal,
+                    image,
+                    Err(Code::BadSignature),
+                )
+            },
+            Case {
+                raw: true,
+                ..case(
+                    "not sealed to the server",
+                    Upload::Seal,
+                    image,
+                    Err(Code::DecryptFailed),
+                )
+            },
+            case(
+                "not an image",
+                Upload::Put,
+                "images/fail_not_an_image.txt",
+                Err(Code::NotAnImage),
+            ),
+            case(
+                "truncated",
+                Upload::Put,
+                "images/fail_truncated.png",
+                Err(Code::NotAnImage),
+            ),
+            Case {
+                max_pixels: 10,
+                ..case(
+                    "over the pixel limit",
+                    Upload::Put,
+                    image,
+                    Err(Code::TooManyPixels),
+                )
+            },
+            Case {
+                handle: Fake::new(false, true),
+                ..case(
+                    "no memory for the decode",
+                    Upload::Put,
+                    image,
+                    Err(Code::Busy),
+                )
+            },
+            Case {
+                handle: Fake::new(true, false),
+                ..case(
+                    "a stop's grace is over",
+                    Upload::Seal,
+                    image,
+                    Err(Code::Busy),
+                )
+            },
+        ];
+        for c in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let known = c.known.map(signers);
+            let pipeline = Pipeline {
+                identity: &identity,
+                namespace: "colorsort",
+                known: known.as_ref(),
+                store: &store,
+                workers: &workers,
+                max_pixels: c.max_pixels,
+            };
+            let plain = fixture(c.file);
+            let mut payload = match c.kind {
+                Upload::Seal if !c.raw => age::encrypt(&plain, identity.public()).unwrap(),
+                _ => plain,
+            };
+            let signed = c
+                .signature
+                .map(|f| parse_signature(fixture(&format!("sshsig/{f}"))).unwrap());
+            let name = Name::Given("a.png".into());
+            let got = process(
+                &pipeline,
+                &c.handle,
+                c.kind,
+                name,
+                &mut payload,
+                signed.as_ref(),
+            );
+            let got = got.map(|a| a.folder).map_err(|e| e.code());
+            assert_eq!(got, c.want, "{}", c.what);
+            let want_filed: Vec<String> = match c.want {
+                Ok(folder) => vec![format!("{}/a.png", folder.as_str())],
+                Err(_) => Vec::new(),
+            };
+            assert_eq!(filed(dir.path()), want_filed, "{}", c.what);
+            assert_eq!(c.handle.guards.budget.used(), 0, "{}: given back", c.what);
+        }
+    }
+
+    #[test]
+    fn content_already_stored_in_its_class_is_a_dup_not_decoded_again() {
+        let identity = identity();
+        let workers = workers();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let pipeline = Pipeline {
+            identity: &identity,
+            namespace: "colorsort",
+            known: None,
+            store: &store,
+            workers: &workers,
+            max_pixels: 1 << 20,
+        };
+        let image = fixture("images/red_solid.png");
+        let put = |handle: &Fake, name: &str| {
+            let mut payload = image.clone();
+            let name = Name::Given(name.into());
+            process(&pipeline, handle, Upload::Put, name, &mut payload, None)
+                .map(|a| (a.folder, a.stored.path, a.stored.dup))
+                .map_err(|e| e.code())
+        };
+        let first = put(&Fake::new(true, true), "a.png");
+        assert_eq!(
+            first,
+            Ok((Folder::NotTrusted, "not_trusted/a.png".into(), false))
+        );
+        // No memory for a decode, nor leave to file: none is needed.
+        let again = put(&Fake::new(false, false), "b.png");
+        assert_eq!(
+            again,
+            Ok((Folder::NotTrusted, "not_trusted/a.png".into(), true))
+        );
+        assert_eq!(filed(dir.path()), ["not_trusted/a.png"]);
+        // In the other class it is new.
+        let mut sealed = age::encrypt(&image, identity.public()).unwrap();
+        let name = Name::Given("c.png".into());
+        let handle = Fake::new(true, true);
+        let other = process(&pipeline, &handle, Upload::Seal, name, &mut sealed, None);
+        assert!(matches!(
+            other,
+            Ok(Accepted {
+                folder: Folder::Red,
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn refusals_have_one_code_and_keep_the_store_out_of_replies() {
