@@ -54,6 +54,7 @@ pub mod random;
 pub mod sandbox;
 pub mod server;
 pub mod signers;
+pub(crate) mod ssh;
 pub mod sshsig;
 pub mod store;
 pub(crate) mod sys;

@@ -26,12 +26,12 @@
 //!   does not check the flag when verifying signatures.
 //! - The namespace must not be empty (PROTOCOL.sshsig: "MUST NOT").
 //!
-//! The module is a leaf: it uses only the RSA size limits of [`crate::key`].
+//! The module is a leaf: it uses only the RSA size limits of [`crate::key`]
+//! and the wire encoding and fingerprint of [`crate::ssh`].
 
 mod armor;
 mod key;
 mod signature;
-mod wire;
 
 pub use key::PublicKey;
 pub use signature::Signature;
