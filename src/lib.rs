@@ -39,6 +39,7 @@ pub mod log;
 
 pub mod age;
 pub mod budget;
+pub(crate) mod calendar;
 pub mod classify;
 pub mod cli;
 pub mod client;
