@@ -27,7 +27,7 @@
 //! - The namespace must not be empty (PROTOCOL.sshsig: "MUST NOT").
 //!
 //! The module is a leaf: it uses only the RSA size limits of [`crate::key`]
-//! and the wire encoding and fingerprint of [`crate::ssh`].
+//! and the wire encoding and fingerprint of `crate::ssh`.
 
 mod armor;
 mod key;
