@@ -384,6 +384,7 @@ fn show_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Limits;
     use std::path::PathBuf;
 
     #[test]
@@ -424,6 +425,26 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(parse_duration(input).ok(), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn a_memory_budget_is_set_only_when_given() {
+        assert_eq!(ServeConfig::default().max_memory, None);
+        let flag = setting("--max-memory").unwrap();
+        assert_eq!(flag.show(&ServeConfig::default()), "1G");
+        let cases: [(&str, Option<u64>); 4] = [
+            ("512M", Some(512 << 20)),
+            ("1G", Some(1 << 30)),
+            ("0", Some(0)),
+            ("lots", None),
+        ];
+        for (value, want) in cases {
+            let mut c = ServeConfig::default();
+            let result = flag.apply(&mut c, value, "--max-memory");
+            assert_eq!(result.is_ok(), want.is_some(), "{value}");
+            assert_eq!(c.max_memory, want, "{value}");
+            assert_eq!(c.limits, Limits::default(), "{value}");
         }
     }
 
