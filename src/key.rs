@@ -4,7 +4,8 @@
 //! ssh-rsa stanzas carry. Parsing is strict: a public key has exactly one
 //! encoding we accept, so its fingerprint names exactly one key.
 
-use base64ct::{Base64, Base64Unpadded, Encoding};
+use crate::ssh::wire::{Reader, bit_length, put_mpint, put_string};
+use base64ct::{Base64, Encoding};
 use getrandom::SysRng;
 use rsa::BoxedUint;
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey, LineEnding};
@@ -189,13 +190,13 @@ impl PublicKey {
 
     /// Parses the SSH wire encoding of an ssh-rsa key, strictly.
     fn from_wire(wire: &[u8]) -> Result<PublicKey, Error> {
-        let mut reader = WireReader(wire);
-        if reader.string()? != SSH_RSA.as_bytes() {
+        let mut reader = Reader::new(wire);
+        if reader.string().ok_or(Error::Wire)? != SSH_RSA.as_bytes() {
             return Err(Error::KeyType);
         }
-        let e = reader.mpint()?;
-        let n = reader.mpint()?;
-        if !reader.0.is_empty() {
+        let e = reader.mpint().ok_or(Error::Wire)?;
+        let n = reader.mpint().ok_or(Error::Wire)?;
+        if !reader.is_empty() {
             return Err(Error::Wire);
         }
         if e.is_empty() || e.len() > MAX_EXPONENT_LEN {
@@ -245,8 +246,7 @@ impl PublicKey {
     /// `SHA256:` and the unpadded base64 SHA-256 of the wire encoding, as
     /// `ssh-keygen -l` prints it.
     pub fn fingerprint(&self) -> String {
-        let hash = Sha256::digest(&self.wire);
-        format!("SHA256:{}", Base64Unpadded::encode_string(&hash))
+        crate::ssh::fingerprint(&self.wire)
     }
 
     /// Modulus size in bits.
@@ -294,71 +294,10 @@ impl fmt::Debug for PublicKey {
     }
 }
 
-/// Number of significant bits in a big-endian magnitude.
-fn bit_length(be: &[u8]) -> usize {
-    match be.iter().position(|&b| b != 0) {
-        Some(i) => (be.len() - i - 1) * 8 + (8 - be[i].leading_zeros() as usize),
-        None => 0,
-    }
-}
-
-fn put_string(out: &mut Vec<u8>, s: &[u8]) {
-    // Only ever called with at most MAX_WIRE_LEN bytes.
-    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-    out.extend_from_slice(s);
-}
-
-/// Writes a non-negative integer, given as trimmed big-endian bytes, as an
-/// SSH mpint: minimal two's complement, so a leading zero byte exactly when
-/// the top bit is set.
-fn put_mpint(out: &mut Vec<u8>, magnitude: &[u8]) {
-    let start = magnitude
-        .iter()
-        .position(|&b| b != 0)
-        .unwrap_or(magnitude.len());
-    let magnitude = &magnitude[start..];
-    let pad = magnitude.first().is_some_and(|&b| b & 0x80 != 0);
-    out.extend_from_slice(&((magnitude.len() + usize::from(pad)) as u32).to_be_bytes());
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(magnitude);
-}
-
-/// Reads SSH wire fields from a borrowed slice; lengths are checked against
-/// what remains before anything is sliced, and nothing is allocated.
-struct WireReader<'a>(&'a [u8]);
-
-impl<'a> WireReader<'a> {
-    fn string(&mut self) -> Result<&'a [u8], Error> {
-        let (len, rest) = self.0.split_first_chunk::<4>().ok_or(Error::Wire)?;
-        let len = u32::from_be_bytes(*len) as usize;
-        if len > rest.len() {
-            return Err(Error::Wire);
-        }
-        let (value, rest) = rest.split_at(len);
-        self.0 = rest;
-        Ok(value)
-    }
-
-    /// A non-negative, minimally encoded mpint; returns its magnitude
-    /// without the sign byte.
-    fn mpint(&mut self) -> Result<&'a [u8], Error> {
-        let raw = self.string()?;
-        match raw {
-            [] => Ok(raw),
-            [first, ..] if first & 0x80 != 0 => Err(Error::Wire),
-            [0] => Err(Error::Wire),
-            [0, second, ..] if second & 0x80 == 0 => Err(Error::Wire),
-            [0, rest @ ..] => Ok(rest),
-            _ => Ok(raw),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64ct::Base64Unpadded;
 
     const SERVER_PEM: &str = include_str!("../test-data/keys/test-only-server-key.pem");
     const SERVER_PUB: &str = include_str!("../test-data/keys/test-only-server-key.pub");
@@ -380,16 +319,11 @@ mod tests {
     /// Splits the server key's wire blob into (e, n) magnitudes.
     fn server_parts() -> (Vec<u8>, Vec<u8>) {
         let blob = server_blob();
-        let mut r = WireReader(&blob);
+        let mut r = Reader::new(&blob);
         r.string().unwrap();
         let e = r.mpint().unwrap().to_vec();
         let n = r.mpint().unwrap().to_vec();
         (e, n)
-    }
-
-    fn raw_string(out: &mut Vec<u8>, s: &[u8]) {
-        out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-        out.extend_from_slice(s);
     }
 
     #[test]
@@ -509,9 +443,9 @@ mod tests {
 
         let wire = |kind: &[u8], e: &[u8], n: &[u8]| {
             let mut w = Vec::new();
-            raw_string(&mut w, kind);
-            raw_string(&mut w, e);
-            raw_string(&mut w, n);
+            put_string(&mut w, kind);
+            put_string(&mut w, e);
+            put_string(&mut w, n);
             w
         };
         let mut padded_n = vec![0];
@@ -525,8 +459,8 @@ mod tests {
         long_len.truncate(long_len.len() - 1);
         let huge_len = {
             let mut w = Vec::new();
-            raw_string(&mut w, b"ssh-rsa");
-            raw_string(&mut w, &e);
+            put_string(&mut w, b"ssh-rsa");
+            put_string(&mut w, &e);
             w.extend_from_slice(&u32::MAX.to_be_bytes());
             w.extend_from_slice(&padded_n);
             w
@@ -671,22 +605,6 @@ mod tests {
         assert!(Base64Unpadded::decode("Q", &mut out).is_err());
         assert!(Base64Unpadded::decode("QUJD\r", &mut out).is_err());
         assert!(Base64Unpadded::decode("QU-D", &mut out).is_err());
-    }
-
-    #[test]
-    fn mpint_encoding_is_minimal() {
-        let mut out = Vec::new();
-        put_mpint(&mut out, &[0x80]);
-        assert_eq!(out, [0, 0, 0, 2, 0, 0x80]);
-        out.clear();
-        put_mpint(&mut out, &[0, 0, 0x7f]);
-        assert_eq!(out, [0, 0, 0, 1, 0x7f]);
-        out.clear();
-        put_mpint(&mut out, &[]);
-        assert_eq!(out, [0, 0, 0, 0]);
-        assert_eq!(bit_length(&[0, 0x01, 0xff]), 9);
-        assert_eq!(bit_length(&[0x80]), 8);
-        assert_eq!(bit_length(&[0, 0]), 0);
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod log;
 
 pub mod age;
 pub mod budget;
+pub(crate) mod calendar;
 pub mod classify;
 pub mod cli;
 pub mod client;
@@ -54,6 +55,7 @@ pub mod random;
 pub mod sandbox;
 pub mod server;
 pub mod signers;
+pub(crate) mod ssh;
 pub mod sshsig;
 pub mod store;
 pub(crate) mod sys;

@@ -10,7 +10,7 @@
 //! signature, then SIZE bytes. Every reply is one line, `OK ...` or
 //! `ERR code message`, ending in CRLF.
 
-use crate::config::MAX_SIGNATURE;
+use crate::sshsig::MAX_SIGNATURE;
 use std::fmt;
 
 /// Longest request line, in bytes, counting its line ending.

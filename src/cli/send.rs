@@ -26,6 +26,7 @@ use crate::key::PublicKey;
 use crate::name;
 use crate::pins::{self, Check, Pins};
 use crate::protocol::{Policy, Upload};
+use crate::sshsig;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -270,7 +271,7 @@ fn parse(mut args: Args) -> Result<Option<Options>, Error> {
             }
             Item::Value("--sign", v) => o.sign = Some(PathBuf::from(v)),
             Item::Value("--namespace", v) => {
-                config::check_namespace(&v)
+                sshsig::check_namespace(&v)
                     .map_err(|why| Error::Usage(format!("--namespace: {why}")))?;
                 o.namespace = Some(v);
             }
@@ -350,7 +351,7 @@ fn signing_tools(program: &str, key: &Path) -> Result<PathBuf, Error> {
 fn namespace(opts: &Options, policy: Option<&Policy>) -> Result<String, Error> {
     let announced = match policy {
         Some(p) => {
-            config::check_namespace(&p.namespace).map_err(|why| {
+            sshsig::check_namespace(&p.namespace).map_err(|why| {
                 Error::Failed(format!(
                     "{} announces a signature namespace that is not one: {why}",
                     opts.host

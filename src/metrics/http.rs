@@ -9,13 +9,14 @@
 //! for a head that came too slowly, `431` for one too large, `503` past the
 //! connection cap, `505` for another HTTP version.
 
+use crate::calendar::http_date;
 use crate::config::{LINGER, METRICS_MAX_CONNECTIONS, METRICS_MAX_REQUEST};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The only path served.
 pub const PATH: &str = "/metrics";
@@ -200,26 +201,6 @@ fn response(status: Status, head_only: bool, body: &str) -> Vec<u8> {
         out.extend_from_slice(body.as_bytes());
     }
     out
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110's IMF-fixdate).
-fn http_date(t: SystemTime) -> String {
-    // 1970-01-01 was a Thursday.
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = crate::log::civil_from_days(days as i64);
-    format!(
-        "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        MONTHS[(m as usize).clamp(1, 12) - 1],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// Why no request head was read.
@@ -521,19 +502,6 @@ mod tests {
         ];
         for (bytes, bare) in cases {
             assert_eq!(has_bare_lf(bytes.as_bytes()), bare, "{bytes:?}");
-        }
-    }
-
-    #[test]
-    fn dates() {
-        let cases = [
-            (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
-            (784_111_777, "Sun, 06 Nov 1994 08:49:37 GMT"),
-            (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
-            (1_795_769_331, "Fri, 27 Nov 2026 08:48:51 GMT"),
-        ];
-        for (secs, want) in cases {
-            assert_eq!(http_date(UNIX_EPOCH + Duration::from_secs(secs)), want);
         }
     }
 

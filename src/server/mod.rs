@@ -207,7 +207,7 @@ impl Server {
             source,
         })?;
         let mut limits = config.limits;
-        fit_memory(&mut limits, config.max_memory_set);
+        fit_memory(&mut limits, config.max_memory);
         if let Some(soft) = sys::raise_fd_limit(limits.max_connections, limits.max_workers)
             && let fit = sys::connections_for_fd_limit(soft, limits.max_workers)
             && fit < limits.max_connections
@@ -416,8 +416,9 @@ impl Server {
 /// Fits the memory budget, and the connection cap to the kernel memory of
 /// its sockets, to a container's limit unless the budget was set, and logs
 /// the figures and where they came from.
-fn fit_memory(limits: &mut Limits, set: bool) {
-    if set {
+fn fit_memory(limits: &mut Limits, set: Option<u64>) {
+    if let Some(bytes) = set {
+        limits.max_memory = bytes;
         log!(
             "memory budget {} (--max-memory or COLORSORT_MAX_MEMORY)",
             show_size(limits.max_memory)

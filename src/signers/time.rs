@@ -9,6 +9,7 @@
 //! checked against the calendar (ssh-keygen rolls 20230231 over to March)
 //! and seconds run to 59.
 
+use crate::calendar::{days_from_civil, days_in_month, iso8601};
 use std::fmt;
 
 /// 9999-12-31T23:59:59Z, the last second four year digits can name.
@@ -55,12 +56,13 @@ pub fn parse(s: &str) -> Result<u64, TimeError> {
     if !matches!(digits.len(), 8 | 12 | 14) || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(TimeError::Format);
     }
-    let field = |at: usize, len: usize| -> u64 {
+    // At most four digits: no overflow.
+    let field = |at: usize, len: usize| -> u32 {
         digits.as_bytes()[at..at + len]
             .iter()
-            .fold(0, |n, &b| n * 10 + u64::from(b - b'0'))
+            .fold(0, |n, &b| n * 10 + u32::from(b - b'0'))
     };
-    let (year, month, day) = (field(0, 4), field(4, 2), field(6, 2));
+    let (year, month, day) = (i64::from(field(0, 4)), field(4, 2), field(6, 2));
     let (hour, minute, second) = match digits.len() {
         8 => (0, 0, 0),
         12 => (field(8, 2), field(10, 2), 0),
@@ -78,7 +80,9 @@ pub fn parse(s: &str) -> Result<u64, TimeError> {
     if year < 1970 {
         return Err(TimeError::BeforeEpoch);
     }
-    let t = days_since_epoch(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    let days =
+        u64::try_from(days_from_civil(year, month, day)).map_err(|_| TimeError::BeforeEpoch)?;
+    let t = days * 86_400 + u64::from(hour * 3600 + minute * 60 + second);
     if t == 0 {
         return Err(TimeError::BeforeEpoch);
     }
@@ -88,56 +92,7 @@ pub fn parse(s: &str) -> Result<u64, TimeError> {
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch.
 /// Times past 9999 (which [`parse`] never returns) print as its last second.
 pub fn format(t: u64) -> String {
-    let t = t.min(LAST);
-    let (days, secs) = (t / 86_400, t % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-fn is_leap(year: u64) -> bool {
-    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
-}
-
-fn days_in_month(year: u64, month: u64) -> u64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days from 1970-01-01 to a date in 1970..=9999.
-fn days_since_epoch(year: u64, month: u64, day: u64) -> u64 {
-    let before_year: u64 = (1970..year)
-        .map(|y| if is_leap(y) { 366 } else { 365 })
-        .sum();
-    let before_month: u64 = (1..month).map(|m| days_in_month(year, m)).sum();
-    before_year + before_month + day - 1
-}
-
-/// The date `days` days after 1970-01-01.
-fn civil_from_days(mut days: u64) -> (u64, u64, u64) {
-    let mut year = 1970;
-    loop {
-        let len = if is_leap(year) { 366 } else { 365 };
-        if days < len {
-            break;
-        }
-        days -= len;
-        year += 1;
-    }
-    let mut month = 1;
-    while days >= days_in_month(year, month) {
-        days -= days_in_month(year, month);
-        month += 1;
-    }
-    (year, month, days + 1)
+    iso8601(t.min(LAST))
 }
 
 #[cfg(test)]

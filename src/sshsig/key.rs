@@ -6,10 +6,10 @@
 //! names one key. This file also owns each key type's signature encoding and
 //! the check of a signature against the data it signs.
 
-use super::wire::Reader;
 use super::{ED25519, Error, RSA, SK_ED25519, excerpt};
 use crate::key::{MAX_BITS, MIN_BITS};
-use base64ct::{Base64, Base64Unpadded, Encoding};
+use crate::ssh::wire::{Reader, bit_length};
+use base64ct::{Base64, Encoding};
 use ed25519_dalek::Verifier;
 use rsa::BoxedUint;
 use rsa::traits::PublicKeyParts;
@@ -120,8 +120,7 @@ impl PublicKey {
     /// `SHA256:` and the unpadded base64 SHA-256 of the blob, as
     /// `ssh-keygen -l` prints it.
     pub fn fingerprint(&self) -> String {
-        let hash = Sha256::digest(&self.blob);
-        format!("SHA256:{}", Base64Unpadded::encode_string(&hash))
+        crate::ssh::fingerprint(&self.blob)
     }
 
     /// The SSH wire encoding.
@@ -277,15 +276,6 @@ fn rsa_key(r: &mut Reader<'_>) -> Result<rsa::PublicKey, Error> {
     rsa::PublicKey::new_with_size_limits(n, e, MIN_BITS..=MAX_BITS).map_err(|_| Error::InvalidKey)
 }
 
-/// Number of significant bits in a big-endian magnitude without leading
-/// zeros.
-fn bit_length(be: &[u8]) -> usize {
-    match be.first() {
-        Some(&top) => be.len() * 8 - top.leading_zeros() as usize,
-        None => 0,
-    }
-}
-
 impl PartialEq for PublicKey {
     fn eq(&self, other: &PublicKey) -> bool {
         self.blob == other.blob
@@ -308,7 +298,7 @@ impl fmt::Debug for PublicKey {
 pub(crate) fn blob_of(fields: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
     for field in fields {
-        super::wire::put_string(&mut out, field);
+        crate::ssh::wire::put_string(&mut out, field);
     }
     out
 }

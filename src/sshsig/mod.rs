@@ -26,12 +26,12 @@
 //!   does not check the flag when verifying signatures.
 //! - The namespace must not be empty (PROTOCOL.sshsig: "MUST NOT").
 //!
-//! The module is a leaf: it uses only the RSA size limits of [`crate::key`].
+//! The module is a leaf: it uses only the RSA size limits of [`crate::key`]
+//! and the wire encoding and fingerprint of `crate::ssh`.
 
 mod armor;
 mod key;
 mod signature;
-mod wire;
 
 pub use key::PublicKey;
 pub use signature::Signature;
@@ -39,8 +39,13 @@ pub use signature::Signature;
 use std::fmt;
 
 /// Largest armored signature accepted, in bytes. An 8192-bit RSA signature
-/// (key and signature of 1 KiB each) armors to about 3 KiB.
+/// (key and signature of 1 KiB each) armors to about 3 KiB. It is also the
+/// protocol's cap on a signed `SEAL`'s SIGSIZE, and not a setting: raising
+/// it would admit nothing the verifier accepts, and 8 KiB is nothing beside
+/// a payload.
 pub const MAX_SIGNATURE: usize = 8 * 1024;
+/// Longest signature namespace, in bytes.
+pub const MAX_NAMESPACE: usize = 64;
 
 /// Key type name of Ed25519 keys and signatures.
 pub const ED25519: &str = "ssh-ed25519";
@@ -119,6 +124,22 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// A namespace is 1 to [`MAX_NAMESPACE`] bytes of printable ASCII other
+/// than space and comma: one token in the `POLICY` reply, and listable in an
+/// allowed_signers `namespaces=` option, whose patterns commas separate.
+/// Both a server's setting and a client's choice are held to it.
+pub fn check_namespace(v: &str) -> Result<(), String> {
+    if v.is_empty() || v.len() > MAX_NAMESPACE {
+        return Err(format!("must be 1 to {MAX_NAMESPACE} bytes"));
+    }
+    if !v.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',') {
+        return Err(format!(
+            "{v:?} holds a space, a comma or a byte outside printable ASCII"
+        ));
+    }
+    Ok(())
+}
+
 /// Up to [`EXCERPT`] bytes of `raw` with everything but printable ASCII
 /// escaped, and `...` where it was cut: safe for a log or a reply line.
 pub(crate) fn excerpt(raw: &[u8]) -> String {
@@ -144,6 +165,29 @@ mod tests {
         assert_eq!(excerpt(b"a\"b\n\0\xff"), "a\\\"b\\n\\x00\\xff");
         let long = excerpt(&[b'x'; 100]);
         assert_eq!(long, format!("{}...", "x".repeat(EXCERPT)));
+    }
+
+    #[test]
+    fn namespaces_are_one_printable_token() {
+        let long = "n".repeat(MAX_NAMESPACE + 1);
+        let length = format!("must be 1 to {MAX_NAMESPACE} bytes");
+        let bytes =
+            |v: &str| format!("{v:?} holds a space, a comma or a byte outside printable ASCII");
+        let cases: [(&str, Result<(), String>); 10] = [
+            ("colorsort", Ok(())),
+            ("photos@example.com", Ok(())),
+            ("!~", Ok(())),
+            (&long[1..], Ok(())),
+            ("", Err(length.clone())),
+            (&long, Err(length)),
+            ("two words", Err(bytes("two words"))),
+            ("a,b", Err(bytes("a,b"))),
+            ("tab\t", Err(bytes("tab\t"))),
+            ("caf\u{e9}", Err(bytes("caf\u{e9}"))),
+        ];
+        for (namespace, want) in cases {
+            assert_eq!(check_namespace(namespace), want, "{namespace:?}");
+        }
     }
 
     #[test]

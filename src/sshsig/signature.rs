@@ -4,8 +4,8 @@
 //! the message it comes with is decrypted or even read.
 
 use super::key::{Body, PublicKey};
-use super::wire::{Reader, put_string};
 use super::{Error, armor, excerpt};
+use crate::ssh::wire::{Reader, put_string};
 use sha2::{Digest, Sha256, Sha512};
 
 const MAGIC: &[u8; 6] = b"SSHSIG";

@@ -1,248 +1,14 @@
-//! Every setting of `colorsort serve`, with its default, in one place.
-//!
-//! Each setting is a row of [`SETTINGS`]: its flag, its `COLORSORT_*`
-//! environment variable, its help text and how to parse it. The environment
-//! is read first and flags override it, so a container image can bake in
-//! variables that a command line still beats. The help text and the defaults
-//! printed by `colorsort serve --help` come from the same table, so they
-//! cannot drift apart.
+//! The settings table, [`SETTINGS`]: for each setting of `colorsort serve`
+//! its flag, its `COLORSORT_*` environment variable, its help line, how its
+//! value is parsed into a [`ServeConfig`] and how the value is shown; and
+//! the parsers of the values (sizes, durations, counts) it shares with the
+//! other subcommands.
 
+use super::{DEFAULT_MAX_MEMORY, ServeConfig};
+use crate::sshsig::check_namespace;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// This process's own binary, as Linux names it: what runs the decode
-/// workers.
-pub const SELF_EXE: &str = "/proc/self/exe";
-/// Decode workers alive at most, idle and busy: a process each, so within
-/// any container's process limit beside the connections' threads.
-pub const DEFAULT_MAX_WORKERS: usize = 32;
-/// Each step of a decode in a worker (opening, decoding) must answer
-/// within this, or the worker is killed. The slowest legitimate decode of
-/// the benchmark set takes well under a tenth of it (docs/BENCHMARKS.md).
-pub const DEFAULT_DECODE_TIMEOUT: Duration = Duration::from_secs(20);
-/// Address the server listens on.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:6666";
-/// Data directory: key, class folders and staging.
-pub const DEFAULT_DATA_DIR: &str = "/data";
-/// Size of the RSA key generated on first start.
-pub const DEFAULT_KEY_BITS: usize = 3072;
-/// Largest upload (SIZE) accepted, in bytes.
-pub const DEFAULT_MAX_UPLOAD: u64 = 64 * 1024 * 1024;
-/// Largest image accepted, in pixels (width × height), checked from the
-/// image header before any pixel is allocated.
-pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
-/// Per-read and per-write timeout; also the time a client has to send a
-/// whole request line.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Slowest payload transfer accepted, in bytes per second, after the first
-/// [`DEFAULT_TIMEOUT`] of grace.
-pub const DEFAULT_MIN_RATE: u64 = 64 * 1024;
-/// Most connections served at once; past it, the connection idle longest is
-/// evicted, or the newcomer gets `ERR busy`.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Memory the server may hold for payloads and decoded pixels together.
-pub const DEFAULT_MAX_MEMORY: u64 = 1024 * 1024 * 1024;
-/// Memory a server needs outside its budget, at most: per connection a
-/// thread's stack and a read buffer (up to about 64 KiB together, for
-/// [`DEFAULT_MAX_CONNECTIONS`]), plus the binary, the key and the
-/// allocator's own bookkeeping. The kernel's socket buffers are counted
-/// apart ([`SOCKET_MEMORY`]).
-pub const MEMORY_OVERHEAD: u64 = 64 * 1024 * 1024;
-/// Under a memory limit (a container's cgroup) and without `--max-memory`,
-/// the budget is the limit divided by this, less [`MEMORY_OVERHEAD`]: the
-/// other half is headroom for what the budget does not see exactly (each
-/// decoder's working memory beyond its estimate, the allocator's slack,
-/// page cache of files being written, which the cgroup charges too).
-pub const MEMORY_LIMIT_SHARE: u64 = 2;
-/// The kernel's receive buffer for each connection (`SO_RCVBUF`), in
-/// bytes: what Linux starts a connection with (`net.ipv4.tcp_rmem`'s
-/// default, 128 KiB, is this doubled), kept from growing. Unset, receive
-/// autotuning grows it to `tcp_rmem`'s maximum (6 to 32 MiB) during one
-/// fast upload.
-pub const RECEIVE_BUFFER: u32 = 64 * 1024;
-/// The kernel's send buffer for each connection (`SO_SNDBUF`), in bytes.
-/// Replies are at most a few hundred bytes, so this costs no speed; it
-/// bounds what a client that pipelines requests and never reads their
-/// replies makes the kernel hold for it, which otherwise grows to
-/// `net.ipv4.tcp_wmem`'s maximum (4 MiB).
-pub const SEND_BUFFER: u32 = 16 * 1024;
-/// Kernel memory one socket may hold for its buffers, at most: Linux
-/// doubles [`RECEIVE_BUFFER`] and [`SEND_BUFFER`] for its bookkeeping and
-/// counts each packet's whole allocation against them.
-pub const SOCKET_MEMORY: u64 = 2 * (RECEIVE_BUFFER as u64 + SEND_BUFFER as u64);
-/// Connections not yet accepted that the kernel queues for the listening
-/// socket (`listen(2)`'s backlog, as std's `TcpListener` sets it). Their
-/// sockets have the same buffers as the others.
-pub const LISTEN_BACKLOG: u32 = 128;
-/// Under a memory limit and without `--max-memory`, the sockets' kernel
-/// memory ([`SOCKET_MEMORY`] each) may take at most the limit divided by
-/// this: the connection cap is lowered to fit, and the budget is fitted to
-/// what the limit leaves (see [`crate::budget::fitted_server`]).
-pub const SOCKET_LIMIT_SHARE: u64 = 4;
-/// Decodes that may take more memory than this take turns, as many at once
-/// as there are CPUs; smaller ones (a 4-megapixel RGBA PNG and below) decode
-/// at once.
-pub const DEFAULT_LARGE_DECODE: u64 = 16 * 1024 * 1024;
-/// How long a stopping server lets in-flight requests finish.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// How far behind the minimum rate an upload may fall, in time, and how
-/// long a reply may go unread, before the connection may be evicted to make
-/// room for another: a client that sent its request line is given this
-/// long for its payload to start flowing.
-pub const DEFAULT_SLOW_GRACE: Duration = Duration::from_secs(1);
-/// How long a newcomer waits for an evicted connection's slot, and a
-/// reservation for an evicted upload's memory. Not a setting: it waits on
-/// the server's own threads, which let go as soon as their socket is shut,
-/// so no client can lengthen it.
-pub const EVICTION_WAIT: Duration = Duration::from_millis(250);
-/// How long a stopping server waits, once the grace is over, for uploads
-/// that had begun to be written to disk to finish and be answered. Nothing
-/// begins to be written after the grace. Not a setting: no client can
-/// lengthen a filing, which is bounded by the disk.
-pub const FILING_WAIT: Duration = Duration::from_secs(1);
-/// How long a connection closed after an error is drained, so that its
-/// `ERR` line is not destroyed by a TCP reset.
-pub const LINGER: Duration = Duration::from_secs(2);
-/// Most connections drained at once after an error; past it, a connection
-/// is closed at once.
-pub const MAX_LINGERING: usize = 256;
-/// Largest SIGSIZE of a signed `SEAL`, in bytes: the protocol's cap, which
-/// is the largest armored signature the verifier reads (an 8192-bit RSA
-/// signature armors to about 3 KiB). Not a setting: raising it would admit
-/// nothing the verifier accepts, and 8 KiB is nothing beside a payload.
-pub const MAX_SIGNATURE: usize = crate::sshsig::MAX_SIGNATURE;
-/// The allowed_signers file looked for in the data directory when
-/// `--allowed-signers` is not given.
-pub const ALLOWED_SIGNERS_FILE: &str = "allowed_signers";
-/// Namespace signatures must be made for (`ssh-keygen -Y sign -n`).
-pub const DEFAULT_SIGNATURE_NAMESPACE: &str = "colorsort";
-/// Longest signature namespace, in bytes.
-pub const MAX_NAMESPACE: usize = 64;
-/// Largest HTTP request head (request line and headers) the metrics
-/// responder reads; past it, `431`.
-pub const METRICS_MAX_REQUEST: usize = 8 * 1024;
-/// Most metrics requests served at once; past it, `503`. A scraper needs
-/// one.
-pub const METRICS_MAX_CONNECTIONS: usize = 4;
-
-/// Everything `colorsort serve` needs to know.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// Data directory.
-    pub data: PathBuf,
-    /// Size of a key generated on first start.
-    pub key_bits: usize,
-    /// The allowed_signers file, if given; otherwise
-    /// [`ALLOWED_SIGNERS_FILE`] in the data directory is used if it exists.
-    pub allowed_signers: Option<PathBuf>,
-    /// The namespace signed uploads must be signed for.
-    pub signature_namespace: String,
-    /// Resource limits.
-    pub limits: Limits,
-    /// Address to serve metrics on over HTTP, if any.
-    pub metrics: Option<SocketAddr>,
-    /// How log lines are written.
-    pub log_format: crate::log::Format,
-    /// `limits.max_memory` was set by `--max-memory` or its variable;
-    /// otherwise the server fits it to a container's memory limit.
-    pub max_memory_set: bool,
-    /// The binary run as the decode workers: this one, unless a test that
-    /// is not it says which.
-    pub worker_program: PathBuf,
-}
-
-impl ServeConfig {
-    /// The allowed_signers file to load: the one given, or, if none was,
-    /// [`ALLOWED_SIGNERS_FILE`] in the data directory. With `given` false,
-    /// the file turns known-senders mode on only if it exists.
-    pub fn allowed_signers_path(&self) -> (PathBuf, bool) {
-        match &self.allowed_signers {
-            Some(path) => (path.clone(), true),
-            None => (self.data.join(ALLOWED_SIGNERS_FILE), false),
-        }
-    }
-}
-
-/// The resource limits that keep one client from starving the others.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits {
-    /// Largest upload, in bytes.
-    pub max_upload: u64,
-    /// Largest image, in pixels.
-    pub max_pixels: u64,
-    /// Per-read and per-write timeout, and the request-line deadline.
-    pub timeout: Duration,
-    /// Slowest accepted payload rate, in bytes per second.
-    pub min_rate: u64,
-    /// Most connections at once.
-    pub max_connections: usize,
-    /// Memory budget for payloads and decoded pixels, in bytes.
-    pub max_memory: u64,
-    /// Time in-flight requests get to finish at shutdown.
-    pub shutdown_grace: Duration,
-    /// How far behind an upload, or how long unread a reply, before the
-    /// connection may be evicted.
-    pub slow_grace: Duration,
-    /// Decodes that may take more memory than this take turns.
-    pub large_decode: u64,
-    /// Decode workers alive at most.
-    pub max_workers: usize,
-    /// Deadline of each step of a decode in a worker.
-    pub decode_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            max_upload: DEFAULT_MAX_UPLOAD,
-            max_pixels: DEFAULT_MAX_PIXELS,
-            timeout: DEFAULT_TIMEOUT,
-            min_rate: DEFAULT_MIN_RATE,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_memory: DEFAULT_MAX_MEMORY,
-            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-            slow_grace: DEFAULT_SLOW_GRACE,
-            large_decode: DEFAULT_LARGE_DECODE,
-            max_workers: DEFAULT_MAX_WORKERS,
-            decode_timeout: DEFAULT_DECODE_TIMEOUT,
-        }
-    }
-}
-
-impl Limits {
-    /// The deadline for a payload of `size` bytes, counted from the end of
-    /// its request line: one timeout of grace, plus the time the payload
-    /// takes at the minimum rate.
-    pub fn payload_time(&self, size: u64) -> Duration {
-        let rate = self.min_rate.max(1);
-        self.timeout
-            + Duration::from_secs(size / rate)
-            + Duration::from_millis(size % rate * 1000 / rate)
-    }
-}
-
-impl Default for ServeConfig {
-    fn default() -> ServeConfig {
-        ServeConfig {
-            listen: DEFAULT_LISTEN
-                .parse()
-                .unwrap_or_else(|_| unreachable!("valid default address")),
-            data: PathBuf::from(DEFAULT_DATA_DIR),
-            key_bits: DEFAULT_KEY_BITS,
-            allowed_signers: None,
-            signature_namespace: DEFAULT_SIGNATURE_NAMESPACE.to_string(),
-            limits: Limits::default(),
-            max_memory_set: false,
-            worker_program: PathBuf::from(SELF_EXE),
-            metrics: None,
-            log_format: crate::log::Format::Text,
-        }
-    }
-}
 
 /// A setting that could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -411,11 +177,10 @@ pub static SETTINGS: &[Setting] = &[
         value: "BYTES",
         help: "memory for payloads and decoded pixels; past it, ERR busy (lower in a small container)",
         apply: |c, v| {
-            c.limits.max_memory = parse_size(v)?;
-            c.max_memory_set = true;
+            c.max_memory = Some(parse_size(v)?);
             Ok(())
         },
-        show: |c| show_size(c.limits.max_memory),
+        show: |c| show_size(c.max_memory.unwrap_or(DEFAULT_MAX_MEMORY)),
     },
     Setting {
         flag: "--shutdown-grace",
@@ -539,21 +304,6 @@ pub fn apply_env(
     Ok(())
 }
 
-/// A namespace is 1 to [`MAX_NAMESPACE`] bytes of printable ASCII other
-/// than space and comma: one token in the `POLICY` reply, and listable in an
-/// allowed_signers `namespaces=` option, whose patterns commas separate.
-pub fn check_namespace(v: &str) -> Result<(), String> {
-    if v.is_empty() || v.len() > MAX_NAMESPACE {
-        return Err(format!("must be 1 to {MAX_NAMESPACE} bytes"));
-    }
-    if !v.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',') {
-        return Err(format!(
-            "{v:?} holds a space, a comma or a byte outside printable ASCII"
-        ));
-    }
-    Ok(())
-}
-
 fn parse_u64(v: &str) -> Result<u64, String> {
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("{v:?} is not a whole number"));
@@ -634,6 +384,8 @@ fn show_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Limits;
+    use std::path::PathBuf;
 
     #[test]
     fn sizes() {
@@ -673,6 +425,26 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(parse_duration(input).ok(), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn a_memory_budget_is_set_only_when_given() {
+        assert_eq!(ServeConfig::default().max_memory, None);
+        let flag = setting("--max-memory").unwrap();
+        assert_eq!(flag.show(&ServeConfig::default()), "1G");
+        let cases: [(&str, Option<u64>); 4] = [
+            ("512M", Some(512 << 20)),
+            ("1G", Some(1 << 30)),
+            ("0", Some(0)),
+            ("lots", None),
+        ];
+        for (value, want) in cases {
+            let mut c = ServeConfig::default();
+            let result = flag.apply(&mut c, value, "--max-memory");
+            assert_eq!(result.is_ok(), want.is_some(), "{value}");
+            assert_eq!(c.max_memory, want, "{value}");
+            assert_eq!(c.limits, Limits::default(), "{value}");
         }
     }
 
@@ -782,22 +554,11 @@ mod tests {
         ns.apply(&mut c, "photos@example.com", "--signature-namespace")
             .unwrap();
         assert_eq!(c.signature_namespace, "photos@example.com");
-        let long = "n".repeat(MAX_NAMESPACE + 1);
+        let long = "n".repeat(crate::sshsig::MAX_NAMESPACE + 1);
         assert!(ns.apply(&mut c, &long, "--signature-namespace").is_err());
         assert!(
             ns.apply(&mut c, &long[1..], "--signature-namespace")
                 .is_ok()
         );
-    }
-
-    #[test]
-    fn payload_deadline_grows_with_size() {
-        let l = Limits {
-            timeout: Duration::from_secs(10),
-            min_rate: 1000,
-            ..Limits::default()
-        };
-        assert_eq!(l.payload_time(0), Duration::from_secs(10));
-        assert_eq!(l.payload_time(2500), Duration::from_millis(12_500));
     }
 }
