@@ -24,13 +24,13 @@ use crate::client::{self, Client};
 use crate::config;
 use crate::key::PublicKey;
 use crate::name;
+use crate::parallel::{self, Order};
 use crate::pins::{self, Check, Pins};
 use crate::protocol::{Policy, Upload};
+use std::convert::Infallible;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -165,35 +165,19 @@ pub(super) fn run(args: Args) -> Result<u8, Error> {
     for r in unreadable {
         report.add(r);
     }
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::channel();
-    thread::scope(|scope| {
-        for worker in 0..opts.jobs.min(files.len()) {
-            let (tx, next, files, key, host, signer) = (
-                tx.clone(),
-                &next,
-                &files,
-                key.as_ref(),
-                opts.host.as_str(),
-                signer.as_ref(),
-            );
-            let mut client = if worker == 0 { first.take() } else { None };
-            scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = files.get(i) else { break };
-                    let result = send_one(&mut client, host, path, key, signer);
-                    if tx.send(result).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        for result in rx {
+    let (host, key, signer_ref) = (opts.host.as_str(), key.as_ref(), signer.as_ref());
+    let sent: Result<(), Infallible> = parallel::run(
+        &files,
+        opts.jobs,
+        Order::Done,
+        |worker| if worker == 0 { first.take() } else { None },
+        |client, path| send_one(client, host, path, key, signer_ref),
+        |_, result| {
             report.add(result);
-        }
-    });
+            Ok(())
+        },
+    );
+    let Ok(()) = sent;
     let unknown_signer = report.failed_with("unknown-signer") > 0;
     let code = report.finish(started.elapsed());
     if let Some(signer) = &signer
