@@ -10,8 +10,9 @@
 //! or against the pin file, where it is pinned on first use (see
 //! [`crate::pins`]). Transient failures (connection refused or reset,
 //! `ERR busy`, `ERR timeout`, `ERR storage-failed`) are retried with a
-//! bounded, doubling backoff; permanent ones (`not-an-image`, `too-large`,
-//! `bad-name`, `unknown-signer`, ...) are reported at once.
+//! bounded, doubling backoff ([`client::RETRY`]); permanent ones
+//! (`not-an-image`, `too-large`, `bad-name`, `unknown-signer`, ...) are
+//! reported at once.
 
 use super::args::{Args, Flags, Item, unknown};
 use super::exit::{EXIT_KEY_CHANGED, EXIT_OK, Error, print};
@@ -32,16 +33,10 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Most parallel connections.
 const MAX_JOBS: usize = 16;
-/// Attempts per file, the first included.
-const ATTEMPTS: u32 = 5;
-/// Wait before the first retry; it doubles after each.
-const BACKOFF_START: Duration = Duration::from_millis(200);
-/// Longest wait between retries.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Bytes read from a file to recognise its format.
 const SNIFF_BYTES: usize = 32;
 
@@ -135,7 +130,7 @@ pub(super) fn run(args: Args) -> Result<u8, Error> {
     let (mut first, policy, key) = if files.is_empty() || opts.plain {
         (None, None, None)
     } else {
-        let (connected, _) = retrying(|| {
+        let (connected, _) = client::RETRY.run(|| {
             let mut client = Client::connect(&opts.host)?;
             let policy = client.policy()?;
             let key = client.key()?;
@@ -547,7 +542,7 @@ fn send_one(
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let wire_name = name::sanitize(&file_name).unwrap_or_else(|| "upload".into());
-    let (result, attempts) = retrying(|| {
+    let (result, attempts) = client::RETRY.run(|| {
         let c = match client {
             Some(c) => c,
             None => client.insert(Client::connect(host)?),
@@ -575,26 +570,6 @@ fn send_one(
         bytes,
         attempts,
         outcome,
-    }
-}
-
-/// Runs `attempt` until it succeeds, fails permanently, or [`ATTEMPTS`] are
-/// spent, sleeping a doubling backoff between tries. Returns the last
-/// result and the number of attempts made.
-fn retrying<T>(
-    mut attempt: impl FnMut() -> Result<T, client::Error>,
-) -> (Result<T, client::Error>, u32) {
-    let mut backoff = BACKOFF_START;
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        match attempt() {
-            Err(e) if e.is_transient() && attempts < ATTEMPTS => {
-                thread::sleep(backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-            result => return (result, attempts),
-        }
     }
 }
 
