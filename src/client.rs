@@ -1,12 +1,15 @@
 //! The client side of the protocol: a connection that sends requests and
 //! reads their one-line replies, used by `colorsort key`, `send`, `stats`
-//! and `ping`.
+//! and `ping`; and [`Retry`], which tries again what may succeed later
+//! (connection refused or reset, `ERR busy`, `ERR timeout`,
+//! `ERR storage-failed`) with a bounded, doubling backoff.
 
 use crate::key::{self, PublicKey};
 use crate::protocol::{self, Code, Policy, Reply, Stored, Upload};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::thread;
 use std::time::Duration;
 
 /// The server address used when neither `--host` nor `COLORSORT_HOST` is set.
@@ -85,6 +88,66 @@ impl std::error::Error for Error {}
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Error {
         Error::Io(e)
+    }
+}
+
+/// How a request is retried: how many attempts in all, and how long to
+/// wait before each retry, doubling from `first` up to `longest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Wait before the first retry; it doubles after each.
+    pub first: Duration,
+    /// Longest wait between retries.
+    pub longest: Duration,
+}
+
+/// The retries of `colorsort send`: five attempts, waiting 0.2, 0.4, 0.8
+/// and 1.6 s between them, never more than 5 s.
+pub const RETRY: Retry = Retry {
+    attempts: 5,
+    first: Duration::from_millis(200),
+    longest: Duration::from_secs(5),
+};
+
+impl Retry {
+    /// The wait before another attempt, after `made` attempts of which the
+    /// last failed with `error`; `None` if there is to be none: the error
+    /// is not [transient](Error::is_transient), or the attempts are spent.
+    pub fn wait(&self, made: u32, error: &Error) -> Option<Duration> {
+        if !error.is_transient() || made >= self.attempts {
+            return None;
+        }
+        let doubled = 2u32.saturating_pow(made.saturating_sub(1));
+        Some(self.first.saturating_mul(doubled).min(self.longest))
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the attempts
+    /// are spent, sleeping [`Retry::wait`] between tries. Returns the last
+    /// result and the number of attempts made.
+    pub fn run<T>(&self, attempt: impl FnMut() -> Result<T, Error>) -> (Result<T, Error>, u32) {
+        self.run_with(attempt, thread::sleep)
+    }
+
+    /// [`Retry::run`], waiting with `sleep`.
+    fn run_with<T>(
+        &self,
+        mut attempt: impl FnMut() -> Result<T, Error>,
+        mut sleep: impl FnMut(Duration),
+    ) -> (Result<T, Error>, u32) {
+        let mut made = 0;
+        loop {
+            made += 1;
+            let result = attempt();
+            match &result {
+                Err(e) => match self.wait(made, e) {
+                    Some(wait) => sleep(wait),
+                    None => return (result, made),
+                },
+                Ok(_) => return (result, made),
+            }
+        }
     }
 }
 
@@ -349,6 +412,118 @@ mod tests {
             .request("PING")
             .unwrap_err();
         assert!(matches!(e, Error::BadReply(_)), "{e:?}");
+    }
+
+    fn server(code: &str) -> Error {
+        Error::Server {
+            code: code.into(),
+            message: "m".into(),
+        }
+    }
+
+    fn io(kind: io::ErrorKind) -> Error {
+        Error::Io(io::Error::from(kind))
+    }
+
+    #[test]
+    fn what_is_retried() {
+        let ms = Duration::from_millis;
+        let refused = || Error::Connect {
+            host: "h:1".into(),
+            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+        };
+        let cases: Vec<(Error, bool)> = vec![
+            (refused(), true),
+            (io(io::ErrorKind::ConnectionReset), true),
+            (Error::Closed, true),
+            (server("busy"), true),
+            (server("timeout"), true),
+            (server("storage-failed"), true),
+            (server("not-an-image"), false),
+            (server("too-large"), false),
+            (server("bad-name"), false),
+            (server("unknown-signer"), false),
+            (server("no-such-code"), false),
+            (Error::BadReply("HELLO".into()), false),
+            (
+                Error::Resolve {
+                    host: "nowhere".into(),
+                    source: io::Error::from(io::ErrorKind::NotFound),
+                },
+                false,
+            ),
+        ];
+        for (error, transient) in cases {
+            let want = transient.then_some(ms(200));
+            assert_eq!(RETRY.wait(1, &error), want, "{error:?}");
+            assert_eq!(RETRY.wait(RETRY.attempts, &error), None, "{error:?}");
+        }
+        // The waits double, up to the longest.
+        let slow = Retry {
+            attempts: 40,
+            first: ms(300),
+            longest: ms(2000),
+        };
+        let waits: Vec<_> = (1..=5)
+            .chain([39, 40])
+            .map(|n| slow.wait(n, &Error::Closed))
+            .collect();
+        let want = [300, 600, 1200, 2000, 2000, 2000]
+            .map(|n| Some(ms(n)))
+            .into_iter()
+            .chain([None])
+            .collect::<Vec<_>>();
+        assert_eq!(waits, want);
+    }
+
+    #[test]
+    fn retries_until_success_for_good_or_spent() {
+        let ms = Duration::from_millis;
+        type Outcome = fn() -> Result<(), Error>;
+        /// The replies, in turn; the result, the attempts and the waits.
+        type Case = (Vec<Outcome>, Result<(), &'static str>, u32, Vec<u64>);
+        let ok: Outcome = || Ok(());
+        let busy: Outcome = || Err(server("busy"));
+        let refused: Outcome = || Err(io(io::ErrorKind::ConnectionRefused));
+        let bad: Outcome = || Err(server("not-an-image"));
+        let cases: Vec<Case> = vec![
+            (vec![ok], Ok(()), 1, vec![]),
+            (vec![bad], Err("not-an-image"), 1, vec![]),
+            (vec![busy, ok], Ok(()), 2, vec![200]),
+            (
+                vec![refused, busy, bad],
+                Err("not-an-image"),
+                3,
+                vec![200, 400],
+            ),
+            (vec![busy; 5], Err("busy"), 5, vec![200, 400, 800, 1600]),
+            (
+                vec![refused, refused, refused, refused, ok],
+                Ok(()),
+                5,
+                vec![200, 400, 800, 1600],
+            ),
+        ];
+        for (replies, want, attempts, waits) in cases {
+            let mut next = replies.iter();
+            let mut slept = Vec::new();
+            let (result, made) = RETRY.run_with(
+                || next.next().expect("no attempt past the replies")(),
+                |d| slept.push(d),
+            );
+            let result = result.map_err(|e| match e {
+                Error::Server { code, .. } => code,
+                e => e.to_string(),
+            });
+            let label = format!("{} replies", replies.len());
+            assert_eq!(result, want.map_err(String::from), "{label}");
+            assert_eq!(made, attempts, "{label}");
+            assert_eq!(
+                slept,
+                waits.into_iter().map(ms).collect::<Vec<_>>(),
+                "{label}"
+            );
+        }
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub mod key;
 pub mod mem;
 pub mod metrics;
 pub mod name;
+pub(crate) mod parallel;
 pub mod pins;
 pub mod protocol;
 pub mod random;

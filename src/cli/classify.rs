@@ -12,11 +12,11 @@
 
 use super::args::{self, Args, Flags, Item, unknown};
 use super::exit::{EXIT_FAILED, EXIT_OK, Error, print};
-use super::pool;
 use super::walk::walk;
 use crate::budget::{self, Budget, DecodeGate};
 use crate::classify::{Limits, Verdict};
 use crate::config;
+use crate::parallel;
 use crate::sandbox::{self, FileError, Workers};
 use std::fmt;
 use std::io::{self, Write};
@@ -92,7 +92,7 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
         failed += 1;
         report(path, &e);
     });
-    pool::ordered(
+    parallel::ordered(
         &files,
         jobs,
         |path| classify_file(path, &limits, &memory),

@@ -24,7 +24,7 @@
 //! side; `key`, `stats`, `ping`, `send` and its `report` and `sign` are the
 //! client side and never import the server or the store; `classify` and
 //! `gallery` work on local files, which `walk` finds, and `classify` runs
-//! them on `pool`'s threads.
+//! them on `parallel`'s threads.
 
 mod args;
 mod classify;
@@ -32,7 +32,6 @@ mod exit;
 mod gallery;
 mod key;
 mod ping;
-mod pool;
 mod report;
 mod send;
 mod serve;

@@ -7,11 +7,11 @@ use super::cache::write_atomically;
 use super::{Item, THUMB_SIDE, THUMBS};
 use crate::budget::{self, Budget, DecodeGate};
 use crate::config::{DEFAULT_DECODE_TIMEOUT, DEFAULT_LARGE_DECODE, SELF_EXE};
+use crate::parallel;
 use crate::sandbox::{self, Workers};
+use std::convert::Infallible;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Largest image decoded for a thumbnail, as for classification.
 const MAX_PIXELS: u64 = crate::config::DEFAULT_MAX_PIXELS;
@@ -62,7 +62,8 @@ pub(super) enum Made {
     Unreadable,
 }
 
-/// Makes the thumbnails of `items[todo]` on `jobs` threads.
+/// Makes the thumbnails of `items[todo]` on `jobs` threads; the outcomes
+/// are in the order of `todo`.
 pub(super) fn make_thumbnails(
     data: &Path,
     items: &[Item],
@@ -70,25 +71,18 @@ pub(super) fn make_thumbnails(
     jobs: usize,
     guards: &Guards,
 ) -> Vec<Made> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Made>>> = Mutex::new((0..todo.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(todo.len()) {
-            scope.spawn(|| {
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&i) = todo.get(k) else { break };
-                    let made = make_one(data, &items[i], guards);
-                    results.lock().unwrap_or_else(|p| p.into_inner())[k] = Some(made);
-                }
-            });
-        }
-    });
-    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or(Made::Unreadable))
-        .collect()
+    let mut made = Vec::with_capacity(todo.len());
+    let done: Result<(), Infallible> = parallel::ordered(
+        todo,
+        jobs,
+        |&i| make_one(data, &items[i], guards),
+        |_, one| {
+            made.push(one);
+            Ok(())
+        },
+    );
+    let Ok(()) = done;
+    made
 }
 
 /// Decodes one image in a worker, which makes its thumbnail and finds its
