@@ -27,6 +27,7 @@ mod crypto;
 mod e2e;
 mod formats;
 mod images;
+mod load;
 mod mem;
 mod musl;
 mod parallel;
@@ -203,7 +204,7 @@ fn main() {
     if run("e2e") {
         e2e::section(
             &mut report,
-            &e2e::Config {
+            &load::Config {
                 server: &args.server,
                 musl: args.musl.as_deref(),
                 musl_libc_mem: args.musl_libc_mem.as_deref(),
