@@ -12,7 +12,7 @@ LISTEN ?= 127.0.0.1:6666
 help:
 	@echo "make run           run the server natively on $(LISTEN) with $(DATA)"
 	@echo "make test          unit and integration tests, the Docker, Swarm and GlusterFS tests when they can run, the Kubernetes validation"
-	@echo "make lint          rustfmt and clippy"
+	@echo "make lint          rustfmt, clippy and shellcheck"
 	@echo "make fuzz          each fuzz target for FUZZ_SECONDS (default 60) on nightly (docs/FUZZING.md)"
 	@echo "make release       optimised native build in target/release/"
 	@echo "make bench         speed and memory benchmarks (release builds) into docs/BENCHMARKS.md"
@@ -40,44 +40,25 @@ run: release
 # $(TEST_LOG). Tests that could not run say SKIPPED: the shell tests on
 # their output, cargo's tests (whose output libtest hides when they pass)
 # in $(SKIP_LOG). Both are listed at the end, under one closing line that
-# adds up cargo's counts. With COLORSORT_REQUIRE_TOOLS set, as CI sets it,
-# a test that cannot run fails instead.
+# adds up cargo's counts (scripts/test.sh). With COLORSORT_REQUIRE_TOOLS
+# set, as CI sets it, a test that cannot run fails instead.
 TEST_LOG := target/test.log
 SKIP_LOG := $(CURDIR)/target/test-skips.log
 
 test:
-	@mkdir -p target; rm -f $(SKIP_LOG)
-	@{ COLORSORT_SKIP_LOG=$(SKIP_LOG) $(MAKE) --no-print-directory test-steps 2>&1; echo $$? >$(TEST_LOG).rc; } | tee $(TEST_LOG); \
-	rc=$$(cat $(TEST_LOG).rc); rm -f $(TEST_LOG).rc; \
-	skipped=$$({ grep -E '(^|[^A-Za-z])SKIPPED' $(TEST_LOG) | grep -v '^make' | sed 's/^==> //'; cat $(SKIP_LOG) 2>/dev/null; } | sort -u || true); \
-	nskipped=$$(printf '%s' "$$skipped" | grep -c . || true); \
-	counts=$$(awk '/^test result:/ { p += $$4; f += $$6 } END { printf "%d %d", p, f }' $(TEST_LOG)); \
-	echo; \
-	if [ -n "$$skipped" ]; then echo "skipped $$nskipped:"; echo "$$skipped" | sed 's/^/  /'; else echo "skipped: none"; fi; \
-	if [ "$$rc" = 0 ]; then echo "make test: all steps passed (log: $(TEST_LOG))"; \
-	else echo "make test: FAILED (log: $(TEST_LOG))"; fi; \
-	set -- $$counts; \
-	echo "cargo tests: $$1 passed, $$2 failed, $$nskipped skipped"; \
-	exit $$rc
+	@MAKE='$(MAKE)' TEST_LOG='$(TEST_LOG)' SKIP_LOG='$(SKIP_LOG)' bash scripts/test.sh
 
 .PHONY: test-steps
 test-steps:
 	$(CARGO) test --all-targets
-	@if $(DOCKER) info >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory docker-test && \
-		$(MAKE) --no-print-directory swarm-test; \
-	elif [ -n "$${COLORSORT_REQUIRE_TOOLS:-}" ]; then \
-		echo "docker and swarm tests cannot run: no Docker engine reachable (COLORSORT_REQUIRE_TOOLS is set)" >&2; exit 1; \
-	else \
-		echo "SKIPPED: docker test (no Docker engine reachable)"; \
-		echo "SKIPPED: swarm test (no Docker engine reachable)"; \
-	fi
+	@MAKE='$(MAKE)' DOCKER='$(DOCKER)' bash scripts/test-containers.sh
 	@$(MAKE) --no-print-directory gluster-test
 	@$(MAKE) --no-print-directory k8s-validate
 
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	@bash scripts/shellcheck.sh
 
 clean:
 	$(CARGO) clean
@@ -108,103 +89,26 @@ GLIBC_TARGET := x86_64-unknown-linux-gnu
 LIBC ?= musl
 HARDENING := --read-only --cap-drop ALL --security-opt no-new-privileges
 
-# Builds a static binary: musl if the target is installed or rustup can add
-# it, otherwise (or with LIBC=glibc) glibc with +crt-static. Either way the
-# result is checked for an interpreter or shared libraries before it is
-# staged with an empty data folder in $(DOCKER_ROOT).
+# Builds a static binary: musl, whose target must be installed or added by
+# rustup (it fails otherwise, saying so), or with LIBC=glibc, glibc with
+# +crt-static. Either way the result is checked for an interpreter or
+# shared libraries before it is staged with an empty data folder in
+# $(DOCKER_ROOT) (scripts/docker-binary.sh).
 docker-binary:
-	@set -eu; \
-	case "$(LIBC)" in musl) target=$(STATIC_TARGET) ;; glibc) target="" ;; \
-		*) echo "LIBC must be musl or glibc, not $(LIBC)" >&2; exit 2 ;; esac; \
-	sysroot=$$(rustc --print sysroot); \
-	if [ -n "$$target" ] && [ ! -d "$$sysroot/lib/rustlib/$$target/lib" ]; then \
-		echo "Rust target $$target is not installed; trying: rustup target add $$target"; \
-		if ! { command -v rustup >/dev/null 2>&1 && rustup target add "$$target"; }; then \
-			echo "cannot install $$target; falling back to a static glibc build"; \
-			target=""; \
-		fi; \
-	fi; \
-	if [ -n "$$target" ]; then \
-		$(CARGO) build --release --target "$$target"; \
-		build="musl ($$target)"; \
-	else \
-		target=$(GLIBC_TARGET); \
-		RUSTFLAGS="$${RUSTFLAGS:-} -C target-feature=+crt-static" $(CARGO) build --release --target "$$target"; \
-		build="static glibc ($$target, -C target-feature=+crt-static)"; \
-	fi; \
-	bin=target/$$target/release/colorsort; \
-	if command -v readelf >/dev/null 2>&1; then \
-		if readelf -lW "$$bin" | grep -q 'INTERP'; then echo "$$bin has a program interpreter: not static" >&2; exit 1; fi; \
-		if readelf -dW "$$bin" | grep -q '(NEEDED)'; then echo "$$bin needs shared libraries: not static" >&2; exit 1; fi; \
-	elif command -v file >/dev/null 2>&1; then \
-		file -b "$$bin" | grep -Eq 'static(-pie)? linked|statically linked' || { echo "$$bin is not static: $$(file -b "$$bin")" >&2; exit 1; }; \
-	else \
-		echo "neither readelf nor file is installed: cannot check that $$bin is static" >&2; exit 1; \
-	fi; \
-	rm -rf $(DOCKER_ROOT); \
-	mkdir -p $(DOCKER_ROOT)/owned/data; \
-	chmod 0700 $(DOCKER_ROOT)/owned/data; \
-	cp "$$bin" $(DOCKER_ROOT)/colorsort; \
-	echo "static binary: $$build, $$(wc -c < $(DOCKER_ROOT)/colorsort) bytes, no interpreter, no shared libraries"; \
-	if command -v file >/dev/null 2>&1; then file -b $(DOCKER_ROOT)/colorsort; fi
+	@CARGO='$(CARGO)' LIBC='$(LIBC)' STATIC_TARGET='$(STATIC_TARGET)' GLIBC_TARGET='$(GLIBC_TARGET)' \
+		DOCKER_ROOT='$(DOCKER_ROOT)' bash scripts/docker-binary.sh
 
 docker-build: docker-binary
 	$(DOCKER) build --build-arg VERSION=$(VERSION) $(addprefix -t ,$(DOCKER_TAGS)) .
 
 # Replaces a container left by an earlier run; the volume, and with it the
-# key and the stored files, is kept.
+# key and the stored files, is kept (scripts/docker-run.sh).
 docker-run: docker-build
-	@set -eu; \
-	if ! $(DOCKER) volume inspect $(VOLUME) >/dev/null 2>&1; then \
-		$(DOCKER) volume create $(VOLUME) >/dev/null; \
-		echo "created volume $(VOLUME)"; \
-	fi; \
-	if $(DOCKER) container inspect $(CONTAINER) >/dev/null 2>&1; then \
-		echo "a container named $(CONTAINER) exists: stopping and replacing it (the volume is kept)"; \
-		$(DOCKER) stop $(CONTAINER) >/dev/null; \
-		$(DOCKER) rm $(CONTAINER) >/dev/null; \
-	fi; \
-	set -x; \
-	$(DOCKER) run -d --name $(CONTAINER) --restart unless-stopped \
-		-p $(DOCKER_PORT):6666 -v $(VOLUME):/data $(HARDENING) \
-		$(IMAGE):$(VERSION) >/dev/null; \
-	{ set +x; } 2>/dev/null; \
-	printf 'waiting for the server'; \
-	for i in $$(seq 60); do \
-		if $(DOCKER) exec $(CONTAINER) /colorsort ping >/dev/null 2>&1; then break; fi; \
-		if [ "$$($(DOCKER) inspect -f '{{.State.Running}}' $(CONTAINER))" != true ]; then \
-			echo; echo "the container stopped; its log:"; $(DOCKER) logs $(CONTAINER); exit 1; \
-		fi; \
-		printf '.'; sleep 1; \
-	done; \
-	echo; \
-	$(DOCKER) exec $(CONTAINER) /colorsort ping >/dev/null || { echo "no answer after 60 s; see: $(DOCKER) logs $(CONTAINER)"; exit 1; }; \
-	echo "$(CONTAINER) ($(IMAGE):$(VERSION)) is up on port $(DOCKER_PORT); key $$($(DOCKER) exec $(CONTAINER) /colorsort key --fingerprint)"; \
-	mode=$$($(DOCKER) logs $(CONTAINER) 2>&1 | grep -m1 'known senders: ' | sed 's/.*known senders: //'); \
-	echo "known senders: $${mode:-(not in the log; see $(DOCKER) logs $(CONTAINER))}"; \
-	case "$$mode" in off*) \
-		echo "  to require signatures: put an allowed_signers file in the volume as /data/allowed_signers,"; \
-		echo "  then: $(DOCKER) kill -s HUP $(CONTAINER)";; \
-	esac; \
-	echo ""; \
-	echo "  logs:         $(DOCKER) logs -f $(CONTAINER)"; \
-	echo "  key:          $(DOCKER) exec $(CONTAINER) /colorsort key > server.pub"; \
-	echo "  fingerprint:  $(DOCKER) exec $(CONTAINER) /colorsort key --fingerprint"; \
-	echo "                (compare with the 'key SHA256:...' in the log, and what 'colorsort send' pins)"; \
-	echo "  signers:      edit allowed_signers in the volume; $(DOCKER) kill -s HUP $(CONTAINER) rereads it"; \
-	echo "  send:         colorsort send --host 127.0.0.1:$(DOCKER_PORT) IMAGE..."; \
-	echo "  files:        $(DOCKER) exec $(CONTAINER) /colorsort stats"; \
-	echo "                on the host, under red/ green/ blue/ not_trusted/ in:"; \
-	echo "                $(DOCKER) volume inspect -f '{{ .Mountpoint }}' $(VOLUME)"; \
-	echo "  stop:         make docker-stop"
+	@DOCKER='$(DOCKER)' IMAGE='$(IMAGE)' VERSION='$(VERSION)' CONTAINER='$(CONTAINER)' VOLUME='$(VOLUME)' \
+		DOCKER_PORT='$(DOCKER_PORT)' HARDENING='$(HARDENING)' bash scripts/docker-run.sh
 
 docker-stop:
-	@if $(DOCKER) container inspect $(CONTAINER) >/dev/null 2>&1; then \
-		$(DOCKER) stop $(CONTAINER) >/dev/null && $(DOCKER) rm $(CONTAINER) >/dev/null && \
-		echo "stopped and removed $(CONTAINER); the data stays in volume $(VOLUME) ($(DOCKER) volume rm $(VOLUME) deletes it)"; \
-	else \
-		echo "no container named $(CONTAINER)"; \
-	fi
+	@DOCKER='$(DOCKER)' CONTAINER='$(CONTAINER)' VOLUME='$(VOLUME)' bash scripts/docker-stop.sh
 
 docker-test:
 	bash tests/docker-test.sh
@@ -217,107 +121,21 @@ docker-test:
 # $(SWARM_MARKER), so that swarm-down leaves only a swarm it created.
 # COLORSORT_ENDPOINT_MODE=dnsrr for kernels without IPVS (no VIP, no
 # routing mesh: the service is then reached from the network $(STACK)_net).
+# The targets run scripts/swarm-up.sh and scripts/swarm-down.sh.
 STACK ?= colorsort
 COLORSORT_REPLICAS ?= 3
 COLORSORT_ENDPOINT_MODE ?= vip
 COLORSORT_PORT ?= 6666
 SWARM_WAIT ?= 180
 SWARM_MARKER := target/swarm-created-by-make
-SWARM_FILES = -c deploy/swarm.yaml $(if $(filter vip,$(COLORSORT_ENDPOINT_MODE)),-c deploy/swarm-ingress.yaml)
-SWARM_ENV = COLORSORT_IMAGE=$(IMAGE):latest COLORSORT_REPLICAS=$(COLORSORT_REPLICAS) \
-	COLORSORT_ENDPOINT_MODE=$(COLORSORT_ENDPOINT_MODE) COLORSORT_PORT=$(COLORSORT_PORT)
 
 swarm-up: docker-build
-	@set -eu; \
-	case "$(COLORSORT_ENDPOINT_MODE)" in vip|dnsrr) ;; \
-		*) echo "COLORSORT_ENDPOINT_MODE must be vip or dnsrr, not $(COLORSORT_ENDPOINT_MODE)" >&2; exit 2 ;; esac; \
-	state=$$($(DOCKER) info -f '{{.Swarm.LocalNodeState}}'); \
-	if [ "$$state" = inactive ]; then \
-		echo "no swarm active: docker swarm init --advertise-addr 127.0.0.1"; \
-		$(DOCKER) swarm init --advertise-addr 127.0.0.1 >/dev/null; \
-		mkdir -p $(dir $(SWARM_MARKER)); \
-		$(DOCKER) info -f '{{.Swarm.NodeID}}' >$(SWARM_MARKER); \
-	elif [ "$$state" != active ]; then \
-		echo "this node's swarm state is '$$state'" >&2; exit 1; \
-	fi; \
-	[ "$$($(DOCKER) info -f '{{.Swarm.ControlAvailable}}')" = true ] || { echo "this node is not a swarm manager" >&2; exit 1; }; \
-	service=$(STACK)_colorsort; \
-	image_id=$$($(DOCKER) image inspect -f '{{.Id}}' $(IMAGE):latest); \
-	running_id=$$($(DOCKER) service inspect -f '{{index .Spec.Labels "colorsort.image-id"}}' $$service 2>/dev/null || true); \
-	set -x; \
-	$(SWARM_ENV) $(DOCKER) stack deploy --resolve-image never $(SWARM_FILES) $(STACK); \
-	{ set +x; } 2>/dev/null; \
-	$(DOCKER) service update --detach --label-add colorsort.image-id=$$image_id $$service >/dev/null; \
-	if [ -n "$$running_id" ] && [ "$$running_id" != "$$image_id" ]; then \
-		echo "$(IMAGE):latest was rebuilt: rolling it out (docker service update --force)"; \
-		$(DOCKER) service update --detach --force $$service >/dev/null; \
-	fi; \
-	printf 'waiting for %s replicas to be healthy' "$(COLORSORT_REPLICAS)"; \
-	deadline=$$(( $$(date +%s) + $(SWARM_WAIT) )); \
-	while :; do \
-		replicas=$$($(DOCKER) service ls --filter name=$$service --format '{{.Name}} {{.Replicas}}' | awk -v s=$$service '$$1 == s { print $$2 }'); \
-		update=$$($(DOCKER) service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' $$service); \
-		case "$$update" in updating|rollback_started) ;; *) \
-			[ "$$replicas" = "$(COLORSORT_REPLICAS)/$(COLORSORT_REPLICAS)" ] && break ;; esac; \
-		if [ "$$(date +%s)" -ge "$$deadline" ]; then \
-			echo; echo "not all replicas healthy after $(SWARM_WAIT) s ($$replicas, update: $${update:-none}):" >&2; \
-			$(DOCKER) service ps --no-trunc $$service >&2; exit 1; \
-		fi; \
-		printf '.'; sleep 1; \
-	done; \
-	echo " $$replicas"; \
-	task=$$($(DOCKER) ps -q --filter label=com.docker.swarm.service.name=$$service --filter health=healthy | head -n 1); \
-	fp=$$( [ -n "$$task" ] && $(DOCKER) exec $$task /colorsort key --fingerprint || echo '(no task on this node)'); \
-	echo "stack $(STACK): service $$service, $$replicas replicas, key $$fp"; \
-	echo ""; \
-	if [ "$(COLORSORT_ENDPOINT_MODE)" = vip ]; then \
-		echo "  reach it:     port $(COLORSORT_PORT) of any node (routing mesh), e.g."; \
-		echo "                colorsort send --host 127.0.0.1:$(COLORSORT_PORT) IMAGE..."; \
-		if ! ./$(DOCKER_ROOT)/colorsort ping --host 127.0.0.1:$(COLORSORT_PORT) >/dev/null 2>&1; then \
-			echo "  WARNING:      nothing answers on 127.0.0.1:$(COLORSORT_PORT): the routing mesh needs IPVS, which this"; \
-			echo "                kernel may lack; make swarm-up COLORSORT_ENDPOINT_MODE=dnsrr works without it"; \
-		fi; \
-	else \
-		echo "  reach it:     from a container on the network $(STACK)_net, as colorsort:6666, e.g."; \
-		echo "                $(DOCKER) run --rm --network $(STACK)_net -v \"\$$PWD/images:/in:ro\" \\"; \
-		echo "                    $(IMAGE) send --host colorsort:6666 /in"; \
-	fi; \
-	echo "  tasks:        $(DOCKER) service ps $$service"; \
-	echo "  logs:         $(DOCKER) service logs -f $$service"; \
-	echo "  data:         volume $(STACK)_data: $(DOCKER) volume inspect -f '{{ .Mountpoint }}' $(STACK)_data"; \
-	echo "  stop:         make swarm-down"
+	@DOCKER='$(DOCKER)' IMAGE='$(IMAGE)' STACK='$(STACK)' COLORSORT_REPLICAS='$(COLORSORT_REPLICAS)' \
+		COLORSORT_ENDPOINT_MODE='$(COLORSORT_ENDPOINT_MODE)' COLORSORT_PORT='$(COLORSORT_PORT)' \
+		SWARM_WAIT='$(SWARM_WAIT)' SWARM_MARKER='$(SWARM_MARKER)' DOCKER_ROOT='$(DOCKER_ROOT)' bash scripts/swarm-up.sh
 
 swarm-down:
-	@set -eu; \
-	if [ "$$($(DOCKER) info -f '{{.Swarm.LocalNodeState}}')" != active ]; then \
-		echo "no swarm active"; rm -f $(SWARM_MARKER); exit 0; \
-	fi; \
-	if [ -n "$$($(DOCKER) stack ls --format '{{.Name}}' | grep -x '$(STACK)' || true)" ]; then \
-		$(DOCKER) stack rm $(STACK); \
-		printf 'waiting for the stack to be gone'; \
-		deadline=$$(( $$(date +%s) + 60 )); \
-		while [ -n "$$($(DOCKER) service ls -q --filter label=com.docker.stack.namespace=$(STACK))" ] || \
-			[ -n "$$($(DOCKER) ps -aq --filter label=com.docker.stack.namespace=$(STACK))" ] || \
-			[ -n "$$($(DOCKER) network ls -q --filter label=com.docker.stack.namespace=$(STACK))" ]; do \
-			if [ "$$(date +%s)" -ge "$$deadline" ]; then echo; echo "stack $(STACK) still not gone after 60 s" >&2; exit 1; fi; \
-			printf '.'; sleep 1; \
-		done; \
-		echo; \
-		echo "removed stack $(STACK); the data stays in volume $(STACK)_data ($(DOCKER) volume rm $(STACK)_data deletes it)"; \
-	else \
-		echo "no stack named $(STACK)"; \
-	fi; \
-	if [ -f $(SWARM_MARKER) ]; then \
-		if [ "$$(cat $(SWARM_MARKER))" != "$$($(DOCKER) info -f '{{.Swarm.NodeID}}')" ]; then \
-			echo "the swarm make swarm-up created is gone; this one was made otherwise: staying in it"; \
-		elif [ -n "$$($(DOCKER) service ls -q)" ]; then \
-			echo "other services run on this swarm: staying in it (docker swarm leave --force leaves it)"; exit 0; \
-		else \
-			$(DOCKER) swarm leave --force >/dev/null; echo "left the single-node swarm make swarm-up created"; \
-			$(DOCKER) network rm docker_gwbridge >/dev/null 2>&1 || true; \
-		fi; \
-		rm -f $(SWARM_MARKER); \
-	fi
+	@DOCKER='$(DOCKER)' STACK='$(STACK)' SWARM_MARKER='$(SWARM_MARKER)' bash scripts/swarm-down.sh
 
 swarm-test:
 	bash tests/swarm-test.sh
@@ -340,21 +158,15 @@ k8s-validate:
 # The cargo-fuzz targets in fuzz/ (docs/FUZZING.md), on the nightly
 # toolchain, one after the other, FUZZ_SECONDS each. The committed seeds in
 # fuzz/corpus/ are only read; new inputs go to fuzz/target/corpus/ and
-# crashes to fuzz/artifacts/, neither committed.
+# crashes to fuzz/artifacts/, neither committed (scripts/fuzz.sh).
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= request_line age_decrypt classify sshsig allowed_signers
 FUZZ_FLAGS ?= -rss_limit_mb=4096 -timeout=20
 
 .PHONY: fuzz
 fuzz:
-	@command -v cargo-fuzz >/dev/null 2>&1 || { echo "installing cargo-fuzz"; $(CARGO) install --locked cargo-fuzz; }
-	@rustup toolchain list 2>/dev/null | grep -q '^nightly' || { echo "cargo fuzz needs a nightly toolchain: rustup toolchain install nightly" >&2; exit 1; }
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		mkdir -p fuzz/target/corpus/$$t; \
-		echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
-		$(CARGO) +nightly fuzz run $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
-			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) -print_final_stats=1; \
-	done
+	@CARGO='$(CARGO)' FUZZ_TARGETS='$(FUZZ_TARGETS)' FUZZ_SECONDS='$(FUZZ_SECONDS)' FUZZ_FLAGS='$(FUZZ_FLAGS)' \
+		bash scripts/fuzz.sh
 
 # --- Benchmarks ------------------------------------------------------------
 #
@@ -366,7 +178,7 @@ fuzz:
 # compared when its target is installed, with a static glibc build, the
 # same musl build with musl's own memcpy (--features libc-mem, copied to
 # $(BENCH_DIR)/) and, when a Docker engine is up, the image itself (built
-# here by docker-build) beside it.
+# here by docker-build) beside it (scripts/bench.sh).
 BENCH_DIR := target/bench
 BENCH_PY := $(BENCH_DIR)/venv/bin/python
 BENCH_FLAGS ?=
@@ -375,29 +187,8 @@ BENCH_FLAGS ?=
 bench: $(BENCH_DIR)/assets/.done $(BENCH_DIR)/anchors.tsv
 	$(CARGO) build --release
 	RUSTFLAGS="$${RUSTFLAGS:-} -C target-feature=+crt-static" $(CARGO) build --release --target $(GLIBC_TARGET)
-	@set -eu; \
-	musl=""; \
-	if [ -d "$$(rustc --print sysroot)/lib/rustlib/$(STATIC_TARGET)/lib" ] || \
-		{ command -v rustup >/dev/null 2>&1 && rustup target add $(STATIC_TARGET) >/dev/null 2>&1; }; then \
-		$(CARGO) build --release --target $(STATIC_TARGET) --features libc-mem; \
-		cp target/$(STATIC_TARGET)/release/colorsort $(BENCH_DIR)/colorsort-musl-libc-mem; \
-		$(CARGO) build --release --target $(STATIC_TARGET); \
-		musl="--musl target/$(STATIC_TARGET)/release/colorsort --musl-libc-mem $(BENCH_DIR)/colorsort-musl-libc-mem"; \
-	else \
-		echo "Rust target $(STATIC_TARGET) not available: no musl comparison"; \
-	fi; \
-	image=""; \
-	if $(DOCKER) info >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory docker-build; \
-		image="--image $(IMAGE):latest"; \
-	elif [ -n "$${COLORSORT_REQUIRE_TOOLS:-}" ]; then \
-		echo "container rows cannot run: no Docker engine reachable (COLORSORT_REQUIRE_TOOLS is set)" >&2; exit 1; \
-	else \
-		echo "SKIPPED: container rows (no Docker engine reachable)"; \
-	fi; \
-	$(CARGO) bench --bench bench -- --assets $(BENCH_DIR)/assets --anchors $(BENCH_DIR)/anchors.tsv \
-		--work $(BENCH_DIR)/work --server target/release/colorsort $$musl $$image \
-		--static-glibc target/$(GLIBC_TARGET)/release/colorsort --out docs/BENCHMARKS.md $(BENCH_FLAGS)
+	@CARGO='$(CARGO)' MAKE='$(MAKE)' DOCKER='$(DOCKER)' IMAGE='$(IMAGE)' STATIC_TARGET='$(STATIC_TARGET)' \
+		GLIBC_TARGET='$(GLIBC_TARGET)' BENCH_DIR='$(BENCH_DIR)' BENCH_FLAGS='$(BENCH_FLAGS)' bash scripts/bench.sh
 
 $(BENCH_PY):
 	python3 -m venv $(BENCH_DIR)/venv

@@ -1,9 +1,12 @@
 # shellcheck shell=bash
-# What the shell tests say and how they wait, in one place: progress and
+# What the shell scripts say and how they wait, in one place: progress and
 # failure lines, a skip that fails where every tool must be present
-# (COLORSORT_REQUIRE_TOOLS), milliseconds without a fork, and polling with
-# a deadline, and the header of a one-pixel BMP. Sourced by tests/docker-test.sh, tests/swarm-test.sh and
-# scripts/gluster-test.sh, which set TEST_NAME first.
+# (COLORSORT_REQUIRE_TOOLS), a command line shown as `sh -x` shows it,
+# whether a Rust target is installed, milliseconds without a fork, polling
+# with a deadline, and the header of a one-pixel BMP. Sourced by the tests
+# (tests/docker-test.sh, tests/swarm-test.sh, scripts/gluster-test.sh) and
+# by the scripts behind the Makefile's targets; those that skip set
+# TEST_NAME first.
 
 log() { printf '==> %s\n' "$*"; }
 note() { printf '    %s\n' "$*"; }
@@ -18,6 +21,16 @@ skip() {
     [ -z "${COLORSORT_REQUIRE_TOOLS:-}" ] || fail "$TEST_NAME cannot run: $1 (COLORSORT_REQUIRE_TOOLS is set)"
     echo "SKIPPED: $TEST_NAME ($1)"
     exit 0
+}
+
+# show WORD...: prints the command line WORD... on stderr as `sh -x` does
+# (words without quotes or spaces), before a target runs it.
+show() { printf '+ %s\n' "$*" >&2; }
+
+# rust_target_installed TARGET: whether the standard library for the Rust
+# target TARGET is installed in the active toolchain.
+rust_target_installed() {
+    [ -d "$(rustc --print sysroot)/lib/rustlib/$1/lib" ]
 }
 
 # Milliseconds since the epoch, without a fork.

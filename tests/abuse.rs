@@ -3,12 +3,23 @@
 //! connections. Every case must get its documented `ERR` code, store
 //! nothing, and leave the server serving everyone else.
 
-mod common;
+mod common {
+    pub mod conn;
+    pub mod fixtures;
+    pub mod procfs;
+    pub mod server;
+    pub mod skip;
+    pub mod stored;
+    pub mod wait;
+}
 
-use common::{
-    Conn, TestServer, after, assert_nothing_stored, code, png, proc_status_of, seal, skipped,
-    tcp_inode, test_data, wait_until,
-};
+use common::conn::{Conn, code};
+use common::fixtures::{png, seal, test_data};
+use common::procfs::{proc_status_of, tcp_inode};
+use common::server::TestServer;
+use common::skip::skipped;
+use common::stored::assert_nothing_stored;
+use common::wait::{after, wait_until};
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -165,7 +176,7 @@ fn malformed_upload_lines_and_sizes_close_with_a_clear_error() {
 #[test]
 fn truncated_uploads_store_nothing_and_leave_no_staging_file() {
     let s = TestServer::start(&[]);
-    let image = common::noise_png(64, 64, 7);
+    let image = common::fixtures::noise_png(64, 64, 7);
     let sealed = seal(&image);
     for (verb, payload) in [("PUT", &image), ("SEAL", &sealed)] {
         for keep in [0, 1, payload.len() / 2, payload.len() - 1] {
@@ -897,7 +908,7 @@ fn slowest_upload_is_evicted_when_every_slot_is_uploading() {
         c.stream
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        if common::try_line(&mut c.reader).is_some_and(|l| l.starts_with("ERR busy")) {
+        if common::conn::try_line(&mut c.reader).is_some_and(|l| l.starts_with("ERR busy")) {
             evicted += 1;
         }
     }
@@ -1023,7 +1034,7 @@ fn memory_goes_to_whoever_sends_and_is_taken_from_the_slowest() {
         h.stream
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        if let Some(line) = common::try_line(&mut h.reader) {
+        if let Some(line) = common::conn::try_line(&mut h.reader) {
             evicted.push(line);
         }
     }
@@ -1258,17 +1269,17 @@ fn a_legitimate_upload_gets_through_600_hostile_connections() {
     let needed = 3 * PER_KIND as u64 + 200;
     let soft = raise_open_files(needed);
     if soft < needed {
-        return common::skipped(
+        return common::skip::skipped(
             test,
             &format!("the open-file limit is {soft}, {needed} needed"),
         );
     }
     let s = TestServer::start(&[]);
     let sealed: Vec<Vec<u8>> = (0..TRIES as u32)
-        .map(|i| seal(&common::noise_png(580, 580, 100 + i)))
+        .map(|i| seal(&common::fixtures::noise_png(580, 580, 100 + i)))
         .collect();
     assert!(sealed[0].len() > 1_000_000, "{}", sealed[0].len());
-    let threads = common::SERVER_THREADS;
+    let threads = common::server::SERVER_THREADS;
     let stop = Arc::new(AtomicBool::new(false));
     let connected = Arc::new(AtomicU64::new(0));
     let horde = {

@@ -6,7 +6,13 @@
 //! differences. Skipped, with a note on stderr, where `age` is not
 //! installed.
 
-mod common;
+mod common {
+    pub mod conn;
+    pub mod fixtures;
+    pub mod server;
+    pub mod skip;
+    pub mod wait;
+}
 
 use colorsort::age::{armor, decrypt_in_place, encrypt};
 use colorsort::key::{Identity, PublicKey};
@@ -33,7 +39,7 @@ fn age_installed() -> bool {
         .output()
         .is_ok_and(|out| out.status.success());
     if !found {
-        common::skipped("age interoperability", "age is not installed");
+        common::skip::skipped("age interoperability", "age is not installed");
     }
     found
 }
@@ -188,7 +194,7 @@ fn generated_key_works_with_ssh_keygen_and_age() {
                 ["2048", identity.public().fingerprint().as_str()]
             );
         }
-        Err(_) => common::skipped("ssh-keygen fingerprint", "ssh-keygen is not installed"),
+        Err(_) => common::skip::skipped("ssh-keygen fingerprint", "ssh-keygen is not installed"),
     }
 
     if !age_installed() {
@@ -470,7 +476,7 @@ fn age_sealed_uploads_are_stored_by_the_server() {
     if !age_installed() {
         return;
     }
-    let s = common::TestServer::start(&[]);
+    let s = common::server::TestServer::start(&[]);
     let mut c = s.connect();
     let key = c.ask("KEY");
     let line = key.strip_prefix("OK ").unwrap_or_else(|| panic!("{key}"));
@@ -494,7 +500,7 @@ fn age_sealed_uploads_are_stored_by_the_server() {
         ),
     ];
     for (name, rgb, armored, folder, means) in cases {
-        let image = common::png(rgb, 12, 9);
+        let image = common::fixtures::png(rgb, 12, 9);
         let plain = dir.path().join(name);
         fs::write(&plain, &image).unwrap();
         let sealed = age_encrypt(&recipients, armored, &plain);

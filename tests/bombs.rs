@@ -3,10 +3,13 @@
 //! own: what each makes that process hold at its peak, measured by the
 //! kernel, while its decode worker is held to its limit.
 
-mod common;
+mod common {
+    pub mod bombs;
+    pub mod fixtures;
+}
 
-use common::bin;
 use common::bombs::{TiffType, tiff_tag_list, webp_prefix_groups};
+use common::fixtures::bin;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -47,7 +50,7 @@ fn classify_with_peak(file: &Path) -> (String, u64) {
 /// other: what the process takes without a bomb.
 fn baseline(dir: &Path) -> u64 {
     let plain = dir.join("plain.png");
-    std::fs::write(&plain, common::png([200, 40, 50], 1, 1)).unwrap();
+    std::fs::write(&plain, common::fixtures::png([200, 40, 50], 1, 1)).unwrap();
     let (text, peak) = classify_with_peak(&plain);
     assert!(text.contains(" red "), "{text}");
     peak
@@ -127,7 +130,7 @@ fn a_tiff_of_huge_tag_lists_is_refused_before_they_are_read() {
 /// (`tests/docker-test.sh`) is what the generator makes of 4096 groups.
 #[test]
 fn the_webp_bomb_fixture_is_the_generators() {
-    let path = common::test_data("bombs/fail_prefix_groups.webp");
+    let path = common::fixtures::test_data("bombs/fail_prefix_groups.webp");
     let kept = std::fs::read(&path).unwrap();
     assert!(
         kept == webp_prefix_groups(4096),

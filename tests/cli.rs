@@ -1,8 +1,17 @@
 //! The `colorsort` binary's client commands, run as a user would run them.
 
-mod common;
+mod common {
+    pub mod budget;
+    pub mod conn;
+    pub mod fixtures;
+    pub mod procfs;
+    pub mod server;
+    pub mod stored;
+    pub mod wait;
+}
 
-use common::{TestServer, bin, png, test_data};
+use common::fixtures::{bin, png, test_data};
+use common::server::TestServer;
 use std::fs;
 use std::io::Read;
 use std::path::Path;
@@ -313,7 +322,7 @@ fn send_checks_the_key_against_a_pin() {
         file("g.png", [0, 200, 0]),
         file("b.png", [0, 0, 200]),
     );
-    let ours = common::test_public_key().fingerprint();
+    let ours = common::fixtures::test_public_key().fingerprint();
 
     let out = run(
         &["send", "--pin", &ours, "--host", &s.host(), &red],
@@ -388,7 +397,7 @@ fn send_without_a_pin_file_warns_once_and_sends() {
         fs::write(files.path().join(format!("{i}.png")), png(rgb, 3, 3)).unwrap();
     }
     let dir = files.path().to_str().unwrap();
-    let fingerprint = common::test_public_key().fingerprint();
+    let fingerprint = common::fixtures::test_public_key().fingerprint();
     // No home at all, as in a FROM scratch image; and a config folder that
     // cannot be created (a path under a file fails even for root).
     let cases: [(&str, &[(&str, &str)]); 2] = [
@@ -491,7 +500,7 @@ fn send_retries_while_the_server_is_busy() {
     let turned_away = s.wait_log("ERR busy (connection limit 1)", Duration::from_secs(10));
     assert!(turned_away.is_some(), "{}", s.log_text());
     blocker.send(b"67890");
-    assert_eq!(common::code(&blocker.line()), "not-an-image");
+    assert_eq!(common::conn::code(&blocker.line()), "not-an-image");
     drop(blocker);
     let out = child.wait_with_output().unwrap();
     let stdout = text(&out.stdout);
@@ -505,10 +514,10 @@ fn send_gives_up_after_bounded_retries() {
     // minimum rate low enough that it is never cut or evicted meanwhile: every
     // attempt of the client's upload gets the transient ERR busy.
     let s = TestServer::start(&["--max-memory", "1000", "--min-rate", "1"]);
-    let holder = common::hold_memory(&s, 900);
+    let holder = common::budget::hold_memory(&s, 900);
     let cfg = tempfile::tempdir().unwrap();
     let file = cfg.path().join("n.png");
-    let image = common::noise_png(8, 8, 3);
+    let image = common::fixtures::noise_png(8, 8, 3);
     assert!((100..=1000).contains(&image.len()), "{}", image.len());
     fs::write(&file, image).unwrap();
     let started = std::time::Instant::now();
@@ -746,7 +755,11 @@ fn classify_on_many_threads_prints_in_input_order() {
     for i in 0..120u32 {
         let side = [1, 300, 4, 120, 2, 40][i as usize % 6];
         let name = format!("{i:03}.png");
-        fs::write(images.path().join(&name), common::noise_png(side, side, i)).unwrap();
+        fs::write(
+            images.path().join(&name),
+            common::fixtures::noise_png(side, side, i),
+        )
+        .unwrap();
         names.push(name);
     }
     let dir = images.path().to_str().unwrap();

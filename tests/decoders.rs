@@ -3,9 +3,19 @@
 //! end, truncated scans, TIFF defaults and tables, and the codes that tell
 //! a pixel limit from a decoder limit.
 
-mod common;
+mod common {
+    pub mod bombs;
+    pub mod conn;
+    pub mod fixtures;
+    pub mod procfs;
+    pub mod server;
+    pub mod stored;
+    pub mod wait;
+}
 
-use common::{TestServer, code, seal, test_data};
+use common::conn::code;
+use common::fixtures::{seal, test_data};
+use common::server::TestServer;
 use std::borrow::Cow;
 use std::fs;
 use std::thread;
@@ -102,7 +112,7 @@ fn metadata_bombs_are_never_inflated_and_peak_memory_stays_within_the_budget() {
         .map(|i| with_chunks(&bomb, &chunk(b"tEXt", format!("n\0{i}").as_bytes())))
         .collect();
     // A 1x1 PNG with 3,000,000 tiny text chunks (45 MB).
-    let tiny = common::png([220, 30, 30], 1, 1);
+    let tiny = common::fixtures::png([220, 30, 30], 1, 1);
     let texts = chunk(b"tEXt", b"k\0v").repeat(3_000_000);
     let text_bomb = with_chunks(&tiny, &texts);
     eprintln!(
@@ -154,7 +164,7 @@ fn pixel_limits_decoder_limits_and_unsupported_variants_each_have_their_reply() 
     let s = TestServer::start(&[]);
     let mut c = s.connect();
     let fixture = |name: &str| fs::read(test_data(&format!("images/{name}"))).unwrap();
-    let tiny = common::png([220, 30, 30], 1, 1);
+    let tiny = common::fixtures::png([220, 30, 30], 1, 1);
     let mut text = b"Comment\0".to_vec();
     text.resize(50 << 20, b'x');
     // (name, bytes, the reply's start)

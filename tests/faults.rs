@@ -7,13 +7,22 @@
 //! unless `COLORSORT_REQUIRE_TOOLS` is set, as CI sets it: CI runs as root
 //! with strace installed (see .ci/run).
 
-mod common;
+mod common {
+    pub mod conn;
+    pub mod fixtures;
+    pub mod server;
+    pub mod skip;
+    pub mod stored;
+    pub mod wait;
+}
 
 use colorsort::store::Digest;
-use common::{
-    CLASS_FOLDERS, Conn, TestServer, after, assert_nothing_stored, code, files_in,
-    install_test_key, noise_png, png, seal, skipped, staged_files, wait_until,
-};
+use common::conn::{Conn, code};
+use common::fixtures::{install_test_key, noise_png, png, seal};
+use common::server::TestServer;
+use common::skip::skipped;
+use common::stored::{CLASS_FOLDERS, assert_nothing_stored, files_in, staged_files};
+use common::wait::{after, wait_until};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -586,7 +595,7 @@ fn sigkill_under_load_loses_no_acknowledged_upload() {
                     if c.stream.write_all(&msg).is_err() {
                         return;
                     }
-                    let Some(reply) = common::try_line(&mut c.reader) else {
+                    let Some(reply) = common::conn::try_line(&mut c.reader) else {
                         return;
                     };
                     let Some(path) = reply.strip_prefix("OK ") else {
@@ -667,7 +676,7 @@ fn sigkill_under_load_loses_no_acknowledged_upload() {
 
 /// Starts a server on `data` expecting it to refuse; returns its stderr.
 fn refused_start(data: &Path) -> String {
-    let out = Command::new(common::bin())
+    let out = Command::new(common::fixtures::bin())
         .args([
             "serve",
             "--listen",
@@ -687,10 +696,10 @@ fn refused_start(data: &Path) -> String {
 
 #[test]
 fn bad_key_files_stop_the_server_and_are_never_replaced() {
-    let good = fs::read(common::TEST_KEY).unwrap();
+    let good = fs::read(common::fixtures::TEST_KEY).unwrap();
     let mut truncated = good.clone();
     truncated.truncate(good.len() / 2);
-    let public = fs::read(common::test_data("keys/test-only-server-key.pub")).unwrap();
+    let public = fs::read(common::fixtures::test_data("keys/test-only-server-key.pub")).unwrap();
     // (what, key.pem contents, mode, words the one error line must hold)
     let cases: Vec<(&str, Vec<u8>, u32, &[&str])> = vec![
         (

@@ -14,9 +14,19 @@
 //! pass, unless `COLORSORT_REQUIRE_TOOLS` is set, as CI sets it after
 //! installing them (see .ci/run).
 
-mod common;
+mod common {
+    pub mod conn;
+    pub mod fixtures;
+    pub mod server;
+    pub mod skip;
+    pub mod stored;
+    pub mod wait;
+}
 
-use common::{TestServer, assert_nothing_stored, install_test_key, png, skipped};
+use common::fixtures::{install_test_key, png};
+use common::server::TestServer;
+use common::skip::skipped;
+use common::stored::assert_nothing_stored;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

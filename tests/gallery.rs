@@ -1,9 +1,17 @@
 //! `colorsort gallery` on a data directory filled by a real server, and the
 //! page rendered by headless Chromium where it is installed.
 
-mod common;
+mod common {
+    pub mod conn;
+    pub mod fixtures;
+    pub mod server;
+    pub mod skip;
+    pub mod ssh;
+    pub mod wait;
+}
 
-use common::{TestServer, bin, png, seal};
+use common::fixtures::{bin, png, seal};
+use common::server::TestServer;
 use std::path::Path;
 use std::process::Command;
 
@@ -90,7 +98,7 @@ fn chromium() -> Option<&'static str> {
 #[test]
 fn chromium_renders_the_counts() {
     let Some(browser) = chromium() else {
-        common::skipped("chromium_renders_the_counts", "chromium is not installed");
+        common::skip::skipped("chromium_renders_the_counts", "chromium is not installed");
         return;
     };
     let s = filled_server();
@@ -147,15 +155,15 @@ fn chromium_renders_the_counts() {
 #[test]
 fn signed_images_show_their_signer() {
     let test = "signed_images_show_their_signer";
-    if !common::ssh_keygen_installed(test) {
+    if !common::ssh::ssh_keygen_installed(test) {
         return;
     }
     let keys = tempfile::tempdir().unwrap();
-    let alice = common::SshKey::generate(keys.path(), "alice", "ed25519", None);
+    let alice = common::ssh::SshKey::generate(keys.path(), "alice", "ed25519", None);
     let (key, fingerprint) = (alice.path.clone(), alice.fingerprint());
 
     let data = tempfile::tempdir().unwrap();
-    common::install_test_key(data.path());
+    common::fixtures::install_test_key(data.path());
     let listed = data.path().join("allowed_signers");
     std::fs::write(&listed, alice.allowed("alice@example.com", "")).unwrap();
     let s = TestServer::start_in(data.path(), &[]);

@@ -3,11 +3,23 @@
 //! the HTTP responder is as strict as the line protocol, and that the log
 //! summarises PINGs and writes JSON when asked.
 
-mod common;
+mod common {
+    pub mod conn;
+    pub mod fixtures;
+    pub mod http;
+    pub mod procfs;
+    pub mod server;
+    pub mod skip;
+    pub mod ssh;
+    pub mod wait;
+}
 
-use common::{
-    Conn, HttpResponse, SshKey, TestServer, code, http_get, http_raw, png, read_http, seal, skipped,
-};
+use common::conn::{Conn, code};
+use common::fixtures::{png, seal};
+use common::http::{HttpResponse, http_get, http_raw, read_http};
+use common::server::TestServer;
+use common::skip::skipped;
+use common::ssh::SshKey;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -256,7 +268,7 @@ fn evictions_of_unread_replies_are_counted() {
     // unread longest is evicted for a newcomer.
     let s = TestServer::start(&["--metrics", "127.0.0.1:0", "--max-connections", "2"]);
     let _readers: Vec<Conn> = (0..2).map(|_| non_reader(&s, 20_000)).collect();
-    let admitted = common::wait_until(common::after(Duration::from_secs(10)), || {
+    let admitted = common::wait::wait_until(common::wait::after(Duration::from_secs(10)), || {
         s.connect().ask("STATS").starts_with("OK ")
     });
     assert!(admitted, "no newcomer got in: {}", s.log_text());
@@ -300,7 +312,7 @@ fn evictions_for_memory_are_counted() {
     }
     let sealed = seal(&png([10, 20, 200], 4, 4));
     let mut c = s.connect();
-    let stored = common::wait_until(common::after(Duration::from_secs(15)), || {
+    let stored = common::wait::wait_until(common::wait::after(Duration::from_secs(15)), || {
         c.upload("SEAL", "room.png", &sealed)
             .starts_with("OK blue/room.png ")
     });
@@ -321,14 +333,14 @@ fn evictions_for_memory_are_counted() {
 
 #[test]
 fn signed_uploads_are_counted_by_result() {
-    if !common::ssh_keygen_installed("signed_uploads_are_counted_by_result") {
+    if !common::ssh::ssh_keygen_installed("signed_uploads_are_counted_by_result") {
         return;
     }
     let keys = tempfile::tempdir().unwrap();
     let alice = SshKey::generate(keys.path(), "alice", "ed25519", None);
     let bob = SshKey::generate(keys.path(), "bob", "ed25519", None);
     let data = tempfile::tempdir().unwrap();
-    common::install_test_key(data.path());
+    common::fixtures::install_test_key(data.path());
     let allowed = alice.allowed("alice@example.com", "");
     std::fs::write(data.path().join("allowed_signers"), allowed).unwrap();
     let s = TestServer::start_in(data.path(), &["--metrics", "127.0.0.1:0"]);
@@ -407,7 +419,7 @@ fn a_metrics_address_in_use_stops_the_start() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
-    common::install_test_key(dir.path());
+    common::fixtures::install_test_key(dir.path());
     let Err((status, log)) = TestServer::try_start_in(dir.path(), &["--metrics", &addr]) else {
         panic!("the server started on a metrics address in use");
     };
@@ -676,7 +688,7 @@ fn the_responder_answers_only_well_formed_gets_of_metrics() {
         // The last cases' threads may still be closing, which the responder
         // counts until they end: past its cap it answers 503 at once.
         let mut r = respond(addr, request);
-        let deadline = common::after(Duration::from_secs(10));
+        let deadline = common::wait::after(Duration::from_secs(10));
         while r.status == 503 && Instant::now() < deadline {
             r = respond(addr, request);
         }

@@ -3,9 +3,16 @@
 //! directory is writable by others or readable outside its group; and it
 //! refuses a key file that another user owns.
 
-mod common;
+mod common {
+    pub mod conn;
+    pub mod fixtures;
+    pub mod server;
+    pub mod skip;
+    pub mod wait;
+}
 
-use common::{TestServer, png};
+use common::fixtures::png;
+use common::server::TestServer;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -129,7 +136,7 @@ fn modes_do_not_depend_on_the_umask_the_server_starts_with() {
 /// Starts a server on `data` expecting it to refuse within a minute;
 /// returns its stderr.
 fn refused_start(data: &Path) -> String {
-    let mut child = Command::new(common::bin())
+    let mut child = Command::new(common::fixtures::bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .stdin(Stdio::null())
@@ -163,14 +170,14 @@ fn refused_start(data: &Path) -> String {
 #[test]
 fn key_owned_by_another_user_stops_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    common::install_test_key(dir.path());
+    common::fixtures::install_test_key(dir.path());
     let key = dir.path().join("key.pem");
     let ours = fs::metadata(&key).unwrap().uid();
     const NOBODY: u32 = 65534;
     match std::os::unix::fs::chown(&key, Some(NOBODY), Some(NOBODY)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            common::skipped(
+            common::skip::skipped(
                 "key owned by another user",
                 "changing a file's owner needs root",
             );

@@ -6,14 +6,22 @@
 //! records exactly what the client sends, and plays a server from before
 //! POLICY, which the real one cannot be.
 
-mod common;
+mod common {
+    pub mod conn;
+    pub mod fixtures;
+    pub mod server;
+    pub mod skip;
+    pub mod ssh;
+    pub mod stored;
+    pub mod wait;
+}
 
 use colorsort::key::Identity;
 use colorsort::protocol::{self, Request};
-use common::{
-    SshKey, TEST_KEY, TestServer, bin, install_test_key, png, skipped, ssh_keygen_installed,
-    ssh_keygen_verifies,
-};
+use common::fixtures::{TEST_KEY, bin, install_test_key, png};
+use common::server::TestServer;
+use common::skip::skipped;
+use common::ssh::{SshKey, ssh_keygen_installed, ssh_keygen_verifies};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -288,7 +296,7 @@ fn a_server_with_known_senders_files_what_they_sign() {
         stderr.contains("signers=on") && stderr.contains("--sign"),
         "{stderr}"
     );
-    common::assert_nothing_stored(&s.data);
+    common::stored::assert_nothing_stored(&s.data);
 
     // Signed by a listed key: filed by colour, the principal named, and the
     // signature kept where ssh-keygen verifies it against the stored file.
@@ -375,7 +383,7 @@ fn a_server_with_known_senders_files_what_they_sign() {
     let out = send(&["--unsigned", "--host", &s.host(), dir], cfg.path(), &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(s.files("not_trusted").len(), 3);
-    assert!(common::files_in(&s.data.join("signatures/not_trusted")).is_empty());
+    assert!(common::stored::files_in(&s.data.join("signatures/not_trusted")).is_empty());
 }
 
 #[test]

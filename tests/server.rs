@@ -1,9 +1,20 @@
 //! The server over raw TCP: every command, every reply, every error code,
 //! framing, concurrency and shared data directories.
 
-mod common;
+mod common {
+    pub mod budget;
+    pub mod conn;
+    pub mod fixtures;
+    pub mod procfs;
+    pub mod server;
+    pub mod stored;
+    pub mod wait;
+}
 
-use common::{Conn, TestServer, code, files_in, png, seal};
+use common::conn::{Conn, code};
+use common::fixtures::{png, seal};
+use common::server::TestServer;
+use common::stored::files_in;
 use std::fs;
 use std::thread;
 use std::time::Duration;
@@ -16,7 +27,8 @@ fn simple_commands() {
     assert_eq!(c.ask("ping"), "OK PONG");
     assert!(c.ask("HELP").starts_with("OK commands: PING"));
     let key = c.ask("KEY");
-    let want = fs::read_to_string(common::test_data("keys/test-only-server-key.pub")).unwrap();
+    let want =
+        fs::read_to_string(common::fixtures::test_data("keys/test-only-server-key.pub")).unwrap();
     let want_blob = want.split_whitespace().nth(1).unwrap();
     assert_eq!(key, format!("OK ssh-rsa {want_blob} colorsort"));
     assert_eq!(c.ask("STATS"), "OK red=0 green=0 blue=0 not_trusted=0");
@@ -191,7 +203,8 @@ fn every_error_code() {
 }
 
 fn other_key() -> colorsort::key::PublicKey {
-    let pem = fs::read_to_string(common::test_data("keys/test-only-other-key.pem")).unwrap();
+    let pem =
+        fs::read_to_string(common::fixtures::test_data("keys/test-only-other-key.pem")).unwrap();
     colorsort::key::Identity::from_pem(&pem)
         .unwrap()
         .public()
@@ -261,8 +274,8 @@ fn busy_when_out_of_memory_keeps_the_connection() {
     assert!(wide.len() < 1000, "{}", wide.len());
     assert_eq!(code(&c.upload("PUT", "wide.png", &wide)), "too-complex");
     // Another upload holds 900 bytes of the budget while it trickles in.
-    let holder = common::hold_memory(&s, 900);
-    let image = common::noise_png(8, 8, 1);
+    let holder = common::budget::hold_memory(&s, 900);
+    let image = common::fixtures::noise_png(8, 8, 1);
     assert!((100..=1000).contains(&image.len()), "{}", image.len());
     assert_eq!(code(&c.upload("PUT", "g.png", &image)), "busy");
     assert_eq!(c.ask("PING"), "OK PONG");
@@ -277,7 +290,7 @@ fn idle_connection_is_evicted_for_a_newcomer_when_full() {
     let s = TestServer::start(&["--max-connections", "2"]);
     // Each connection is waited for until its thread runs: the oldest is
     // idle first.
-    let threads = common::SERVER_THREADS;
+    let threads = common::server::SERVER_THREADS;
     assert!(s.wait_threads(threads, Duration::from_secs(5)));
     let mut oldest = s.connect();
     assert!(s.wait_threads(threads + 1, Duration::from_secs(5)));
@@ -352,7 +365,7 @@ fn names_are_checked_and_never_overwrite() {
     for folder in ["red", "green", "blue"] {
         assert!(s.files(folder).is_empty(), "{folder}");
     }
-    for folder in common::CLASS_FOLDERS {
+    for folder in common::stored::CLASS_FOLDERS {
         assert!(
             s.files(&format!("signatures/{folder}")).is_empty(),
             "{folder}"
@@ -400,7 +413,7 @@ fn sixteen_concurrent_clients() {
 #[test]
 fn two_servers_share_one_data_directory() {
     let dir = tempfile::tempdir().unwrap();
-    common::install_test_key(dir.path());
+    common::fixtures::install_test_key(dir.path());
     let a = TestServer::start_in(dir.path(), &[]);
     let b = TestServer::start_in(dir.path(), &[]);
     let (mut ca, mut cb) = (a.connect(), b.connect());
@@ -525,7 +538,7 @@ fn log_has_one_line_per_request() {
 #[test]
 fn resending_content_is_idempotent_across_restarts_and_servers() {
     let dir = tempfile::tempdir().unwrap();
-    common::install_test_key(dir.path());
+    common::fixtures::install_test_key(dir.path());
     let image = png([0, 180, 20], 6, 6);
     let first = {
         let s = TestServer::start_in(dir.path(), &[]);
@@ -582,7 +595,7 @@ fn resending_content_is_idempotent_across_restarts_and_servers() {
 #[test]
 fn index_entries_from_before_versions_are_read_and_unknown_ones_left_alone() {
     let dir = tempfile::tempdir().unwrap();
-    common::install_test_key(dir.path());
+    common::fixtures::install_test_key(dir.path());
     let index = dir.path().join(".index/sealed");
     fs::create_dir_all(&index).unwrap();
     fs::create_dir_all(dir.path().join("red")).unwrap();
@@ -631,7 +644,7 @@ fn servers_racing_to_replace_a_stale_entry_leave_one_copy() {
     // directory send the content at once, each under its own name, so that
     // every upload must replace the stale entry or lose to one that did.
     let dir = tempfile::tempdir().unwrap();
-    common::install_test_key(dir.path());
+    common::fixtures::install_test_key(dir.path());
     let (a, b) = (
         TestServer::start_in(dir.path(), &[]),
         TestServer::start_in(dir.path(), &[]),

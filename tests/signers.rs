@@ -6,9 +6,21 @@
 //! and the allowed_signers file read at start and on SIGHUP. Skipped, with
 //! a note on stderr, where ssh-keygen is not installed.
 
-mod common;
+mod common {
+    pub mod conn;
+    pub mod fixtures;
+    pub mod procfs;
+    pub mod server;
+    pub mod skip;
+    pub mod ssh;
+    pub mod stored;
+    pub mod wait;
+}
 
-use common::{Conn, SshKey, TestServer, code, png, seal, signed_seal};
+use common::conn::{Conn, code, signed_seal};
+use common::fixtures::{png, seal};
+use common::server::TestServer;
+use common::ssh::SshKey;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,7 +59,7 @@ impl Keys {
 /// A server whose data directory holds `allowed_signers` (or none).
 fn server_with(allowed: Option<&str>, args: &[&str]) -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().unwrap();
-    common::install_test_key(dir.path());
+    common::fixtures::install_test_key(dir.path());
     if let Some(text) = allowed {
         fs::write(dir.path().join("allowed_signers"), text).unwrap();
     }
@@ -82,7 +94,7 @@ fn wait_log_count(s: &TestServer, needle: &str, n: usize) {
 
 #[test]
 fn signed_uploads_are_filed_by_colour_and_name_their_signer() {
-    if !common::ssh_keygen_installed("signed uploads") {
+    if !common::ssh::ssh_keygen_installed("signed uploads") {
         return;
     }
     let keys = Keys::new();
@@ -132,7 +144,7 @@ fn signed_uploads_are_filed_by_colour_and_name_their_signer() {
         green_sig
     );
     let verifies = |principal: &str, sig: &str, image: &str| {
-        common::ssh_keygen_verifies(
+        common::ssh::ssh_keygen_verifies(
             &allowed_path,
             principal,
             NS,
@@ -183,7 +195,7 @@ struct Refusal {
 
 #[test]
 fn every_refusal_keeps_the_connection_in_step_and_stores_nothing() {
-    if !common::ssh_keygen_installed("signed upload refusals") {
+    if !common::ssh::ssh_keygen_installed("signed upload refusals") {
         return;
     }
     let keys = Keys::new();
@@ -314,7 +326,7 @@ fn every_refusal_keeps_the_connection_in_step_and_stores_nothing() {
             s.wait_log(why, WAIT)
                 .unwrap_or_else(|| panic!("{}: no {why:?} in the log", case.label));
         }
-        common::assert_nothing_stored(&s.data);
+        common::stored::assert_nothing_stored(&s.data);
     }
     // The client is not told why its key is not allowed; only which key.
     let shapes: Vec<String> = unknown_messages
@@ -353,7 +365,7 @@ fn the_signature_counts_against_the_memory_budget() {
 
 #[test]
 fn a_stalled_signed_seal_holds_no_memory() {
-    if !common::ssh_keygen_installed("stalled signed seals") {
+    if !common::ssh::ssh_keygen_installed("stalled signed seals") {
         return;
     }
     let keys = Keys::new();
@@ -397,7 +409,7 @@ fn a_stalled_signed_seal_holds_no_memory() {
 
 #[test]
 fn unsigned_seals_and_puts_are_not_trusted_with_known_senders() {
-    if !common::ssh_keygen_installed("unsigned uploads with known senders") {
+    if !common::ssh::ssh_keygen_installed("unsigned uploads with known senders") {
         return;
     }
     let keys = Keys::new();
@@ -426,7 +438,7 @@ fn unsigned_seals_and_puts_are_not_trusted_with_known_senders() {
 
 #[test]
 fn dedupe_stays_within_a_trust_class() {
-    if !common::ssh_keygen_installed("dedupe across trust classes") {
+    if !common::ssh::ssh_keygen_installed("dedupe across trust classes") {
         return;
     }
     let keys = Keys::new();
@@ -473,7 +485,7 @@ fn dedupe_stays_within_a_trust_class() {
 
 #[test]
 fn without_allowed_signers_every_seal_is_trusted_and_signatures_still_checked() {
-    if !common::ssh_keygen_installed("signatures in v1 mode") {
+    if !common::ssh::ssh_keygen_installed("signatures in v1 mode") {
         return;
     }
     let keys = Keys::new();
@@ -500,7 +512,7 @@ fn without_allowed_signers_every_seal_is_trusted_and_signatures_still_checked() 
         c.seal_signed("s.png", &anyone.sign(&blue, NS), &seal(&blue)),
         "OK blue/s.png r=0.0 g=0.0 b=250.0"
     );
-    assert!(common::ssh_keygen_verifies(
+    assert!(common::ssh::ssh_keygen_verifies(
         &allowed_path,
         "anyone",
         NS,
@@ -528,7 +540,7 @@ fn without_allowed_signers_every_seal_is_trusted_and_signatures_still_checked() 
 
 #[test]
 fn the_namespace_is_a_setting() {
-    if !common::ssh_keygen_installed("signature namespace setting") {
+    if !common::ssh::ssh_keygen_installed("signature namespace setting") {
         return;
     }
     let keys = Keys::new();
@@ -560,14 +572,14 @@ fn the_namespace_is_a_setting() {
 
 #[test]
 fn sighup_rereads_the_file_and_a_bad_one_changes_nothing() {
-    if !common::ssh_keygen_installed("allowed_signers reload") {
+    if !common::ssh::ssh_keygen_installed("allowed_signers reload") {
         return;
     }
     let keys = Keys::new();
     let (alice, bob) = (keys.ed25519("alice"), keys.ed25519("bob"));
     let path = keys.allowed(&[alice.allowed("alice", "")]);
     let dir = tempfile::tempdir().unwrap();
-    common::install_test_key(dir.path());
+    common::fixtures::install_test_key(dir.path());
     let s = TestServer::start_in(dir.path(), &["--allowed-signers", path.to_str().unwrap()]);
     let mut c = s.connect();
     let image = png([5, 5, 200], 3, 3);
@@ -619,7 +631,7 @@ fn sighup_rereads_the_file_and_a_bad_one_changes_nothing() {
 
 #[test]
 fn sighup_turns_known_senders_on_when_the_file_appears() {
-    if !common::ssh_keygen_installed("known senders turned on by SIGHUP") {
+    if !common::ssh::ssh_keygen_installed("known senders turned on by SIGHUP") {
         return;
     }
     let keys = Keys::new();
@@ -643,7 +655,7 @@ fn sighup_turns_known_senders_on_when_the_file_appears() {
 #[test]
 fn a_file_that_cannot_be_used_refuses_the_start() {
     let dir = tempfile::tempdir().unwrap();
-    common::install_test_key(dir.path());
+    common::fixtures::install_test_key(dir.path());
     let bad = dir.path().join("allowed_signers");
     fs::write(
         &bad,

@@ -28,7 +28,11 @@
 //! before 9.5 refuses a signature armored with CRLF, which we (and later
 //! OpenSSH) accept.
 
-mod common;
+mod common {
+    pub mod fixtures;
+    pub mod skip;
+    pub mod ssh;
+}
 
 use colorsort::signers::{self, AllowedSigners, Reason, Unknown};
 use colorsort::sshsig::{self, Signature};
@@ -40,7 +44,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const NS: &str = "colorsort";
 
 fn fixture(name: &str) -> PathBuf {
-    common::test_data("sshsig").join(name)
+    common::fixtures::test_data("sshsig").join(name)
 }
 
 /// OpenSSH's (major, minor) version, from `ssh -V`.
@@ -547,7 +551,7 @@ fn cases() -> Vec<Case> {
 
 #[test]
 fn verdicts_match_ssh_keygen() {
-    if !common::ssh_keygen_installed("sshsig verdicts against ssh-keygen") {
+    if !common::ssh::ssh_keygen_installed("sshsig verdicts against ssh-keygen") {
         return;
     }
     let version = openssh_version();
@@ -789,7 +793,7 @@ fn entry_cases() -> Vec<EntryCase> {
 
 #[test]
 fn entry_variants_match_ssh_keygen() {
-    if !common::ssh_keygen_installed("allowed_signers entries against ssh-keygen") {
+    if !common::ssh::ssh_keygen_installed("allowed_signers entries against ssh-keygen") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -832,7 +836,7 @@ fn verdict_word(accepts: bool) -> &'static str {
 
 #[test]
 fn find_principals_names_our_entry() {
-    if !common::ssh_keygen_installed("sshsig find-principals against ssh-keygen") {
+    if !common::ssh::ssh_keygen_installed("sshsig find-principals against ssh-keygen") {
         return;
     }
     let allowed = fixture("allowed_signers");
@@ -887,7 +891,7 @@ fn run(cmd: &mut Command) -> Vec<u8> {
 
 #[test]
 fn fresh_ssh_keygen_keys_sign_and_we_verify() {
-    if !common::ssh_keygen_installed("sshsig with fresh ssh-keygen keys") {
+    if !common::ssh::ssh_keygen_installed("sshsig with fresh ssh-keygen keys") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

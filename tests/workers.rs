@@ -9,9 +9,22 @@
 //! (`COLORSORT_WORKER_FAULT`, read from the server's environment, never
 //! from the network), striking on images 13 pixels wide.
 
-mod common;
+mod common {
+    pub mod bombs;
+    pub mod conn;
+    pub mod fixtures;
+    pub mod http;
+    pub mod procfs;
+    pub mod server;
+    pub mod stored;
+    pub mod wait;
+}
 
-use common::{TestServer, after, code, http_get, png, wait_until};
+use common::conn::code;
+use common::fixtures::png;
+use common::http::http_get;
+use common::server::TestServer;
+use common::wait::{after, wait_until};
 use std::collections::BTreeSet;
 use std::fs;
 use std::time::Duration;
@@ -190,7 +203,7 @@ fn each_decode_has_a_fresh_worker_and_the_count_is_bounded() {
 fn resident_with_workers(server: u32) -> u64 {
     std::iter::once(server)
         .chain(workers_of(server))
-        .filter_map(|pid| common::proc_status_of(pid, "VmRSS"))
+        .filter_map(|pid| common::procfs::proc_status_of(pid, "VmRSS"))
         .sum::<u64>()
         * 1024
 }

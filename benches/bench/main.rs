@@ -10,14 +10,8 @@
 //! classify; (7) format by format against Pillow + numpy, whole processes;
 //! (8) the server's CPU per sealed upload against classify's per image;
 //! (9) decoding in worker processes. Run through `make bench`, which
-//! builds the binaries, the image and the benchmark images first; by hand:
-//!
-//! ```text
-//! cargo bench --bench bench -- --assets DIR --server BIN [--musl BIN]
-//!     [--musl-libc-mem BIN] [--static-glibc BIN] [--image TAG]
-//!     [--baseline BIN] [--anchors FILE] [--work DIR] [--out FILE]
-//!     [--quick] [--only classify|crypto|e2e|mem|parallel|formats|upload-cost|workers]...
-//! ```
+//! builds the binaries, the image and the benchmark images first; by hand,
+//! as [`USAGE`] says (`cargo bench --bench bench -- --help` prints it).
 //!
 //! `--only e2e` includes section 5, which needs `--musl`; `--only mem` is
 //! section 5b alone. `--baseline` is an earlier server binary that section 7
@@ -27,6 +21,7 @@ mod crypto;
 mod e2e;
 mod formats;
 mod images;
+mod load;
 mod mem;
 mod musl;
 mod parallel;
@@ -35,6 +30,7 @@ mod upload_cost;
 mod util;
 mod workers;
 
+use colorsort::cli::args::{self as cli_args, Flags, Item};
 use std::fs;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -57,6 +53,16 @@ struct Args {
     only: Vec<String>,
 }
 
+/// The command line `make bench` passes; `--help` prints it.
+const USAGE: &str = "\
+cargo bench --bench bench -- --assets DIR --server BIN [--musl BIN]
+    [--musl-libc-mem BIN] [--static-glibc BIN] [--image TAG]
+    [--baseline BIN] [--anchors FILE] [--work DIR] [--out FILE]
+    [--quick] [--only classify|crypto|e2e|mem|parallel|formats|upload-cost|workers]...";
+
+/// Reads the command line with the crate's own lexer (`colorsort::cli::args`);
+/// panics on a usage error, which only a person running the bench by hand
+/// can make.
 fn parse_args() -> Args {
     let mut args = Args {
         assets: "target/bench/assets".into(),
@@ -72,26 +78,47 @@ fn parse_args() -> Args {
         quick: false,
         only: Vec::new(),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value =
-            || PathBuf::from(it.next().unwrap_or_else(|| panic!("{arg} needs a value")));
-        match arg.as_str() {
-            "--assets" => args.assets = value(),
-            "--anchors" => args.anchors = value(),
-            "--server" => args.server = value(),
-            "--musl" => args.musl = Some(value()),
-            "--musl-libc-mem" => args.musl_libc_mem = Some(value()),
-            "--static-glibc" => args.static_glibc = Some(value()),
-            "--image" => args.image = Some(value().display().to_string()),
-            "--baseline" => args.baseline = Some(value()),
-            "--work" => args.work = value(),
-            "--out" => args.out = Some(value()),
-            "--quick" => args.quick = true,
-            "--only" => args.only.push(value().display().to_string()),
-            // `cargo bench` passes this to every bench target.
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
+    let flags = Flags {
+        values: &[
+            "--assets",
+            "--anchors",
+            "--server",
+            "--musl",
+            "--musl-libc-mem",
+            "--static-glibc",
+            "--image",
+            "--baseline",
+            "--work",
+            "--out",
+            "--only",
+        ],
+        // `cargo bench` passes `--bench` to every bench target.
+        switches: &["--quick", "--bench"],
+    };
+    let mut items = cli_args::Args::new(std::env::args_os().skip(1).collect());
+    while let Some(item) = items.next_item(&flags).unwrap_or_else(|e| panic!("{e}")) {
+        match item {
+            Item::Help => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            Item::Value(flag, value) => match flag {
+                "--assets" => args.assets = value.into(),
+                "--anchors" => args.anchors = value.into(),
+                "--server" => args.server = value.into(),
+                "--musl" => args.musl = Some(value.into()),
+                "--musl-libc-mem" => args.musl_libc_mem = Some(value.into()),
+                "--static-glibc" => args.static_glibc = Some(value.into()),
+                "--image" => args.image = Some(value),
+                "--baseline" => args.baseline = Some(value.into()),
+                "--work" => args.work = value.into(),
+                "--out" => args.out = Some(value.into()),
+                "--only" => args.only.push(value),
+                other => unreachable!("{other} is not in the flags"),
+            },
+            Item::Switch("--quick") => args.quick = true,
+            Item::Switch(_) => {}
+            Item::Positional(p) => panic!("unexpected argument {p:?}; see --help"),
         }
     }
     args
@@ -203,7 +230,7 @@ fn main() {
     if run("e2e") {
         e2e::section(
             &mut report,
-            &e2e::Config {
+            &load::Config {
                 server: &args.server,
                 musl: args.musl.as_deref(),
                 musl_libc_mem: args.musl_libc_mem.as_deref(),

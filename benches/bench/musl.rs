@@ -2,7 +2,7 @@
 //! the ordinary glibc binary: `colorsort classify` on each image, and
 //! uploads from 2 and 8 clients end to end.
 
-use crate::e2e::{Config, Item, run_level};
+use crate::load::{Config, Item, run_level};
 use crate::server::{Build, Server, data_dir};
 use crate::util::{
     Report, Table, cgroup_cpu_secs, children_cpu_secs, command_output, median, note,

@@ -3,7 +3,7 @@
 //! against what `colorsort classify` spends on one image, on the same
 //! files: on small images, and on 12 MP ones.
 
-use crate::e2e::{run_tag, seal_jobs, server_key};
+use crate::load::{run_tag, seal_jobs, server_key};
 use crate::parallel::run_process;
 use crate::server::{Server, data_dir, run_clients};
 use crate::util::{Report, Table, file_len, mb, median, note, tree_cpu_secs};

@@ -4,6 +4,9 @@
 //! [`Flags`] and gets back [`Item`]s: `--help` and `-h` are recognised,
 //! values are fetched, and unknown flags, missing values and values given to
 //! switches are refused with the same usage errors everywhere.
+//!
+//! [`Args`], [`Flags`] and [`Item`] are public so that the benchmarks
+//! (`benches/bench/`) read their command line with this same lexer.
 
 use super::exit::{Error, print};
 use crate::client;
@@ -11,7 +14,7 @@ use std::ffi::OsString;
 use std::str::FromStr;
 
 /// A cursor over the arguments after the program name.
-pub(super) struct Args {
+pub struct Args {
     items: std::vec::IntoIter<OsString>,
     /// Set after `--`: everything left is positional.
     positional_only: bool,
@@ -26,7 +29,7 @@ enum Arg {
 }
 
 /// The flags a subcommand takes, besides `--help` and `-h`.
-pub(super) struct Flags<'a> {
+pub struct Flags<'a> {
     /// Flags followed by a value.
     pub values: &'a [&'a str],
     /// Flags that take no value.
@@ -34,7 +37,7 @@ pub(super) struct Flags<'a> {
 }
 
 /// One item of a subcommand's command line.
-pub(super) enum Item<'a> {
+pub enum Item<'a> {
     /// `--help` or `-h` (with any value).
     Help,
     /// One of [`Flags::values`], as given, and its value.
@@ -47,7 +50,7 @@ pub(super) enum Item<'a> {
 
 impl Args {
     /// Wraps the arguments after the program name.
-    pub(super) fn new(args: Vec<OsString>) -> Args {
+    pub fn new(args: Vec<OsString>) -> Args {
         Args {
             items: args.into_iter(),
             positional_only: false,
@@ -59,8 +62,10 @@ impl Args {
         self.items.next()
     }
 
-    /// The next item, checked against `flags`, or `None` at the end.
-    pub(super) fn next_item<'a>(&mut self, flags: &Flags<'a>) -> Result<Option<Item<'a>>, Error> {
+    /// The next item, checked against `flags`, or `None` at the end; a
+    /// usage error for an unknown flag, a missing value, or a value given
+    /// to a switch.
+    pub fn next_item<'a>(&mut self, flags: &Flags<'a>) -> Result<Option<Item<'a>>, Error> {
         let (flag, attached) = match self.next_arg()? {
             None => return Ok(None),
             Some(Arg::Positional(p)) => return Ok(Some(Item::Positional(p))),

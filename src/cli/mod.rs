@@ -26,7 +26,7 @@
 //! `gallery` work on local files, which `walk` finds, and `classify` runs
 //! them on `parallel`'s threads.
 
-mod args;
+pub mod args;
 mod classify;
 mod exit;
 mod gallery;

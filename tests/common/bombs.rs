@@ -3,6 +3,11 @@
 //! whose entropy image declares many prefix-code groups, and a TIFF whose
 //! ordinary tags hold huge lists of values.
 
+// Each test crate declares the helper files it uses, in its `mod common`,
+// and uses some of what each holds; tests/helpers.rs checks that every
+// helper here has a user.
+#![allow(dead_code)]
+
 /// Writes bits least significant first, as VP8L reads them.
 struct Bits {
     bytes: Vec<u8>,

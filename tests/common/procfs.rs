@@ -1,0 +1,102 @@
+//! What the kernel shows of the server in /proc: a process's status
+//! fields and a TCP socket's queues, and the waits built on them.
+
+// Each test crate declares the helper files it uses, in its `mod common`,
+// and uses some of what each holds; tests/helpers.rs checks that every
+// helper here has a user.
+#![allow(dead_code)]
+
+use super::conn::Conn;
+use super::server::TestServer;
+use super::wait::{after, wait_until};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// One TCP socket's queues from `/proc/net/tcp`: bytes sent and not yet
+/// acknowledged by the peer, and bytes received and not yet read by the
+/// socket's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queues {
+    pub unacked: u64,
+    pub unread: u64,
+}
+
+/// The queues of the IPv4 socket bound to `local` and connected to
+/// `remote`, as the kernel reports them; `None` if there is none.
+pub fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<Queues> {
+    let fields = tcp_row(local, remote)?;
+    let (tx, rx) = fields.get(4)?.split_once(':')?;
+    Some(Queues {
+        unacked: u64::from_str_radix(tx, 16).ok()?,
+        unread: u64::from_str_radix(rx, 16).ok()?,
+    })
+}
+
+/// The inode of the IPv4 socket bound to `local` and connected to
+/// `remote` (what its descriptors link to, `socket:[INODE]`); `None` if
+/// there is none.
+pub fn tcp_inode(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+    tcp_row(local, remote)?.get(9)?.parse().ok()
+}
+
+/// The fields of `/proc/net/tcp`'s line for the IPv4 socket bound to
+/// `local` and connected to `remote`.
+fn tcp_row(local: SocketAddr, remote: SocketAddr) -> Option<Vec<String>> {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => Some(format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        )),
+        SocketAddr::V6(_) => None,
+    };
+    let (local, remote) = (hex(local)?, hex(remote)?);
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
+            .then(|| fields.iter().map(|f| f.to_string()).collect())
+    })
+}
+
+/// A field of /proc/PID/status (e.g. `Threads`, `VmHWM` in kB), or `None`
+/// once the process is gone.
+pub fn proc_status_of(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let prefix = format!("{field}:");
+    let line = text.lines().find(|l| l.starts_with(&prefix))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+impl TestServer {
+    /// Waits up to `limit` until the server has read everything `conn` has
+    /// sent: the client's bytes are all acknowledged (so they reached the
+    /// server's socket) and none is left unread in it.
+    pub fn wait_read(&self, conn: &Conn, limit: Duration) -> bool {
+        let client = conn.stream.local_addr().unwrap();
+        wait_until(after(limit), || {
+            let sent = tcp_queues(client, self.addr);
+            let received = tcp_queues(self.addr, client);
+            matches!(
+                (sent, received),
+                (
+                    Some(Queues { unacked: 0, .. }),
+                    Some(Queues { unread: 0, .. })
+                )
+            )
+        })
+    }
+
+    /// Waits up to `limit` until the server runs `n` threads.
+    pub fn wait_threads(&self, n: u64, limit: Duration) -> bool {
+        wait_until(after(limit), || {
+            proc_status_of(self.pid(), "Threads").is_some_and(|t| t == n)
+        })
+    }
+
+    /// A line from /proc/PID/status, e.g. `Threads` or `VmHWM`, as a number.
+    pub fn proc_status(&self, field: &str) -> u64 {
+        proc_status_of(self.pid(), field)
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid()))
+    }
+}
