@@ -35,7 +35,7 @@
 //!   client subcommands) never imports `server` or `store`.
 
 #[macro_use]
-pub mod log;
+pub(crate) mod log;
 
 pub mod age;
 pub mod budget;
@@ -44,17 +44,17 @@ pub mod classify;
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod gallery;
+pub(crate) mod gallery;
 pub mod key;
 pub mod mem;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod name;
 pub(crate) mod parallel;
-pub mod pins;
+pub(crate) mod pins;
 pub mod protocol;
-pub mod random;
+pub(crate) mod random;
 pub mod sandbox;
-pub mod server;
+pub(crate) mod server;
 pub mod signers;
 pub(crate) mod ssh;
 pub mod sshsig;

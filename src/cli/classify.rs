@@ -13,11 +13,11 @@
 use super::args::{self, Args, Flags, Item, unknown};
 use super::exit::{EXIT_FAILED, EXIT_OK, Error, print};
 use super::walk::walk;
-use crate::budget::{self, Budget, DecodeGate};
+use crate::budget;
 use crate::classify::{Limits, Verdict};
 use crate::config;
 use crate::parallel;
-use crate::sandbox::{self, FileError, Workers};
+use crate::sandbox::{self, FileError, Local};
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -75,18 +75,9 @@ pub(super) fn run(mut args: Args) -> Result<u8, Error> {
         ));
     }
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let budget = Budget::new(max_memory.unwrap_or_else(|| budget::default_limit().0));
-    let workers = Workers::new(sandbox::Config::new(
-        jobs.saturating_add(sandbox::IDLE_WORKERS),
-        config::DEFAULT_DECODE_TIMEOUT,
-        budget.limit(),
-    ))
-    .map_err(|e| Error::Failed(format!("cannot start the decode workers: {e}")))?;
-    let memory = Memory {
-        budget,
-        decodes: DecodeGate::per_cpu(config::DEFAULT_LARGE_DECODE),
-        workers,
-    };
+    let bytes = max_memory.unwrap_or_else(|| budget::default_limit().0);
+    let memory = Local::new(bytes, jobs, PathBuf::from(config::SELF_EXE))
+        .map_err(|e| Error::Failed(format!("cannot start the decode workers: {e}")))?;
     let mut failed = 0;
     let files = walk(&paths, &mut |path, e| {
         failed += 1;
@@ -137,27 +128,12 @@ impl fmt::Display for Failed {
     }
 }
 
-/// The memory and the decode workers that the files being classified
-/// share.
-struct Memory {
-    budget: Budget,
-    decodes: DecodeGate,
-    workers: Workers,
-}
-
 /// Reads and classifies the file at `path` in a decode worker, its size,
 /// then its decode's memory charged to the shared budget.
-fn classify_file(path: &Path, limits: &Limits, memory: &Memory) -> Result<Verdict, FileError> {
-    let kind = sandbox::Kind::Classify;
-    sandbox::decode_file(
-        &memory.workers,
-        &memory.budget,
-        &memory.decodes,
-        path,
-        kind,
-        limits.max_pixels,
-    )
-    .map(|decoded| decoded.verdict)
+fn classify_file(path: &Path, limits: &Limits, memory: &Local) -> Result<Verdict, FileError> {
+    memory
+        .decode_file(path, sandbox::Kind::Classify, limits.max_pixels)
+        .map(|decoded| decoded.verdict)
 }
 
 #[cfg(test)]
@@ -178,14 +154,9 @@ mod tests {
         out
     }
 
-    fn memory(limit: u64) -> Memory {
-        let mut config = sandbox::Config::new(4, config::DEFAULT_DECODE_TIMEOUT, limit);
-        config.program = sandbox::testing::program();
-        Memory {
-            budget: Budget::new(limit),
-            decodes: DecodeGate::new(1, 0),
-            workers: Workers::new(config).unwrap(),
-        }
+    fn memory(limit: u64) -> Local {
+        let program = sandbox::testing::program();
+        Local::with_gate(limit, crate::budget::DecodeGate::new(1, 0), 2, program).unwrap()
     }
 
     /// The outcome, reduced to what the cases compare.
@@ -256,7 +227,7 @@ mod tests {
             let memory = memory(limit);
             let result = classify_file(path, &Limits::default(), &memory);
             assert_eq!(kind(&result), want, "{} in {limit} bytes", path.display());
-            assert_eq!(memory.budget.used(), 0, "everything is given back");
+            assert_eq!(memory.guards.budget.used(), 0, "everything is given back");
         }
     }
 
@@ -270,7 +241,7 @@ mod tests {
         let memory = memory(need);
         // Someone else holds all but room for the file: the decode must
         // give that back and wait for the whole amount.
-        let other = memory.budget.try_reserve(need - size).unwrap();
+        let other = memory.guards.budget.try_reserve(need - size).unwrap();
         let (path, memory) = (&path, &memory);
         std::thread::scope(|s| {
             let (tx, rx) = mpsc::channel();
@@ -288,6 +259,6 @@ mod tests {
                 Ok("ok 100x100")
             );
         });
-        assert_eq!(memory.budget.used(), 0);
+        assert_eq!(memory.guards.budget.used(), 0);
     }
 }

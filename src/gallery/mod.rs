@@ -35,6 +35,7 @@ mod page;
 mod signer;
 mod thumbs;
 
+use crate::sandbox::Local;
 use crate::signers::AllowedSigners;
 use crate::store::Folder;
 use cache::{Cached, MANIFEST, prune, read_manifest, write_atomically, write_manifest};
@@ -45,7 +46,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, UNIX_EPOCH};
-use thumbs::{Guards, Made, make_thumbnails};
+use thumbs::{Made, make_thumbnails};
 
 /// The thumbnail cache, under the data directory.
 pub const THUMBS: &str = ".thumbs";
@@ -138,17 +139,17 @@ pub fn build(
     jobs: usize,
     signers: Option<&AllowedSigners>,
 ) -> Result<(String, Summary), Error> {
-    let guards = Guards::new(jobs).map_err(Error::Workers)?;
-    build_guarded(data, out, jobs, signers, &guards)
+    let local = thumbs::local(jobs).map_err(Error::Workers)?;
+    build_guarded(data, out, jobs, signers, &local)
 }
 
-/// [`build`], decoding under `guards`.
+/// [`build`], decoding under `local`.
 fn build_guarded(
     data: &Path,
     out: &Output,
     jobs: usize,
     signers: Option<&AllowedSigners>,
-    guards: &Guards,
+    local: &Local,
 ) -> Result<(String, Summary), Error> {
     if let Err(source) = fs::read_dir(data) {
         return Err(Error::Read {
@@ -211,7 +212,7 @@ fn build_guarded(
     }
 
     let embed = embeds(data, out);
-    let made = make_thumbnails(data, &items, &todo, jobs.max(1), guards);
+    let made = make_thumbnails(data, &items, &todo, jobs.max(1), local);
     for (i, result) in todo.iter().zip(made) {
         let item = &mut items[*i];
         match result {
@@ -356,8 +357,8 @@ mod tests {
         signers: Option<&AllowedSigners>,
     ) -> Result<(String, Summary), Error> {
         let program = crate::sandbox::testing::program();
-        let guards = Guards::with(crate::budget::default_limit().0, jobs, program).unwrap();
-        build_guarded(data, out, jobs, signers, &guards)
+        let local = Local::new(crate::budget::default_limit().0, jobs, program).unwrap();
+        build_guarded(data, out, jobs, signers, &local)
     }
 
     fn data_dir() -> tempfile::TempDir {
@@ -447,16 +448,20 @@ mod tests {
         assert!(peak(&big) > budget);
         fs::write(dir.path().join("green/big.png"), big).unwrap();
         let program = crate::sandbox::testing::program();
-        let guards = Guards::with(budget, 4, program).unwrap();
+        let local = Local::new(budget, 4, program).unwrap();
         let out = Output::File(dir.path().join("gallery.html"));
-        let (page, summary) = build_guarded(dir.path(), &out, 4, None, &guards).unwrap();
+        let (page, summary) = build_guarded(dir.path(), &out, 4, None, &local).unwrap();
         assert_eq!(summary.counts, [2, 4, 1, 1]);
         // Made: a, b, c and the three that fit one at a time; unreadable:
         // the junk and the image that could never fit.
         assert_eq!((summary.made, summary.unreadable), (6, 2));
         assert!(page.contains("r=0.0 g=180.0 b=0.0"));
         assert!(!dir.path().join(".thumbs/green/big.png.jpg").exists());
-        assert_eq!(guards.budget.used(), 0, "every reservation was given back");
+        assert_eq!(
+            local.guards.budget.used(),
+            0,
+            "every reservation was given back"
+        );
     }
 
     #[test]

@@ -8,12 +8,13 @@
 //! not fit at once, it gives everything back, waits for the whole amount
 //! it now knows it needs, reads the file again, and decodes within that.
 
-use super::{Decoded, Error, Kind, Memory, Workers};
-use crate::budget::{Budget, DecodeGate, Reservation, Turn};
+use super::{Config, Decoded, Error, IDLE_WORKERS, Kind, Memory, Workers};
+use crate::budget::{Budget, DecodeGate, Guards, Reservation, Turn};
+use crate::config::{DEFAULT_DECODE_TIMEOUT, DEFAULT_LARGE_DECODE};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Attempts at a file: one without waiting, one for its opening, one for
 /// its whole decode, once its header is known.
@@ -93,48 +94,93 @@ impl Memory for Shared<'_> {
     }
 }
 
-/// Reads the file at `path` and decodes it in a worker as `kind` asks,
-/// under `max_pixels`, its bytes and decode charged to `budget` (waiting
-/// for room), large decodes taking turns at `gate`.
-pub fn decode_file(
-    workers: &Workers,
-    budget: &Budget,
-    gate: &DecodeGate,
-    path: &Path,
-    kind: Kind,
-    max_pixels: u64,
-) -> Result<Decoded, FileError> {
-    let (mut file, size) = open(path)?;
-    let too_large = || FileError::TooLarge {
-        size,
-        max: budget.limit(),
-    };
-    // Bytes of the decode reserved ahead, beside the file's.
-    let mut ahead = 0;
-    let mut last = Error::NoMemory { need: size };
-    for attempt in 0..ATTEMPTS {
-        if attempt > 0 {
-            file = reopen(path, size)?;
-        }
-        // Waits holding nothing: the last attempt gave everything back.
-        let _held = budget
-            .reserve(size.saturating_add(ahead))
-            .ok_or_else(too_large)?;
-        let bytes = read(&mut file, size)?;
-        let memory = Shared {
-            budget,
-            gate,
-            within: (ahead > 0).then(|| Budget::new(ahead)),
-        };
-        match workers.decode(&memory, kind, &bytes, size, max_pixels) {
-            Err(Error::NoMemory { need }) => {
-                ahead = need.saturating_sub(size);
-                last = Error::NoMemory { need };
-            }
-            other => return other.map_err(FileError::Decode),
-        }
+/// What the threads of one `classify` run or gallery build decode local
+/// files under: one memory budget and decode gate, and the decode workers.
+pub struct Local {
+    /// The budget and the gate.
+    pub guards: Guards,
+    workers: Workers,
+}
+
+impl Local {
+    /// A budget of `bytes`, the server's decode turns, and a worker for
+    /// each of `jobs` threads (and [`IDLE_WORKERS`] more), running
+    /// `program`.
+    pub fn new(bytes: u64, jobs: usize, program: PathBuf) -> io::Result<Local> {
+        Local::with_gate(
+            bytes,
+            DecodeGate::per_cpu(DEFAULT_LARGE_DECODE),
+            jobs,
+            program,
+        )
     }
-    Err(FileError::Decode(last))
+
+    /// [`Local::new`] with decodes taking turns at `gate`.
+    pub fn with_gate(
+        bytes: u64,
+        gate: DecodeGate,
+        jobs: usize,
+        program: PathBuf,
+    ) -> io::Result<Local> {
+        let config = Config {
+            program,
+            ..Config::new(
+                jobs.saturating_add(IDLE_WORKERS),
+                DEFAULT_DECODE_TIMEOUT,
+                bytes,
+            )
+        };
+        Ok(Local {
+            guards: Guards {
+                budget: Budget::new(bytes),
+                gate,
+            },
+            workers: Workers::new(config)?,
+        })
+    }
+
+    /// Reads the file at `path` and decodes it in a worker as `kind` asks,
+    /// under `max_pixels`, its bytes and decode charged to the budget
+    /// (waiting for room), large decodes taking turns at the gate.
+    pub fn decode_file(
+        &self,
+        path: &Path,
+        kind: Kind,
+        max_pixels: u64,
+    ) -> Result<Decoded, FileError> {
+        let (Guards { budget, gate }, workers) = (&self.guards, &self.workers);
+        let (mut file, size) = open(path)?;
+        let too_large = || FileError::TooLarge {
+            size,
+            max: budget.limit(),
+        };
+        // Bytes of the decode reserved ahead, beside the file's.
+        let mut ahead = 0;
+        let mut last = Error::NoMemory { need: size };
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                file = reopen(path, size)?;
+            }
+            // Waits holding nothing: the last attempt gave everything back.
+            let _held = budget
+                .reserve(size.saturating_add(ahead))
+                .ok_or_else(too_large)?;
+            let bytes = read(&mut file, size)?;
+            let memory = Shared {
+                budget,
+                gate,
+                within: (ahead > 0).then(|| Budget::new(ahead)),
+            };
+            match workers.decode(&memory, kind, &bytes, size, max_pixels) {
+                Err(Error::NoMemory { need }) => {
+                    ahead = need.saturating_sub(size);
+                    last = Error::NoMemory { need };
+                }
+                other => return other.map_err(FileError::Decode),
+            }
+        }
+        Err(FileError::Decode(last))
+    }
 }
 
 /// Opens a regular file, and says how large it is.

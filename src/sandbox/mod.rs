@@ -38,7 +38,7 @@ mod thumbnail;
 mod wire;
 pub mod worker;
 
-pub use local::{FileError, decode_file};
+pub use local::{FileError, Local};
 pub use process::{COMMAND, EXIT_NO_SANDBOX, EXIT_ORPHAN, EXIT_OUT_OF_MEMORY, Failure, OVERHEAD};
 pub use seccomp::no_new_privs;
 pub use wire::{Header, Kind};
