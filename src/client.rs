@@ -4,7 +4,7 @@
 //! (connection refused or reset, `ERR busy`, `ERR timeout`,
 //! `ERR storage-failed`) with a bounded, doubling backoff.
 
-use crate::key::{self, PublicKey};
+use crate::identity::{self, PublicKey};
 use crate::protocol::{self, Code, Policy, Reply, Stored, Upload};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -46,7 +46,7 @@ pub enum Error {
     /// The server replied `ERR code message`.
     Server { code: String, message: String },
     /// The server's `KEY` reply is not a usable key.
-    Key(key::Error),
+    Key(identity::Error),
 }
 
 impl Error {

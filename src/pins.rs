@@ -10,7 +10,7 @@
 //! kept (a container without a home), a fingerprint given with `--pin`
 //! ([`PIN_ENV`]) checks the key instead.
 
-use crate::key::PublicKey;
+use crate::identity::PublicKey;
 use base64ct::{Base64Unpadded, Encoding};
 use std::fs;
 use std::io;
@@ -143,7 +143,7 @@ fn no_file(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::Identity;
+    use crate::identity::Identity;
 
     fn key(file: &str) -> PublicKey {
         let pem = fs::read_to_string(format!(

@@ -414,7 +414,7 @@ fn every_age_failure_gets_the_same_reply() {
     }
     assert!(cases.len() >= 16, "fixtures: {}", cases.len());
     let other_pem = fs::read_to_string(test_data("keys/test-only-other-key.pem")).unwrap();
-    let other = colorsort::key::Identity::from_pem(&other_pem).unwrap();
+    let other = colorsort::identity::Identity::from_pem(&other_pem).unwrap();
     let mut tampered_chunk = good.clone();
     let last = tampered_chunk.len() - 20;
     tampered_chunk[last] ^= 0x40;

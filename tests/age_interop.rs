@@ -15,7 +15,7 @@ mod common {
 }
 
 use colorsort::age::{armor, decrypt_in_place, encrypt};
-use colorsort::key::{Identity, PublicKey};
+use colorsort::identity::{Identity, PublicKey};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

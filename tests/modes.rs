@@ -63,7 +63,7 @@ fn modes_do_not_depend_on_the_umask_the_server_starts_with() {
     let mut c = s.connect();
     let key = c.ask("KEY");
     let public =
-        colorsort::key::PublicKey::from_ssh_line(key.strip_prefix("OK ").unwrap()).unwrap();
+        colorsort::identity::PublicKey::from_ssh_line(key.strip_prefix("OK ").unwrap()).unwrap();
     let red = png([230, 20, 20], 6, 6);
     let sealed = colorsort::age::encrypt(&red, &public).unwrap();
     assert!(

@@ -16,7 +16,7 @@ mod common {
     pub mod wait;
 }
 
-use colorsort::key::Identity;
+use colorsort::identity::Identity;
 use colorsort::protocol::{self, Request};
 use common::fixtures::{TEST_KEY, bin, install_test_key, png};
 use common::server::TestServer;

@@ -202,10 +202,10 @@ fn every_error_code() {
     assert!(c.closed());
 }
 
-fn other_key() -> colorsort::key::PublicKey {
+fn other_key() -> colorsort::identity::PublicKey {
     let pem =
         fs::read_to_string(common::fixtures::test_data("keys/test-only-other-key.pem")).unwrap();
-    colorsort::key::Identity::from_pem(&pem)
+    colorsort::identity::Identity::from_pem(&pem)
         .unwrap()
         .public()
         .clone()

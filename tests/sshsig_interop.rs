@@ -34,7 +34,7 @@ mod common {
     pub mod ssh;
 }
 
-use colorsort::signers::{self, AllowedSigners, Reason, Unknown};
+use colorsort::allowed_signers::{self, AllowedSigners, Reason, Unknown};
 use colorsort::sshsig::{self, Signature};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -63,7 +63,7 @@ enum Ours {
     /// Trusted by the entry on this line.
     Trusted(usize),
     Sig(sshsig::Error),
-    File(signers::Error),
+    File(allowed_signers::Error),
     Unknown(Unknown),
 }
 
@@ -477,7 +477,7 @@ fn cases() -> Vec<Case> {
             |o| {
                 matches!(
                     o,
-                    Ours::File(signers::Error::Line {
+                    Ours::File(allowed_signers::Error::Line {
                         line: 1,
                         reason: Reason::UnsupportedKey(_)
                     })
@@ -492,7 +492,7 @@ fn cases() -> Vec<Case> {
             |o| {
                 matches!(
                     o,
-                    Ours::File(signers::Error::Line {
+                    Ours::File(allowed_signers::Error::Line {
                         line: 1,
                         reason: Reason::Time { .. }
                     })
@@ -507,7 +507,7 @@ fn cases() -> Vec<Case> {
             |o| {
                 matches!(
                     o,
-                    Ours::File(signers::Error::Line {
+                    Ours::File(allowed_signers::Error::Line {
                         line: 1,
                         reason: Reason::UnsupportedOption("cert-authority")
                     })
@@ -522,7 +522,7 @@ fn cases() -> Vec<Case> {
             |o| {
                 matches!(
                     o,
-                    Ours::File(signers::Error::Line {
+                    Ours::File(allowed_signers::Error::Line {
                         line: 1,
                         reason: Reason::DuplicateOption(_)
                     })
@@ -537,7 +537,7 @@ fn cases() -> Vec<Case> {
             |o| {
                 matches!(
                     o,
-                    Ours::File(signers::Error::Line {
+                    Ours::File(allowed_signers::Error::Line {
                         line: 1,
                         reason: Reason::Principals(_)
                     })
@@ -635,7 +635,7 @@ fn entry_cases() -> Vec<EntryCase> {
         matches!(o, Ours::Trusted(1))
     }
     fn refused(o: &Ours) -> bool {
-        matches!(o, Ours::File(signers::Error::Line { line: 1, .. }))
+        matches!(o, Ours::File(allowed_signers::Error::Line { line: 1, .. }))
     }
     const ALICE: &str = "alice@example.com";
     vec![

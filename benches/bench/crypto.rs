@@ -4,7 +4,7 @@
 
 use crate::util::{Report, Rng, Table, command_output, median, note, timed};
 use colorsort::age;
-use colorsort::key::Identity;
+use colorsort::identity::Identity;
 use getrandom::SysRng;
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::traits::{PaddingScheme, PrivateKeyParts};

@@ -9,7 +9,7 @@ use crate::util::{machine_busy_secs, tree_cpu_secs};
 use colorsort::age;
 use colorsort::classify::{self, Limits};
 use colorsort::client::Client;
-use colorsort::key::PublicKey;
+use colorsort::identity::PublicKey;
 use std::fs;
 use std::path::Path;
 use std::thread;

@@ -5,8 +5,8 @@
 
 use crate::images::SET;
 use crate::util::{Report, Table, command_output, note};
-use colorsort::mem::copy::{Long, REP_MOVSB_MIN, forward_with};
-use colorsort::mem::cpu::fast_strings;
+use colorsort::memcpy::copy::{Long, REP_MOVSB_MIN, forward_with};
+use colorsort::memcpy::cpu::fast_strings;
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 use std::path::Path;
@@ -43,10 +43,12 @@ fn group(symbol: &str, kernel: bool) -> &'static str {
     } else if matches!(s, "memcpy" | "memmove" | "__memcpy_fwd")
         || s.starts_with("__memcpy_")
         || s.starts_with("__memmove_")
-        || s.starts_with("colorsort::mem::copy::")
+        || s.starts_with("colorsort::memcpy::copy::")
     {
         "copy"
-    } else if s == "memset" || s.starts_with("__memset_") || s.starts_with("colorsort::mem::fill::")
+    } else if s == "memset"
+        || s.starts_with("__memset_")
+        || s.starts_with("colorsort::memcpy::fill::")
     {
         "set"
     } else if matches!(
@@ -244,7 +246,7 @@ fn symbols(binary: &Path) -> Option<Symbols> {
         if let Some(head) = line.strip_suffix(">:") {
             let name = head.split_once('<').map_or("", |(_, n)| n);
             inside = matches!(name, "memcpy" | "memmove" | "memset")
-                || name.starts_with("colorsort::mem::");
+                || name.starts_with("colorsort::memcpy::");
             continue;
         }
         if !inside {

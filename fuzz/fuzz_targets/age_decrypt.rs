@@ -8,7 +8,7 @@
 #![no_main]
 
 use colorsort::age;
-use colorsort::key::Identity;
+use colorsort::identity::Identity;
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 

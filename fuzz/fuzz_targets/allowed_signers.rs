@@ -7,7 +7,7 @@
 
 #![no_main]
 
-use colorsort::signers::{AllowedSigners, Error, MAX_ENTRIES};
+use colorsort::allowed_signers::{AllowedSigners, Error, MAX_ENTRIES};
 use colorsort::sshsig::PublicKey;
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, UNIX_EPOCH};

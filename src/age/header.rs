@@ -9,7 +9,7 @@ use super::{
     BYTES_PER_LINE, COLUMNS, Error, FILE_KEY_LEN, Limit, MAX_HEADER_LEN, MAX_STANZA_BODY,
     MAX_STANZAS, derive,
 };
-use crate::key::PublicKey;
+use crate::identity::PublicKey;
 use base64ct::{Base64Unpadded, Encoding};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;

@@ -27,7 +27,7 @@ mod test_util;
 
 pub use armor::armor;
 
-use crate::key::{Identity, PublicKey};
+use crate::identity::{Identity, PublicKey};
 use header::{MAC_B64_LEN, MAC_PREFIX, Ours, STANZA_PREFIX, VERSION_LINE};
 use hkdf::Hkdf;
 use sha2::Sha256;

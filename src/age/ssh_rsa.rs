@@ -3,7 +3,7 @@
 //! of the key. Unwrapping uses blinded private-key operations.
 
 use super::{Error, FILE_KEY_LEN};
-use crate::key::{Identity, PublicKey};
+use crate::identity::{Identity, PublicKey};
 use base64ct::{Base64Unpadded, Encoding};
 use getrandom::SysRng;
 use rsa::Oaep;

@@ -6,7 +6,7 @@ use super::encrypt::{push_stanza, seal};
 use super::ssh_rsa::SSH_RSA_LABEL;
 use super::stream::NONCE_LEN;
 use super::{Error, FILE_KEY_LEN, decrypt_in_place};
-use crate::key::{Identity, PublicKey};
+use crate::identity::{Identity, PublicKey};
 use base64ct::{Base64Unpadded, Encoding};
 use getrandom::SysRng;
 use rsa::Oaep;

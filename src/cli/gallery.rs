@@ -4,9 +4,9 @@
 
 use super::args::{self, Args, Flags, Item, unknown};
 use super::exit::{EXIT_OK, Error, print};
+use crate::allowed_signers::AllowedSigners;
 use crate::config;
 use crate::gallery;
-use crate::signers::AllowedSigners;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 

@@ -23,7 +23,7 @@ pub(super) fn run(args: Args) -> Result<u8, Error> {
     let text = if fingerprint {
         key.fingerprint()
     } else {
-        key.to_ssh_line(crate::key::COMMENT)
+        key.to_ssh_line(crate::identity::COMMENT)
     };
     print(&format!("{text}\n")).map(|()| EXIT_OK)
 }

@@ -44,7 +44,7 @@ const UMASK: u32 = 0o027;
 /// Runs `colorsort serve` until it is stopped.
 pub(super) fn run(mut args: Args) -> Result<u8, Error> {
     // First, before anything is created or any thread started.
-    crate::sys::set_umask(UMASK);
+    crate::process::set_umask(UMASK);
     // Nothing this process or its decode workers exec can gain privileges,
     // whatever the container runtime applied (`docker stack deploy` does
     // not apply no-new-privileges).

@@ -79,8 +79,10 @@ pub static SETTINGS: &[Setting] = &[
         help: "size of the RSA key generated on first start: 2048, 3072 or 4096",
         apply: |c, v| {
             let bits = parse_u64(v)? as usize;
-            if !crate::key::GENERATE_BITS.contains(&bits) {
-                let allowed = crate::key::GENERATE_BITS.map(|b| b.to_string()).join(", ");
+            if !crate::identity::GENERATE_BITS.contains(&bits) {
+                let allowed = crate::identity::GENERATE_BITS
+                    .map(|b| b.to_string())
+                    .join(", ");
                 return Err(format!("{bits} is not one of {allowed}"));
             }
             c.key_bits = bits;

@@ -35,8 +35,8 @@ mod page;
 mod signer;
 mod thumbs;
 
+use crate::allowed_signers::AllowedSigners;
 use crate::sandbox::Local;
-use crate::signers::AllowedSigners;
 use crate::store::Folder;
 use cache::{Cached, MANIFEST, prune, read_manifest, write_atomically, write_manifest};
 use page::render;

@@ -5,7 +5,7 @@
 
 use super::signer::{Signed, signer};
 use super::{Item, Summary, THUMBS};
-use crate::signers::AllowedSigners;
+use crate::allowed_signers::AllowedSigners;
 use crate::store::Folder;
 use base64ct::{Base64, Encoding};
 use std::fmt::Write as _;

@@ -4,7 +4,7 @@
 //! read, not checked.
 
 use super::Item;
-use crate::signers::AllowedSigners;
+use crate::allowed_signers::AllowedSigners;
 use crate::sshsig::{self, Signature};
 use crate::store::{Folder, SIGNATURES};
 use std::fs;

@@ -15,20 +15,20 @@
 //! `histogram` holds the bucketed durations, `text` writes the exposition
 //! format, `http` is the small HTTP/1.1 responder that serves the page.
 
+mod exposition;
 mod histogram;
 pub mod http;
-mod text;
 
 use crate::protocol::{Code, Upload};
 use crate::sandbox::Failure;
 use crate::store::Folder;
+use exposition::{Kind, Page};
 use histogram::{Histogram, Snapshot};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use text::{Kind, Page};
 
-pub use text::CONTENT_TYPE;
+pub use exposition::CONTENT_TYPE;
 
 /// Buckets of the upload duration histogram: from a small image on a fast
 /// link to a large one at the minimum rate.

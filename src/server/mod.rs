@@ -58,8 +58,8 @@ mod hold;
 mod linger;
 mod reader;
 mod registry;
+mod resources;
 mod senders;
-mod sys;
 mod upload;
 mod writer;
 
@@ -70,7 +70,7 @@ use crate::config::{
     DEFAULT_MAX_MEMORY, FILING_WAIT, Limits, MAX_LINGERING, MEMORY_LIMIT_SHARE, MEMORY_OVERHEAD,
     SOCKET_LIMIT_SHARE, SOCKET_MEMORY, ServeConfig, show_size,
 };
-use crate::key::Identity;
+use crate::identity::Identity;
 use crate::metrics::{Live, Metrics};
 use crate::protocol::{self, Code};
 use crate::sandbox::{self, Workers};
@@ -188,7 +188,7 @@ impl Server {
     /// Opens the data directory, loads or creates the key, and binds the
     /// listening socket.
     pub fn bind(config: &ServeConfig) -> Result<Server, Error> {
-        sys::return_large_blocks();
+        resources::return_large_blocks();
         let store = Store::open(&config.data)?;
         let (signers_path, given) = config.allowed_signers_path();
         let senders = KnownSenders::open(signers_path, given).map_err(Error::Signers)?;
@@ -202,14 +202,14 @@ impl Server {
                 started.elapsed().as_secs_f64()
             );
         }
-        let listener = sys::listen(config.listen).map_err(|source| Error::Bind {
+        let listener = resources::listen(config.listen).map_err(|source| Error::Bind {
             addr: config.listen,
             source,
         })?;
         let mut limits = config.limits;
         fit_memory(&mut limits, config.max_memory);
-        if let Some(soft) = sys::raise_fd_limit(limits.max_connections, limits.max_workers)
-            && let fit = sys::connections_for_fd_limit(soft, limits.max_workers)
+        if let Some(soft) = resources::raise_fd_limit(limits.max_connections, limits.max_workers)
+            && let fit = resources::connections_for_fd_limit(soft, limits.max_workers)
             && fit < limits.max_connections
         {
             log!(
@@ -217,9 +217,9 @@ impl Server {
                  a connection needs up to {} descriptors and each of {} decode workers {}; \
                  raise the limit to serve more",
                 limits.max_connections,
-                sys::FDS_PER_CONNECTION + 1,
+                resources::FDS_PER_CONNECTION + 1,
                 limits.max_workers,
-                sys::FDS_PER_WORKER
+                resources::FDS_PER_WORKER
             );
             limits.max_connections = fit;
         }
@@ -232,7 +232,7 @@ impl Server {
             .spawn(move || runner.run())?;
         let shared = Shared {
             limits,
-            key_line: public.to_ssh_line(crate::key::COMMENT),
+            key_line: public.to_ssh_line(crate::identity::COMMENT),
             metrics: Metrics::new(&public.fingerprint()),
             store,
             identity,

@@ -10,7 +10,7 @@
 //! takes a restart, so that a lost file cannot open the class folders to
 //! anyone who fetches the key.
 
-use crate::signers::{self, AllowedSigners};
+use crate::allowed_signers::{self, AllowedSigners};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -28,14 +28,14 @@ pub(super) struct KnownSenders {
 #[derive(Debug)]
 pub struct LoadError {
     path: PathBuf,
-    source: signers::Error,
+    source: allowed_signers::Error,
 }
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.source {
             // Names the path itself.
-            signers::Error::Read { .. } => self.source.fmt(f),
+            allowed_signers::Error::Read { .. } => self.source.fmt(f),
             other => write!(f, "{}: {other}", self.path.display()),
         }
     }

@@ -14,13 +14,13 @@
 //! tests fake.
 
 use crate::age;
+use crate::allowed_signers::{self, AllowedSigners};
 use crate::classify;
 use crate::config::Limits;
-use crate::key::Identity;
+use crate::identity::Identity;
 use crate::name::{self, Name};
 use crate::protocol::{self, Code, Stored, Upload};
 use crate::sandbox::{self, Failure, Workers};
-use crate::signers::{self, AllowedSigners};
 use crate::sshsig::{self, PublicKey, Signature};
 use crate::store::{self, Digest, Folder, Store, Trust};
 use std::fmt;
@@ -55,7 +55,7 @@ pub(super) enum UploadError {
         /// The key's type.
         algorithm: &'static str,
         /// Why, for the log only: the client is not told which.
-        why: signers::Unknown,
+        why: allowed_signers::Unknown,
     },
     /// The payload could not be decoded in a worker: not an image within
     /// the limits, over the budget, no room or no worker now, or the
@@ -818,7 +818,7 @@ mod tests {
                 UploadError::UnknownSigner {
                     fingerprint: "SHA256:abc".into(),
                     algorithm: "ssh-ed25519",
-                    why: signers::Unknown::NotListed,
+                    why: allowed_signers::Unknown::NotListed,
                 },
                 Code::UnknownSigner,
                 "key SHA256:abc is not an allowed signer here".to_string(),
@@ -828,7 +828,7 @@ mod tests {
                 UploadError::UnknownSigner {
                     fingerprint: "SHA256:abc".into(),
                     algorithm: "ssh-rsa",
-                    why: signers::Unknown::Namespace { line: 4 },
+                    why: allowed_signers::Unknown::Namespace { line: 4 },
                 },
                 Code::UnknownSigner,
                 "key SHA256:abc is not an allowed signer here".to_string(),

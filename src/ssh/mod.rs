@@ -1,4 +1,4 @@
-//! What the server's RSA identity ([`crate::key`]) and the SSH signature
+//! What the server's RSA identity ([`crate::identity`]) and the SSH signature
 //! verifier ([`crate::sshsig`]) share of OpenSSH's encodings: the wire
 //! format of key and signature blobs ([`wire`]) and the `SHA256:`
 //! fingerprint `ssh-keygen -l` prints for a key blob.

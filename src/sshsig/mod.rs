@@ -17,7 +17,7 @@
 //!   ssh-keygen ignores a non-empty reserved field and allows one NUL at the
 //!   end of a string.
 //! - Keys are `ssh-ed25519`, `sk-ssh-ed25519@openssh.com` and `ssh-rsa` of
-//!   [`crate::key::MIN_BITS`] to [`crate::key::MAX_BITS`] bits with minimal
+//!   [`crate::identity::MIN_BITS`] to [`crate::identity::MAX_BITS`] bits with minimal
 //!   mpints; ssh-keygen also takes ECDSA, DSA, certificates and RSA keys of
 //!   1024 to 16384 bits with padded mpints.
 //! - An Ed25519 signature's scalar must be reduced (s < ℓ); ssh-keygen takes
@@ -26,14 +26,14 @@
 //!   does not check the flag when verifying signatures.
 //! - The namespace must not be empty (PROTOCOL.sshsig: "MUST NOT").
 //!
-//! The module is a leaf: it uses only the RSA size limits of [`crate::key`]
+//! The module is a leaf: it uses only the RSA size limits of [`crate::identity`]
 //! and the wire encoding and fingerprint of `crate::ssh`.
 
 mod armor;
-mod key;
+mod public_key;
 mod signature;
 
-pub use key::PublicKey;
+pub use public_key::PublicKey;
 pub use signature::Signature;
 
 use std::fmt;
@@ -75,7 +75,7 @@ pub enum Error {
     /// anything unknown); holds the type name as written, escaped.
     UnsupportedKey(String),
     /// An RSA key's modulus is outside
-    /// [`crate::key::MIN_BITS`]..=[`crate::key::MAX_BITS`] bits.
+    /// [`crate::identity::MIN_BITS`]..=[`crate::identity::MAX_BITS`] bits.
     KeySize(usize),
     /// The key's numbers are no valid key: an Ed25519 point off the curve, an
     /// RSA modulus or exponent out of range.
@@ -105,8 +105,8 @@ impl fmt::Display for Error {
             Error::KeySize(bits) => write!(
                 f,
                 "rsa key of {bits} bits is outside {}..={}",
-                crate::key::MIN_BITS,
-                crate::key::MAX_BITS
+                crate::identity::MIN_BITS,
+                crate::identity::MAX_BITS
             ),
             Error::InvalidKey => f.write_str("invalid public key"),
             Error::UnsupportedHash(name) => {

@@ -3,7 +3,7 @@
 //! message. Parsing needs no message, so a signature can be refused before
 //! the message it comes with is decrypted or even read.
 
-use super::key::{Body, PublicKey};
+use super::public_key::{Body, PublicKey};
 use super::{Error, armor, excerpt};
 use crate::ssh::wire::{Reader, put_string};
 use sha2::{Digest, Sha256, Sha512};
@@ -127,7 +127,7 @@ impl Signature {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sshsig::key::blob_of;
+    use crate::sshsig::public_key::blob_of;
     use crate::sshsig::{ED25519, RSA, SK_ED25519};
 
     const MESSAGE: &[u8] = include_bytes!("../../test-data/sshsig/message.txt");

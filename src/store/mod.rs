@@ -64,7 +64,7 @@
 //! content index, and `keyfile` the key files.
 
 use crate::classify::Class;
-use crate::key;
+use crate::identity;
 use crate::protocol::Stored;
 use std::fmt;
 use std::fs::{self, File};
@@ -74,16 +74,16 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
+mod identity_files;
 mod index;
-mod keyfile;
 mod staging;
 
 /// The folder, in the data directory, that holds each signed upload's
 /// signature, in a folder named like the upload's.
 pub const SIGNATURES: &str = "signatures";
 
+pub use identity_files::{KEY_FILE, PUB_FILE};
 pub use index::{Trust, Unreadable, lookup};
-pub use keyfile::{KEY_FILE, PUB_FILE};
 pub use staging::Lack;
 
 use index::{Entry, INDEX};
@@ -202,9 +202,12 @@ pub enum Error {
     KeyPermissions { path: PathBuf, mode: u32 },
     /// The key file exists but is not a usable key. It is never replaced:
     /// clients hold its public half.
-    KeyInvalid { path: PathBuf, source: key::Error },
+    KeyInvalid {
+        path: PathBuf,
+        source: identity::Error,
+    },
     /// A key could not be generated.
-    KeyGeneration(key::Error),
+    KeyGeneration(identity::Error),
     /// No free variant of the name was found.
     NameExhausted(String),
     /// The content index entry kept changing under other uploads' writes.

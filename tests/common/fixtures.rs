@@ -7,7 +7,7 @@
 // helper here has a user.
 #![allow(dead_code)]
 
-use colorsort::key::{Identity, PublicKey};
+use colorsort::identity::{Identity, PublicKey};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 

@@ -9,7 +9,7 @@ use crate::server::{Job, Server, data_dir, unique, upload};
 use crate::util::{Report, Table, median, note, tick_secs, waited_cpu_secs};
 use colorsort::age;
 use colorsort::client::Client;
-use colorsort::key::PublicKey;
+use colorsort::identity::PublicKey;
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};

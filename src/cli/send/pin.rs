@@ -6,7 +6,7 @@
 
 use super::super::exit::{EXIT_KEY_CHANGED, Error};
 use super::options::Options;
-use crate::key::PublicKey;
+use crate::identity::PublicKey;
 use crate::pins::{self, Check, Pins};
 use std::io::{self, Write};
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ use super::super::sign::Signer;
 use crate::age;
 use crate::classify;
 use crate::client::{self, Client};
-use crate::key::PublicKey;
+use crate::identity::PublicKey;
 use crate::name;
 use crate::protocol::Upload;
 use std::fs;

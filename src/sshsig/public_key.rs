@@ -7,7 +7,7 @@
 //! the check of a signature against the data it signs.
 
 use super::{ED25519, Error, RSA, SK_ED25519, excerpt};
-use crate::key::{MAX_BITS, MIN_BITS};
+use crate::identity::{MAX_BITS, MIN_BITS};
 use crate::ssh::wire::{Reader, bit_length};
 use base64ct::{Base64, Encoding};
 use ed25519_dalek::Verifier;

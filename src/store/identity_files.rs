@@ -5,8 +5,8 @@
 //! replaced.
 
 use super::{Error, Store, ctx};
-use crate::key::{self, Identity};
-use crate::sys;
+use crate::identity::{self, Identity};
+use crate::process;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -29,7 +29,7 @@ fn load_key(path: &Path) -> Result<Option<Identity>, Error> {
         return ctx(Err(e), "cannot use key file", path);
     }
     // Whoever owns the file can change its mode, so only our own is trusted.
-    if let Some(uid) = sys::effective_uid()
+    if let Some(uid) = process::effective_uid()
         && meta.uid() != uid
     {
         let e = io::Error::other(format!(
@@ -102,7 +102,7 @@ impl Store {
     /// uploads it is replaced in place (atomically, by rename) when stale.
     fn write_public(&self, identity: &Identity) -> Result<(), Error> {
         let path = self.root.join(PUB_FILE);
-        let line = format!("{}\n", identity.public().to_ssh_line(key::COMMENT));
+        let line = format!("{}\n", identity.public().to_ssh_line(identity::COMMENT));
         if fs::read(&path).is_ok_and(|old| old == line.as_bytes()) {
             return Ok(());
         }
@@ -153,7 +153,7 @@ mod tests {
         let public = fs::read_to_string(dir.path().join(PUB_FILE)).unwrap();
         assert_eq!(
             public.trim_end(),
-            identity.public().to_ssh_line(key::COMMENT)
+            identity.public().to_ssh_line(identity::COMMENT)
         );
     }
 }

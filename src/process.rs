@@ -1,6 +1,6 @@
 //! What the process as a whole asks of the operating system through libc:
 //! its file-creation mask, and its effective user id. The server's own
-//! calls (open-file limit, allocator) are in `server/sys.rs`. Every
+//! calls (open-file limit, allocator) are in `server/resources.rs`. Every
 //! `unsafe` call here is one libc call with the reason it is sound. A leaf:
 //! it imports nothing of the crate.
 

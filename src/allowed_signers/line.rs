@@ -239,7 +239,7 @@ fn dequote(s: &str) -> Result<(String, &str), Reason> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signers::{ListError, TimeError};
+    use crate::allowed_signers::{ListError, TimeError};
 
     const ED: &str = include_str!("../../test-data/sshsig/keys/ed25519.pub");
     const RSA: &str = include_str!("../../test-data/sshsig/keys/rsa3072.pub");
@@ -524,5 +524,5 @@ mod tests {
         }
     }
 
-    const MAX_PATTERN_TEST: usize = crate::signers::MAX_PATTERN + 1;
+    const MAX_PATTERN_TEST: usize = crate::allowed_signers::MAX_PATTERN + 1;
 }
