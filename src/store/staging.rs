@@ -110,7 +110,7 @@ fn sweep_dead_instances(staging_root: &Path, ours: &Path) {
     }
 }
 
-/// What the filesystem of the data directory lacks, as found by [`probe`].
+/// What the filesystem of the data directory lacks, as found by `probe`.
 #[derive(Debug)]
 pub enum Lack {
     /// `link(2)` failed: the filesystem has no hard links.
