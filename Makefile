@@ -51,6 +51,7 @@ test:
 .PHONY: test-steps
 test-steps:
 	$(CARGO) test --all-targets
+	@bash scripts/shellcheck.sh
 	@MAKE='$(MAKE)' DOCKER='$(DOCKER)' bash scripts/test-containers.sh
 	@$(MAKE) --no-print-directory gluster-test
 	@$(MAKE) --no-print-directory k8s-validate
