@@ -21,18 +21,13 @@
 //!   `MAX_LINGERING`, the metrics responder's `METRICS_MAX_*`). A cap that is a fact of the wire or of a format is a
 //!   named constant in that format's module: `protocol::MAX_LINE`,
 //!   `name::MAX_NAME`, `sshsig::MAX_SIGNATURE`, `age`'s header caps,
-//!   `signers`' file caps, `classify`'s decoder caps and `open_memory`.
+//!   `allowed_signers`' file caps, `classify`'s decoder caps and `open_memory`.
 //!   docs/SECURITY.md's limits table lists each, with where it lives.
-//! - **Leaves.** Leaves import only other leaves, without cycles: `key`,
-//!   `name`, `random`, `log`, `sys` and `mem` import nothing of the crate;
-//!   `sshsig` takes `key`'s bit bounds, `config` takes
-//!   `key::GENERATE_BITS`, `sshsig::MAX_SIGNATURE` and `log::Format`,
-//!   `protocol` takes
-//!   `config::MAX_SIGNATURE`, `budget` takes `config`'s memory constants.
-//!   Above them, `signers` imports only `sshsig`'s types, `age` only `key`,
-//!   `classify` only `config`, `sandbox` only `classify`, `budget`,
-//!   `config` and `log`. The client side (`client`, `pins`, the
-//!   client subcommands) never imports `server` or `store`.
+//! - **Leaves.** Leaves import only other leaves, without cycles; what
+//!   every module may import is the table `LAYERS` in `tests/tidy.rs`,
+//!   which fails on anything else, and docs/ARCHITECTURE.md explains the
+//!   layers. The client side (`client`, `pins`, the client subcommands)
+//!   never imports `server` or `store`.
 
 #[macro_use]
 pub(crate) mod log;

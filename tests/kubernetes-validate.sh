@@ -73,11 +73,11 @@ for version in "$OLDEST" "$NEWEST"; do
 done
 
 # What the schemas do not say. The image's user and the server's shutdown
-# grace are read from the Dockerfile and src/config.rs.
+# grace are read from the Dockerfile and src/config/constants.rs.
 read -r uid gid < <(sed -n 's/^USER \([0-9]*\):\([0-9]*\)$/\1 \2/p' Dockerfile) || true
-grace=$(sed -n 's/^pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(\([0-9]*\));$/\1/p' src/config.rs)
+grace=$(sed -n 's/^pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(\([0-9]*\));$/\1/p' src/config/constants.rs)
 [ -n "${gid:-}" ] || { echo "FAIL: no USER uid:gid line in the Dockerfile" >&2; exit 1; }
-[ -n "$grace" ] || { echo "FAIL: DEFAULT_SHUTDOWN_GRACE not found in src/config.rs" >&2; exit 1; }
+[ -n "$grace" ] || { echo "FAIL: DEFAULT_SHUTDOWN_GRACE not found in src/config/constants.rs" >&2; exit 1; }
 "$PY" - "$RENDERED" "$uid" "$gid" "$grace" <<'EOF'
 import sys, yaml
 
