@@ -12,8 +12,9 @@
 //! type, help and label names, and what writes its samples, so each name
 //! is written once.
 //!
-//! `histogram` holds the bucketed durations, `text` writes the exposition
-//! format, `http` is the small HTTP/1.1 responder that serves the page.
+//! `histogram` holds the bucketed durations, `exposition` writes the
+//! Prometheus text exposition format, `http` is the small HTTP/1.1
+//! responder that serves the page.
 
 mod exposition;
 mod histogram;
