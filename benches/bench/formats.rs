@@ -142,7 +142,6 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
         "wall s",
         "x Pillow+numpy per CPU-second",
         "x Pillow+numpy wall",
-        "peak RSS MiB",
     ]);
     let mut worst_jpeg: (f64, &str) = (f64::INFINITY, "");
     let mut whole_all_cores = f64::NAN;
@@ -189,7 +188,6 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
                 format!("{wall:.2}"),
                 format!("{:.2}", pillow_cpu / cpu),
                 format!("{:.2}", pillow_wall / wall),
-                crate::util::mib_from_kib(runs.iter().map(|r| r.peak_kib).max().unwrap_or(0)),
             ]);
         }
         table.row(vec![
@@ -201,7 +199,6 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
             format!("{pillow_wall:.2}"),
             "1.00".into(),
             "1.00".into(),
-            crate::util::mib_from_kib(set.pillow.iter().map(|r| r.peak_kib).max().unwrap_or(0)),
         ]);
     }
     report.table(&table);

@@ -3,7 +3,7 @@
 //! process over the photographic JPEGs.
 
 use crate::images::SET;
-use crate::util::{Report, Table, machine_busy_secs, median, mib_from_kib, note};
+use crate::util::{Report, Table, machine_busy_secs, median, note};
 use std::ffi::OsString;
 use std::fs;
 use std::io::Read;
@@ -35,8 +35,6 @@ pub struct Run {
     pub cpu: f64,
     /// CPU seconds the whole machine was busy meanwhile, all cores.
     pub machine: f64,
-    /// Peak RSS (`ru_maxrss`), in KiB.
-    pub peak_kib: u64,
     pub stdout: Vec<u8>,
 }
 
@@ -80,7 +78,6 @@ pub fn run_process(program: &Path, args: &[OsString]) -> Run {
         wall,
         cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
         machine: machine_busy_secs() - machine_before,
-        peak_kib: usage.ru_maxrss as u64,
         stdout,
     }
 }
@@ -268,7 +265,6 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
         "x Pillow+numpy",
         "process CPU (cores)",
         "machine busy (cores)",
-        "peak RSS MiB",
     ]);
     for bench in &benches {
         let mp = bench.pixels as f64 / 1e6;
@@ -294,7 +290,6 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
                 },
                 format!("{:.2}", c.median(|r| r.cpu / r.wall)),
                 format!("{:.2}", c.median(|r| r.machine / r.wall)),
-                mib_from_kib(c.runs.iter().map(|r| r.peak_kib).max().unwrap_or(0)),
             ]);
         }
     }
@@ -343,7 +338,9 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
          else wants them. The CPU seconds that `-j 2` and `-j 1` spend on the same files \
          (their ratio is in the goal) tell the two apart: near 1.00, two threads do no \
          more work than one, and a speed-up short of 2 is other load on the machine or \
-         the wait for the last file. *peak RSS* is the largest `ru_maxrss` of the rounds. The \
+         the wait for the last file. There is no peak RSS column: a \
+         spawned process's `ru_maxrss` starts at the spawning process's own peak (the \
+         kernel records the parent's at the child's exec), and this process's is larger. The \
          classification set is section 1's eight images {PASSES} times over on one command \
          line, in order; the photo set is every JPEG of the asset folder: the camera-like \
          ones (2 to 18 MP mosaics of the sample photos with a sensor's grain, baseline and \
