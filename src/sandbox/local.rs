@@ -64,33 +64,32 @@ impl From<io::Error> for FileError {
     }
 }
 
-/// Memory drawn from a shared budget without waiting; large decodes take
-/// turns at `gate`. When the whole decode was reserved ahead, its steps
+/// Memory drawn from the shared [`Guards`] as they give it (without
+/// waiting). When the whole decode was reserved ahead, its steps
 /// are counted out of `within`, a budget of that size, instead.
 struct Shared<'a> {
-    budget: &'a Budget,
-    gate: &'a DecodeGate,
+    guards: &'a Guards,
     within: Option<Budget>,
 }
 
 impl Memory for Shared<'_> {
     fn limit(&self) -> u64 {
-        self.budget.limit()
+        self.guards.limit()
     }
 
     fn reserve(&self, bytes: u64) -> Option<Reservation<'_>> {
-        self.within
-            .as_ref()
-            .unwrap_or(self.budget)
-            .try_reserve(bytes)
+        match &self.within {
+            Some(within) => within.try_reserve(bytes),
+            None => self.guards.reserve(bytes),
+        }
     }
 
     fn grow(&self, memory: &mut Reservation<'_>, more: u64) -> bool {
-        memory.try_grow(more)
+        self.guards.grow(memory, more)
     }
 
     fn turn(&self, peak: u64) -> Option<Turn<'_>> {
-        self.gate.enter_if_large(peak)
+        self.guards.turn(peak)
     }
 }
 
@@ -148,7 +147,7 @@ impl Local {
         kind: Kind,
         max_pixels: u64,
     ) -> Result<Decoded, FileError> {
-        let (Guards { budget, gate }, workers) = (&self.guards, &self.workers);
+        let (budget, workers) = (&self.guards.budget, &self.workers);
         let (mut file, size) = open(path)?;
         let too_large = || FileError::TooLarge {
             size,
@@ -167,8 +166,7 @@ impl Local {
                 .ok_or_else(too_large)?;
             let bytes = read(&mut file, size)?;
             let memory = Shared {
-                budget,
-                gate,
+                guards: &self.guards,
                 within: (ahead > 0).then(|| Budget::new(ahead)),
             };
             match workers.decode(&memory, kind, &bytes, size, max_pixels) {
