@@ -2,9 +2,10 @@
 //! file opens with a `//!` paragraph on what it owns; none is over
 //! [`MAX_LINES`] lines before its tests; the library's top-level modules
 //! import only what [`LAYERS`] allows them, which leaves no circle; the
-//! client side never imports the server or the store; and the benchmark's
-//! files import one another without a circle. `vendor/` is third-party
-//! code and is not held to them.
+//! client side never imports the server or the store; the benchmark's
+//! files import one another without a circle; and every helper in
+//! tests/common/ has a user. `vendor/` is third-party code and is not held
+//! to them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -320,4 +321,82 @@ fn the_import_reader_reads_paths_and_groups() {
         circle(&graph),
         Some(vec!["a".into(), "b".into(), "a".into()])
     );
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// The identifiers of `text`, each with the word before it (`fn`, `struct`,
+/// ...), if any.
+fn words(text: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut previous = "";
+    for word in text.split(|c: char| !is_ident(c)).filter(|w| !w.is_empty()) {
+        out.push((previous, word));
+        previous = word;
+    }
+    out
+}
+
+/// The keywords that introduce a definition.
+const DEFINES: [&str; 5] = ["fn", "struct", "enum", "const", "static"];
+
+/// The names `text` defines.
+fn defined(text: &str) -> Vec<&str> {
+    words(text)
+        .into_iter()
+        .filter(|(before, _)| DEFINES.contains(before))
+        .map(|(_, name)| name)
+        .collect()
+}
+
+/// How many times `texts` name `name` other than to define it.
+fn uses(texts: &[String], name: &str) -> usize {
+    texts
+        .iter()
+        .flat_map(|t| words(t))
+        .filter(|&(before, word)| word == name && !DEFINES.contains(&before))
+        .count()
+}
+
+/// Each test crate declares the helper files it needs in its `mod common`
+/// and uses only some of what each holds, so those files allow dead code;
+/// this is what shows a helper that no test uses any more: each function,
+/// type and constant defined there must be named somewhere in tests/ other
+/// than where it is defined.
+#[test]
+fn every_common_helper_is_used() {
+    let tests = root().join("tests");
+    let common = rust_files(&tests.join("common"));
+    assert!(!common.is_empty(), "no helper files in tests/common");
+    // This file's own words do not count.
+    let texts: Vec<String> = rust_files(&tests)
+        .iter()
+        .filter(|p| !p.ends_with("tidy.rs"))
+        .map(|p| fs::read_to_string(p).unwrap())
+        .collect();
+    let mut unused = Vec::new();
+    let mut checked = 0;
+    for path in &common {
+        let text = fs::read_to_string(path).unwrap();
+        for name in defined(&text) {
+            checked += 1;
+            if uses(&texts, name) == 0 {
+                unused.push(format!("{}: {name}", path.display()));
+            }
+        }
+    }
+    assert!(checked > 0, "no definitions found in tests/common");
+    assert!(unused.is_empty(), "helpers nothing uses: {unused:#?}");
+}
+
+#[test]
+fn definitions_and_uses_are_told_apart() {
+    let text = "pub fn helper() {}\nstruct Thing;\nfn caller() { helper(); }".to_string();
+    assert_eq!(defined(&text), ["helper", "Thing", "caller"]);
+    let cases = [("helper", 1), ("Thing", 0), ("caller", 0), ("help", 0)];
+    for (name, count) in cases {
+        assert_eq!(uses(std::slice::from_ref(&text), name), count, "{name}");
+    }
 }

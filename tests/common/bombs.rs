@@ -4,7 +4,7 @@
 //! ordinary tags hold huge lists of values.
 
 // Each test crate declares the helper files it uses, in its `mod common`,
-// and uses some of what each holds; tests/helpers.rs checks that every
+// and uses some of what each holds; tests/tidy.rs checks that every
 // helper here has a user.
 #![allow(dead_code)]
 

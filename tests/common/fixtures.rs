@@ -3,7 +3,7 @@
 //! uploads made on the fly.
 
 // Each test crate declares the helper files it uses, in its `mod common`,
-// and uses some of what each holds; tests/helpers.rs checks that every
+// and uses some of what each holds; tests/tidy.rs checks that every
 // helper here has a user.
 #![allow(dead_code)]
 

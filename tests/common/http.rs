@@ -1,7 +1,7 @@
 //! A raw HTTP/1.1 client for the server's metrics responder.
 
 // Each test crate declares the helper files it uses, in its `mod common`,
-// and uses some of what each holds; tests/helpers.rs checks that every
+// and uses some of what each holds; tests/tidy.rs checks that every
 // helper here has a user.
 #![allow(dead_code)]
 

@@ -2,7 +2,7 @@
 //! fields and a TCP socket's queues, and the waits built on them.
 
 // Each test crate declares the helper files it uses, in its `mod common`,
-// and uses some of what each holds; tests/helpers.rs checks that every
+// and uses some of what each holds; tests/tidy.rs checks that every
 // helper here has a user.
 #![allow(dead_code)]
 
