@@ -15,7 +15,7 @@ mod common {
 
 use common::conn::{Conn, code};
 use common::fixtures::{png, seal, test_data};
-use common::procfs::{proc_status_of, tcp_inode};
+use common::procfs::{proc_status_of, tcp_inode, unaccepted};
 use common::server::TestServer;
 use common::skip::skipped;
 use common::stored::assert_nothing_stored;
@@ -723,7 +723,8 @@ fn sample_threads(pid: u32, stop: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
 fn legitimate_upload(s: &TestServer, sealed: &[u8], name: &str) -> Duration {
     let started = Instant::now();
     let mut c = s.connect();
-    assert!(c.ask("KEY").starts_with("OK ssh-rsa "));
+    let key = c.ask("KEY");
+    assert!(key.starts_with("OK ssh-rsa "), "KEY answered {key:?}");
     let reply = c.upload("SEAL", name, sealed);
     let took = started.elapsed();
     assert!(reply.starts_with(&format!("OK blue/{name} ")), "{reply}");
@@ -949,8 +950,18 @@ fn a_low_open_file_limit_lowers_the_connection_cap() {
     // on a cap of a few dozen, a newcomer is itself the oldest idle
     // connection after a few dozen arrivals, which under load can come
     // before its first line is read.
+    // A client counts its connection open before the server's kernel does
+    // when the accept queue was full: the server accepts those later, and
+    // each evicts the oldest idle connection, so the legitimate client
+    // waits until every one of the crowd has been accepted.
     let crowd = Crowd::start(s.addr, 300, false);
     assert!(crowd.wait_open(300, Duration::from_secs(10)));
+    assert!(
+        wait_until(after(Duration::from_secs(10)), || unaccepted(s.addr)
+            == Some(0)),
+        "the server has not accepted the crowd: {:?} waiting",
+        unaccepted(s.addr)
+    );
     assert!(wait_admitted(&s), "no newcomer got in past the crowd");
     let sealed = seal(&png([0, 0, 220], 4, 4));
     let took = legitimate_upload(&s, &sealed, "fits.png");

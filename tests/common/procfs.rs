@@ -42,21 +42,60 @@ pub fn tcp_inode(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
 /// The fields of `/proc/net/tcp`'s line for the IPv4 socket bound to
 /// `local` and connected to `remote`.
 fn tcp_row(local: SocketAddr, remote: SocketAddr) -> Option<Vec<String>> {
-    let hex = |a: SocketAddr| match a {
+    let (local, remote) = (tcp_hex(local)?, tcp_hex(remote)?);
+    tcp_rows()?
+        .into_iter()
+        .find(|fields| fields.get(1) == Some(&local) && fields.get(2) == Some(&remote))
+}
+
+/// An IPv4 address as `/proc/net/tcp` writes it.
+fn tcp_hex(addr: SocketAddr) -> Option<String> {
+    match addr {
         SocketAddr::V4(v4) => Some(format!(
             "{:08X}:{:04X}",
             u32::from_le_bytes(v4.ip().octets()),
             v4.port()
         )),
         SocketAddr::V6(_) => None,
-    };
-    let (local, remote) = (hex(local)?, hex(remote)?);
+    }
+}
+
+/// The fields of every line of `/proc/net/tcp`.
+fn tcp_rows() -> Option<Vec<Vec<String>>> {
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
-            .then(|| fields.iter().map(|f| f.to_string()).collect())
-    })
+    Some(
+        table
+            .lines()
+            .skip(1)
+            .map(|line| line.split_whitespace().map(str::to_string).collect())
+            .collect(),
+    )
+}
+
+/// Connections to the listener at `listening` that the server has not
+/// accepted yet: those in its accept queue, and those whose handshake the
+/// kernel has still to finish (`SYN_RECV`; a client counts them as
+/// connected, and the kernel completes them later when the accept queue was
+/// full). `None` if the table cannot be read.
+pub fn unaccepted(listening: SocketAddr) -> Option<u64> {
+    let local = tcp_hex(listening)?;
+    let mut count = 0;
+    for fields in tcp_rows()? {
+        if fields.get(1) != Some(&local) {
+            continue;
+        }
+        match fields.get(3).map(String::as_str) {
+            // SYN_RECV.
+            Some("03") => count += 1,
+            // LISTEN: its receive queue is the accept queue's length.
+            Some("0A") => {
+                let (_, rx) = fields.get(4)?.split_once(':')?;
+                count += u64::from_str_radix(rx, 16).ok()?;
+            }
+            _ => {}
+        }
+    }
+    Some(count)
 }
 
 /// A field of /proc/PID/status (e.g. `Threads`, `VmHWM` in kB), or `None`
