@@ -1089,7 +1089,16 @@ fn clients_that_do_not_read_are_evicted_for_newcomers() {
     // one blocks in writing a reply. Past the grace, the one unread
     // longest is evicted for a newcomer, well before the timeout cuts it.
     let s = TestServer::start(&["--max-connections", "4"]);
-    let _readers: Vec<Conn> = (0..4).map(|_| non_reader(&s, 20_000)).collect();
+    let readers: Vec<Conn> = (0..4).map(|_| non_reader(&s, 20_000)).collect();
+    // Until its first request arrives a non-reader is idle, and the first
+    // newcomer would evict it as such.
+    for r in &readers {
+        assert!(
+            s.wait_stuck_writing(r, Duration::from_secs(10)),
+            "{}",
+            s.log_text()
+        );
+    }
     let started = Instant::now();
     let mut busy = 0;
     let admitted = wait_until(after(Duration::from_secs(10)), || {

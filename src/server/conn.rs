@@ -171,7 +171,12 @@ impl<'a> Connection<'a> {
     pub(super) fn serve(mut self) {
         let mut served = false;
         loop {
-            if !self.shared.conns.set_idle(self.id, true) {
+            // A client whose next request is read already is not waiting on
+            // us: evicting it as idle would cut off requests it has made. One
+            // with only part of a line read is idle, so that trickling a line
+            // holds no slot against a newcomer.
+            let idle = !self.reader.holds_line();
+            if !self.shared.conns.set_idle(self.id, idle) {
                 return self.end("server is shutting down");
             }
             let deadline = Instant::now() + self.shared.limits.timeout;

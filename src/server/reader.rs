@@ -91,6 +91,13 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Whether a whole request line has been read from the socket already
+    /// (a client that pipelines), so [`read_line`](Reader::read_line) will
+    /// return without waiting for the client.
+    pub(super) fn holds_line(&self) -> bool {
+        self.inner.buffer().contains(&b'\n')
+    }
+
     /// Reads one request line, without its ending, before `deadline`.
     pub(super) fn read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, LineError> {
         let mut line = Vec::new();

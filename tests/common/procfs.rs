@@ -126,6 +126,19 @@ impl TestServer {
         })
     }
 
+    /// Waits up to `limit` until the server is stuck writing to `conn`:
+    /// its replies fill the client's receive buffer, and more wait unsent
+    /// in the server's socket (on loopback, bytes the peer has room for are
+    /// acknowledged at once, so unacknowledged bytes mean a closed window).
+    pub fn wait_stuck_writing(&self, conn: &Conn, limit: Duration) -> bool {
+        let client = conn.stream.local_addr().unwrap();
+        wait_until(after(limit), || {
+            let received = tcp_queues(client, self.addr);
+            let sent = tcp_queues(self.addr, client);
+            received.is_some_and(|q| q.unread > 0) && sent.is_some_and(|q| q.unacked > 0)
+        })
+    }
+
     /// Waits up to `limit` until the server runs `n` threads.
     pub fn wait_threads(&self, n: u64, limit: Duration) -> bool {
         wait_until(after(limit), || {
