@@ -5,7 +5,7 @@ CARGO ?= cargo
 DATA ?= ./data
 LISTEN ?= 127.0.0.1:6666
 
-.PHONY: help build release run test unit lint clean
+.PHONY: help build release run test lint clean
 .PHONY: docker-binary docker-build docker-run docker-stop docker-test
 .PHONY: swarm-up swarm-down swarm-test k8s-validate gluster-test
 
