@@ -4,10 +4,10 @@
 //! ssh-rsa stanzas carry. Parsing is strict: a public key has exactly one
 //! encoding we accept, so its fingerprint names exactly one key.
 
-use crate::ssh::wire::{Reader, bit_length, put_mpint, put_string};
+use crate::ssh::rsa::KeyError;
+use crate::ssh::wire::{Reader, put_mpint, put_string};
 use base64ct::{Base64, Encoding};
 use getrandom::SysRng;
-use rsa::BoxedUint;
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey, LineEnding};
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::traits::PublicKeyParts;
@@ -18,16 +18,11 @@ use std::fmt;
 pub const COMMENT: &str = "colorsort";
 /// Key sizes `Identity::generate` offers.
 pub const GENERATE_BITS: [usize; 3] = [2048, 3072, 4096];
-/// Smallest modulus, in bits, accepted anywhere.
-pub const MIN_BITS: usize = 2048;
-/// Largest modulus, in bits, accepted anywhere.
-pub const MAX_BITS: usize = 8192;
+pub(crate) use crate::ssh::rsa::{MAX_BITS, MIN_BITS};
 /// Upper bound on an ssh-rsa wire blob: type string, an exponent of at most
-/// 8 bytes and an 8192-bit modulus, each with its 4-byte length, fit well
+/// 5 bytes and an 8192-bit modulus, each with its 4-byte length, fit well
 /// within it.
 const MAX_WIRE_LEN: usize = 2048;
-/// Longest exponent accepted, in bytes (`rsa` caps it at 2^33 - 1 anyway).
-const MAX_EXPONENT_LEN: usize = 8;
 const SSH_RSA: &str = "ssh-rsa";
 
 /// What can go wrong with keys.
@@ -199,18 +194,10 @@ impl PublicKey {
         if !reader.is_empty() {
             return Err(Error::Wire);
         }
-        if e.is_empty() || e.len() > MAX_EXPONENT_LEN {
-            return Err(Error::InvalidKey);
-        }
-        // Bounded by MAX_WIRE_LEN, so the bit counts fit easily.
-        let n_bits = bit_length(n);
-        if !(MIN_BITS..=MAX_BITS).contains(&n_bits) {
-            return Err(Error::KeySize(n_bits));
-        }
-        let n = BoxedUint::from_be_slice(n, (n.len() * 8) as u32).map_err(|_| Error::Wire)?;
-        let e = BoxedUint::from_be_slice(e, (e.len() * 8) as u32).map_err(|_| Error::Wire)?;
-        let key = rsa::PublicKey::new_with_size_limits(n, e, MIN_BITS..=MAX_BITS)
-            .map_err(|_| Error::InvalidKey)?;
+        let key = crate::ssh::rsa::public_key(e, n).map_err(|e| match e {
+            KeyError::Size(bits) => Error::KeySize(bits),
+            KeyError::Invalid => Error::InvalidKey,
+        })?;
         let public = PublicKey::from_rsa(key)?;
         // Minimal mpints make the encoding unique; check that the canonical
         // form is indeed what we read.

@@ -28,7 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Leaves that import other leaves.
     ("log", &["calendar"]),
     ("identity", &["ssh"]),
-    ("sshsig", &["identity", "ssh"]),
+    ("sshsig", &["ssh"]),
     ("protocol", &["sshsig"]),
     ("config", &["identity", "log", "sshsig"]),
     ("budget", &["config"]),

@@ -1,10 +1,12 @@
 //! What the server's RSA identity ([`crate::identity`]) and the SSH signature
 //! verifier ([`crate::sshsig`]) share of OpenSSH's encodings: the wire
-//! format of key and signature blobs ([`wire`]) and the `SHA256:`
-//! fingerprint `ssh-keygen -l` prints for a key blob.
+//! format of key and signature blobs ([`wire`]), the rule for an `ssh-rsa`
+//! key's numbers ([`rsa`]) and the `SHA256:` fingerprint `ssh-keygen -l`
+//! prints for a key blob.
 //!
 //! The module is a leaf: it imports nothing of the crate.
 
+pub(crate) mod rsa;
 pub(crate) mod wire;
 
 use base64ct::{Base64Unpadded, Encoding};

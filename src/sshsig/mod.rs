@@ -17,7 +17,7 @@
 //!   ssh-keygen ignores a non-empty reserved field and allows one NUL at the
 //!   end of a string.
 //! - Keys are `ssh-ed25519`, `sk-ssh-ed25519@openssh.com` and `ssh-rsa` of
-//!   [`crate::identity::MIN_BITS`] to [`crate::identity::MAX_BITS`] bits with minimal
+//!   [`crate::ssh::rsa::MIN_BITS`] to [`crate::ssh::rsa::MAX_BITS`] bits with minimal
 //!   mpints; ssh-keygen also takes ECDSA, DSA, certificates and RSA keys of
 //!   1024 to 16384 bits with padded mpints.
 //! - An Ed25519 signature's scalar must be reduced (s < ℓ); ssh-keygen takes
@@ -26,8 +26,8 @@
 //!   does not check the flag when verifying signatures.
 //! - The namespace must not be empty (PROTOCOL.sshsig: "MUST NOT").
 //!
-//! The module is a leaf: it uses only the RSA size limits of [`crate::identity`]
-//! and the wire encoding and fingerprint of `crate::ssh`.
+//! The module is a leaf: it uses only `crate::ssh`, the wire encoding, the
+//! RSA key rule and the fingerprint it shares with [`crate::identity`].
 
 mod armor;
 mod public_key;
@@ -75,7 +75,7 @@ pub enum Error {
     /// anything unknown); holds the type name as written, escaped.
     UnsupportedKey(String),
     /// An RSA key's modulus is outside
-    /// [`crate::identity::MIN_BITS`]..=[`crate::identity::MAX_BITS`] bits.
+    /// [`crate::ssh::rsa::MIN_BITS`]..=[`crate::ssh::rsa::MAX_BITS`] bits.
     KeySize(usize),
     /// The key's numbers are no valid key: an Ed25519 point off the curve, an
     /// RSA modulus or exponent out of range.
@@ -105,8 +105,8 @@ impl fmt::Display for Error {
             Error::KeySize(bits) => write!(
                 f,
                 "rsa key of {bits} bits is outside {}..={}",
-                crate::identity::MIN_BITS,
-                crate::identity::MAX_BITS
+                crate::ssh::rsa::MIN_BITS,
+                crate::ssh::rsa::MAX_BITS
             ),
             Error::InvalidKey => f.write_str("invalid public key"),
             Error::UnsupportedHash(name) => {

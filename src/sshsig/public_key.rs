@@ -7,18 +7,14 @@
 //! the check of a signature against the data it signs.
 
 use super::{ED25519, Error, RSA, SK_ED25519, excerpt};
-use crate::identity::{MAX_BITS, MIN_BITS};
-use crate::ssh::wire::{Reader, bit_length};
+use crate::ssh::rsa::KeyError;
+use crate::ssh::wire::Reader;
 use base64ct::{Base64, Encoding};
 use ed25519_dalek::Verifier;
-use rsa::BoxedUint;
 use rsa::traits::PublicKeyParts;
 use sha2::{Digest, Sha256, Sha512};
 use std::fmt;
 
-/// Longest RSA public exponent accepted, in bytes (`rsa` takes at most
-/// 2^33 - 1).
-const MAX_EXPONENT_LEN: usize = 5;
 /// Longest base64 key blob [`PublicKey::from_openssh`] decodes: an
 /// 8192-bit RSA key needs about 1.4 KB.
 const MAX_BASE64_LEN: usize = 4096;
@@ -263,17 +259,10 @@ fn ed25519_signature(r: &mut Reader<'_>) -> Result<[u8; 64], Error> {
 fn rsa_key(r: &mut Reader<'_>) -> Result<rsa::PublicKey, Error> {
     let e = r.mpint().ok_or(Error::Malformed("rsa exponent"))?;
     let n = r.mpint().ok_or(Error::Malformed("rsa modulus"))?;
-    let bits = bit_length(n);
-    if !(MIN_BITS..=MAX_BITS).contains(&bits) {
-        return Err(Error::KeySize(bits));
-    }
-    if e.is_empty() || e.len() > MAX_EXPONENT_LEN {
-        return Err(Error::InvalidKey);
-    }
-    // Both lengths are bounded above, so the bit counts fit a u32.
-    let n = BoxedUint::from_be_slice(n, (n.len() * 8) as u32).map_err(|_| Error::InvalidKey)?;
-    let e = BoxedUint::from_be_slice(e, (e.len() * 8) as u32).map_err(|_| Error::InvalidKey)?;
-    rsa::PublicKey::new_with_size_limits(n, e, MIN_BITS..=MAX_BITS).map_err(|_| Error::InvalidKey)
+    crate::ssh::rsa::public_key(e, n).map_err(|e| match e {
+        KeyError::Size(bits) => Error::KeySize(bits),
+        KeyError::Invalid => Error::InvalidKey,
+    })
 }
 
 impl PartialEq for PublicKey {
