@@ -2,8 +2,9 @@
 //! against one Pillow + numpy process over the same files, in CPU seconds
 //! and wall time; and the whole set with every core.
 
-use crate::parallel::{PILLOW_NUMPY, Run, photo_set, python, run_process};
+use crate::parallel::{PILLOW_NUMPY, photo_set, python};
 use crate::util::{Report, Table, median, note};
+use crate::whole::{Run, floor_mib, peak_mib, run_process};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -142,6 +143,7 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
         "wall s",
         "x Pillow+numpy per CPU-second",
         "x Pillow+numpy wall",
+        "peak RSS MiB",
     ]);
     let mut worst_jpeg: (f64, &str) = (f64::INFINITY, "");
     let mut whole_all_cores = f64::NAN;
@@ -188,6 +190,7 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
                 format!("{wall:.2}"),
                 format!("{:.2}", pillow_cpu / cpu),
                 format!("{:.2}", pillow_wall / wall),
+                peak_mib(runs),
             ]);
         }
         table.row(vec![
@@ -199,6 +202,7 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
             format!("{pillow_wall:.2}"),
             "1.00".into(),
             "1.00".into(),
+            peak_mib(&set.pillow),
         ]);
     }
     report.table(&table);
@@ -227,9 +231,11 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
          asset folder (the camera-like mosaics, the 480x320 photo and the photos of \
          `near/`); JPEG progressive is the 12 MP progressive mosaic four times; PNG and \
          WebP are section 1's two files of each twice; the whole set is all of them on \
-         one command line. **Goals: JPEG at least 2x Pillow + numpy per CPU-second: \
+         one command line. *peak RSS* is the largest `ru_maxrss` of the rounds, as \
+         section 6 measures it (at least {floor} MiB, a go-between's own). **Goals: JPEG at least 2x Pillow + numpy per CPU-second: \
          {verdict0}** (lowest {:.2}x, {}); **the whole set with all cores at least 4.5x \
          one Pillow + numpy process: {verdict1}** ({whole_all_cores:.2}x).",
         worst_jpeg.0, worst_jpeg.1,
+        floor = floor_mib(),
     ));
 }

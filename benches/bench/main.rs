@@ -28,6 +28,7 @@ mod parallel;
 mod server;
 mod upload_cost;
 mod util;
+mod whole;
 mod workers;
 
 use colorsort::cli::args::{self as cli_args, Flags, Item};
@@ -159,8 +160,10 @@ fn footprint(path: &str) {
 
 fn main() {
     let mut argv = std::env::args().skip(1);
-    if argv.next().as_deref() == Some("--footprint") {
-        return footprint(&argv.next().expect("--footprint FILE"));
+    match argv.next().as_deref() {
+        Some("--footprint") => return footprint(&argv.next().expect("--footprint FILE")),
+        Some(whole::MODE) => whole::go_between(argv),
+        _ => {}
     }
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
     // target too, without it, and should not start a benchmark.

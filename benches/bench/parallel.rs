@@ -3,13 +3,11 @@
 //! process over the photographic JPEGs.
 
 use crate::images::SET;
-use crate::util::{Report, Table, machine_busy_secs, median, note};
+use crate::util::{Report, Table, median, note};
+use crate::whole::{Run, floor_mib, peak_mib, run_process};
 use std::ffi::OsString;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
 
 /// Passes over the classification set in one command line: one pass is
 /// eight files of very different cost, and the slowest alone is a third of
@@ -27,60 +25,6 @@ for path in sys.argv[1:]:
         mean = np.asarray(im.convert('RGB')).reshape(-1, 3).mean(axis=0)
     print(path, *(f'{m:.1f}' for m in mean))
 ";
-
-/// One whole process's run.
-pub struct Run {
-    pub wall: f64,
-    /// CPU seconds, user and system.
-    pub cpu: f64,
-    /// CPU seconds the whole machine was busy meanwhile, all cores.
-    pub machine: f64,
-    pub stdout: Vec<u8>,
-}
-
-/// Runs `program args` to the end and measures it; panics if it fails.
-#[expect(
-    clippy::zombie_processes,
-    reason = "the child is reaped by wait4, which gives its rusage"
-)]
-pub fn run_process(program: &Path, args: &[OsString]) -> Run {
-    let machine_before = machine_busy_secs();
-    let started = Instant::now();
-    let mut child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
-    let mut stdout = Vec::new();
-    child
-        .stdout
-        .take()
-        .expect("piped stdout")
-        .read_to_end(&mut stdout)
-        .expect("child's stdout");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: `usage` is a valid, writable rusage.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our child, not yet waited for; `status` and `usage`
-    // are valid and writable. `child` is not waited for again.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = started.elapsed().as_secs_f64();
-    assert_eq!(waited, pid, "wait4");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{} failed: status {status:#x}",
-        program.display()
-    );
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    Run {
-        wall,
-        cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
-        machine: machine_busy_secs() - machine_before,
-        stdout,
-    }
-}
 
 /// One command measured over a set of files.
 struct Contender {
@@ -265,6 +209,7 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
         "x Pillow+numpy",
         "process CPU (cores)",
         "machine busy (cores)",
+        "peak RSS MiB",
     ]);
     for bench in &benches {
         let mp = bench.pixels as f64 / 1e6;
@@ -290,6 +235,7 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
                 },
                 format!("{:.2}", c.median(|r| r.cpu / r.wall)),
                 format!("{:.2}", c.median(|r| r.machine / r.wall)),
+                peak_mib(&c.runs),
             ]);
         }
     }
@@ -338,9 +284,10 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
          else wants them. The CPU seconds that `-j 2` and `-j 1` spend on the same files \
          (their ratio is in the goal) tell the two apart: near 1.00, two threads do no \
          more work than one, and a speed-up short of 2 is other load on the machine or \
-         the wait for the last file. There is no peak RSS column: a \
-         spawned process's `ru_maxrss` starts at the spawning process's own peak (the \
-         kernel records the parent's at the child's exec), and this process's is larger. The \
+         the wait for the last file. *peak RSS* is the largest `ru_maxrss` of the rounds, \
+         each command started by a small go-between process (the benchmark's own peak \
+         would otherwise be every child's starting point), so it reads at least the \
+         go-between's own: {floor} MiB for a command that does nothing. The \
          classification set is section 1's eight images {PASSES} times over on one command \
          line, in order; the photo set is every JPEG of the asset folder: the camera-like \
          ones (2 to 18 MP mosaics of the sample photos with a sensor's grain, baseline and \
@@ -352,6 +299,7 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
          ({speedup:.2}x); at least 4.5x one Pillow + numpy process over the photo set: \
          {verdict1} ({anchor:.2}x).**",
         photos.files.len() - photo_set_top(&photos.files, assets),
+        floor = floor_mib(),
     ));
 }
 

@@ -4,9 +4,9 @@
 //! files: on small images, and on 12 MP ones.
 
 use crate::load::{run_tag, seal_jobs, server_key};
-use crate::parallel::run_process;
 use crate::server::{Server, data_dir, run_clients};
 use crate::util::{Report, Table, file_len, mb, median, note, tree_cpu_secs};
+use crate::whole::run_process;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
