@@ -88,6 +88,7 @@ VOLUME_OPTIONS=(
     cluster.quorum-type=auto
     "network.ping-timeout=$PING_TIMEOUT"
     cluster.self-heal-daemon=on
+    cluster.granular-entry-heal=off
 )
 # And the FUSE client's: no kernel caching of names or attributes.
 MOUNT_OPTIONS=(--attribute-timeout=0 --entry-timeout=0 --negative-timeout=0)
@@ -755,6 +756,8 @@ heal_after() {
         return
     fi
     unhealed >&2
+    echo "the self-heal daemon's last warnings and errors:" >&2
+    grep -E '\] [EW] \[' /var/log/glusterfs/glustershd.log 2>/dev/null | tail -n 20 | sed 's/^/    /' >&2 || true
     [ "${2:-}" != must ] || fail "entries still unhealed ${HEAL_WAIT}s after the faults"
     HEALED="NOT healed after ${HEAL_WAIT} s ($(heal_pending) entries left, listed above)"
     note "$HEALED"
