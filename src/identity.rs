@@ -77,6 +77,15 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl From<KeyError> for Error {
+    fn from(e: KeyError) -> Error {
+        match e {
+            KeyError::Size(bits) => Error::KeySize(bits),
+            KeyError::Invalid => Error::InvalidKey,
+        }
+    }
+}
+
 /// The server's RSA identity.
 pub struct Identity {
     key: rsa::PrivateKey,
@@ -194,10 +203,7 @@ impl PublicKey {
         if !reader.is_empty() {
             return Err(Error::Wire);
         }
-        let key = crate::ssh::rsa::public_key(e, n).map_err(|e| match e {
-            KeyError::Size(bits) => Error::KeySize(bits),
-            KeyError::Invalid => Error::InvalidKey,
-        })?;
+        let key = crate::ssh::rsa::public_key(e, n)?;
         let public = PublicKey::from_rsa(key)?;
         // Minimal mpints make the encoding unique; check that the canonical
         // form is indeed what we read.

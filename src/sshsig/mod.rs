@@ -124,6 +124,16 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl From<crate::ssh::rsa::KeyError> for Error {
+    fn from(e: crate::ssh::rsa::KeyError) -> Error {
+        use crate::ssh::rsa::KeyError;
+        match e {
+            KeyError::Size(bits) => Error::KeySize(bits),
+            KeyError::Invalid => Error::InvalidKey,
+        }
+    }
+}
+
 /// A namespace is 1 to [`MAX_NAMESPACE`] bytes of printable ASCII other
 /// than space and comma: one token in the `POLICY` reply, and listable in an
 /// allowed_signers `namespaces=` option, whose patterns commas separate.

@@ -7,7 +7,6 @@
 //! the check of a signature against the data it signs.
 
 use super::{ED25519, Error, RSA, SK_ED25519, excerpt};
-use crate::ssh::rsa::KeyError;
 use crate::ssh::wire::Reader;
 use base64ct::{Base64, Encoding};
 use ed25519_dalek::Verifier;
@@ -259,10 +258,7 @@ fn ed25519_signature(r: &mut Reader<'_>) -> Result<[u8; 64], Error> {
 fn rsa_key(r: &mut Reader<'_>) -> Result<rsa::PublicKey, Error> {
     let e = r.mpint().ok_or(Error::Malformed("rsa exponent"))?;
     let n = r.mpint().ok_or(Error::Malformed("rsa modulus"))?;
-    crate::ssh::rsa::public_key(e, n).map_err(|e| match e {
-        KeyError::Size(bits) => Error::KeySize(bits),
-        KeyError::Invalid => Error::InvalidKey,
-    })
+    Ok(crate::ssh::rsa::public_key(e, n)?)
 }
 
 impl PartialEq for PublicKey {
