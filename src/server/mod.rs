@@ -30,13 +30,12 @@
 //!   behind the minimum rate (by more than `slow_grace`) is evicted to make
 //!   room; failing that, after a short wait, `ERR busy`;
 //! - at most `max_connections` connections are served. When full, the
-//!   connection idle longest (waiting for a request line, none read ahead;
-//!   first among those that never had a request answered) is evicted to
-//!   make room; failing
-//!   that, the one whose reply has gone unread longest (past `slow_grace`);
-//!   failing that, the upload furthest behind the minimum rate (by more
-//!   than `slow_grace`); if there is none, the newcomer gets `ERR busy` at
-//!   once.
+//!   connection idle longest (waiting for a request line, from its accept
+//!   on, none read ahead; first among those that never had a request
+//!   answered) is evicted to make room; failing that, the one whose reply
+//!   has gone unread longest (past `slow_grace`); failing that, the upload
+//!   furthest behind the minimum rate (by more than `slow_grace`); if there
+//!   is none, the newcomer gets `ERR busy` at once.
 //!
 //! A connection closed after an error is closed lingeringly: the write side
 //! is shut, and input is drained and discarded for

@@ -211,7 +211,10 @@ impl Registry {
         let activity = Arc::new(Activity::new(self.epoch));
         let entry = Entry {
             socket: stream.try_clone().ok(),
-            idle_since: None,
+            // Idle from the start: no line of it has been read. Its thread
+            // may not run for a while on a loaded machine, and a slot
+            // nobody can evict until then would turn newcomers away.
+            idle_since: Some(Instant::now()),
             served: false,
             payload: None,
             activity: Arc::clone(&activity),
@@ -495,14 +498,28 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_whose_thread_has_not_run_is_idle() {
+        let accepted = sockets(2);
+        let registry = Registry::new(1, 1000, GRACE);
+        let (waiting, _) = registry.register(&accepted[0].1).unwrap();
+        // Full, and no thread has marked anything: the newcomer evicts the
+        // connection nothing was read from, rather than being turned away.
+        // No thread frees the slot here, so the newcomer is then refused.
+        assert!(registry.register(&accepted[1].1).is_none());
+        assert_eq!(registry.evicted(waiting), Some(Eviction::Idle));
+    }
+
+    #[test]
     fn a_client_that_does_not_read_is_evicted_when_full() {
         let accepted = sockets(3);
         let registry = Registry::new(2, 1000, Duration::from_millis(1));
         // Both slots in a request: one writing a reply nobody reads, one
         // receiving a payload at the rate it should.
         let (writer, activity) = registry.register(&accepted[0].1).unwrap();
+        registry.set_idle(writer, false);
         activity.set_writing(true);
         let (uploader, _) = registry.register(&accepted[1].1).unwrap();
+        registry.set_idle(uploader, false);
         registry.set_payload(uploader, Some((Instant::now(), 1 << 30)));
         let until = Instant::now() + Duration::from_secs(5);
         while registry.lock().conns[&writer]
