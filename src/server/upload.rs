@@ -300,8 +300,7 @@ pub(super) fn process(
     // Content already stored in the class it would be filed in is not
     // decoded again: a re-sent folder costs a hash per file, not a decode.
     let digest = Digest::of(payload);
-    let found = pipeline.store.lookup(trust, &digest);
-    if let Some((existing, folder)) = found.and_then(|s| folder_of(&s).map(|f| (s, f))) {
+    if let Some((folder, existing)) = pipeline.store.lookup(trust, &digest) {
         let audit = audit("dup of", &existing, &digest);
         return Ok(Accepted {
             stored: Stored {
@@ -432,14 +431,6 @@ fn audit(
         ),
         None => format!("{head} unsigned (no allowed_signers file)"),
     }
-}
-
-/// The folder of a copy the store holds, which it names `folder/name`; a
-/// path that names no folder (which the store never gives) is not taken
-/// for a stored copy.
-fn folder_of(stored: &Stored) -> Option<Folder> {
-    let (folder, _) = stored.path.split_once('/')?;
-    Folder::ALL.into_iter().find(|f| f.as_str() == folder)
 }
 
 /// A name for an upload whose given name had nothing usable in it:

@@ -359,25 +359,19 @@ fn inspect(root: &Path, trust: Trust, digest: &Digest, hooks: &impl Hooks) -> St
     }
 }
 
-/// Where content with this digest is stored in the data directory `root`,
-/// if it is, in a folder of this trust: a trusted upload is a duplicate
-/// only of a copy in a class folder, an untrusted one only of a copy in
-/// `not_trusted/`. The file an entry names is hashed before it is believed,
-/// so an entry whose file was deleted, or replaced by other content under
-/// the same name, does not count. Reads only, and takes no lock; the
-/// gallery uses it without opening a [`Store`].
-pub fn lookup(root: &Path, trust: Trust, digest: &Digest) -> Option<Stored> {
-    match inspect(root, trust, digest, &Disk) {
-        State::Sound(entry) => Some(entry.stored(true)),
-        _ => None,
-    }
-}
-
 impl Store {
-    /// Where content with this digest is already stored, if it is; see
-    /// [`lookup`].
-    pub fn lookup(&self, trust: Trust, digest: &Digest) -> Option<Stored> {
-        lookup(&self.root, trust, digest)
+    /// The folder and the copy where content with this digest is stored,
+    /// if it is, in a folder of this trust: a trusted upload is a duplicate
+    /// only of a copy in a class folder, an untrusted one only of a copy in
+    /// `not_trusted/`. The file an entry names is hashed before it is
+    /// believed, so an entry whose file was deleted, or replaced by other
+    /// content under the same name, does not count. Reads only, and takes
+    /// no lock.
+    pub fn lookup(&self, trust: Trust, digest: &Digest) -> Option<(Folder, Stored)> {
+        match inspect(&self.root, trust, digest, &Disk) {
+            State::Sound(entry) => Some((entry.folder, entry.stored(true))),
+            _ => None,
+        }
     }
 
     /// Creates the index entry for `ours`, a copy just published. Returns
@@ -639,10 +633,10 @@ mod tests {
         let digest = Digest::of(b"pixels");
         assert_eq!(store.lookup(Trust::Trusted, &digest), None);
         let first = put(&store, Folder::Green, "a.png", b"pixels");
-        let found = store.lookup(Trust::Trusted, &digest).unwrap();
+        let (folder, found) = store.lookup(Trust::Trusted, &digest).unwrap();
         assert_eq!(
-            (found.path.as_str(), found.mean, found.dup),
-            (first.as_str(), [1.0, 2.0, 3.0], true)
+            (folder, found.path.as_str(), found.mean, found.dup),
+            (Folder::Green, first.as_str(), [1.0, 2.0, 3.0], true)
         );
         let link = fs::read_link(entry_path(dir.path(), Trust::Trusted, &digest)).unwrap();
         assert_eq!(link.to_str(), Some("v1 green/a.png 1 2 3"));
@@ -654,7 +648,7 @@ mod tests {
             "green/b.png"
         );
         assert_eq!(
-            store.lookup(Trust::Trusted, &digest).unwrap().path,
+            store.lookup(Trust::Trusted, &digest).unwrap().1.path,
             "green/b.png"
         );
     }
@@ -668,7 +662,7 @@ mod tests {
         fs::write(dir.path().join("red/old.png"), b"old pixels").unwrap();
         let path = entry_path(dir.path(), Trust::Trusted, &digest);
         symlink("red/old.png r=200.0 g=10.0 b=0.2", &path).unwrap();
-        let found = store.lookup(Trust::Trusted, &digest).unwrap();
+        let (_, found) = store.lookup(Trust::Trusted, &digest).unwrap();
         assert_eq!(
             (found.path.as_str(), found.mean),
             ("red/old.png", [200.0, 10.0, 0.2])
@@ -759,11 +753,11 @@ mod tests {
         assert_eq!(store.lookup(Trust::Trusted, &plain), None);
         // Each class answers with its own copy.
         assert_eq!(
-            store.lookup(Trust::Trusted, &secret).unwrap().path,
+            store.lookup(Trust::Trusted, &secret).unwrap().1.path,
             "blue/alice-private-scan.png"
         );
         assert_eq!(
-            store.lookup(Trust::NotTrusted, &secret).unwrap().path,
+            store.lookup(Trust::NotTrusted, &secret).unwrap().1.path,
             "not_trusted/guess.png"
         );
         // An entry in one index that names a file of the other class (made
@@ -778,7 +772,7 @@ mod tests {
             "not_trusted/p-1.png"
         );
         assert_eq!(
-            store.lookup(Trust::NotTrusted, &plain).unwrap().path,
+            store.lookup(Trust::NotTrusted, &plain).unwrap().1.path,
             "not_trusted/p-1.png"
         );
     }
@@ -799,7 +793,7 @@ mod tests {
             fs::read(dir.path().join("red/same.png")).unwrap(),
             b"pixels"
         );
-        let found = store
+        let (_, found) = store
             .lookup(Trust::Trusted, &Digest::of(b"pixels"))
             .unwrap();
         assert_eq!(found.path, "red/same.png");
@@ -820,7 +814,7 @@ mod tests {
             "red/a-1.png"
         );
         assert_eq!(
-            store.lookup(Trust::Trusted, &first).unwrap().path,
+            store.lookup(Trust::Trusted, &first).unwrap().1.path,
             "red/a-1.png"
         );
     }
@@ -1049,7 +1043,7 @@ mod tests {
         );
         assert_eq!(link_text(dir.path(), &digest), before);
         assert_eq!(
-            store.lookup(Trust::Trusted, &digest).unwrap().path,
+            store.lookup(Trust::Trusted, &digest).unwrap().1.path,
             "red/gone.png"
         );
         // The upload that took the name finds the entry describing its copy.
@@ -1110,7 +1104,10 @@ mod tests {
                 told.iter().all(|p| *p == told[0]),
                 "round {round}: {told:?}"
             );
-            assert_eq!(store.lookup(Trust::Trusted, &digest).unwrap().path, told[0]);
+            assert_eq!(
+                store.lookup(Trust::Trusted, &digest).unwrap().1.path,
+                told[0]
+            );
             // The next round starts from a stale entry again.
             fs::remove_file(dir.path().join(&told[0])).unwrap();
         }

@@ -83,7 +83,7 @@ mod staging;
 pub const SIGNATURES: &str = "signatures";
 
 pub use identity_files::{KEY_FILE, PUB_FILE};
-pub use index::{Trust, Unreadable, lookup};
+pub use index::{Trust, Unreadable};
 pub use staging::Lack;
 
 use index::{Entry, INDEX};
