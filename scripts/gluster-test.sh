@@ -731,7 +731,7 @@ unhealed() {
         done
         # Entries a brick holds without a GlusterFS identity (trusted.gfid),
         # which the self-heal daemon cannot name.
-        find "$b" -path "$b/.glusterfs" -prune -o -mindepth 1 -print 2>/dev/null |
+        find "$b" -mindepth 1 -path "$b/.glusterfs" -prune -o -print 2>/dev/null |
             while read -r path; do
                 getfattr -n trusted.gfid "$path" >/dev/null 2>&1 || echo "  no gfid: ${path#"$b"}"
             done
