@@ -5,14 +5,15 @@ CARGO ?= cargo
 DATA ?= ./data
 LISTEN ?= 127.0.0.1:6666
 
-.PHONY: help build release run test lint clean
+.PHONY: help build release run test lint doc clean
 .PHONY: docker-binary docker-build docker-run docker-stop docker-test
 .PHONY: swarm-up swarm-down swarm-test k8s-validate gluster-test
 
 help:
 	@echo "make run           run the server natively on $(LISTEN) with $(DATA)"
-	@echo "make test          unit and integration tests, the Docker, Swarm and GlusterFS tests when they can run, the Kubernetes validation"
-	@echo "make lint          rustfmt, clippy and shellcheck"
+	@echo "make test          unit and integration tests, make doc, the Docker, Swarm and GlusterFS tests when they can run, the Kubernetes validation"
+	@echo "make lint          rustfmt, clippy, shellcheck and make doc"
+	@echo "make doc           the API documentation, private items included, in target/doc/; fails on any rustdoc warning"
 	@echo "make fuzz          each fuzz target for FUZZ_SECONDS (default 60) on nightly (docs/FUZZING.md)"
 	@echo "make release       optimised native build in target/release/"
 	@echo "make bench         speed and memory benchmarks (release builds) into docs/BENCHMARKS.md"
@@ -51,15 +52,21 @@ test:
 .PHONY: test-steps
 test-steps:
 	$(CARGO) test --all-targets
+	@$(MAKE) --no-print-directory doc
 	@bash scripts/shellcheck.sh
 	@MAKE='$(MAKE)' DOCKER='$(DOCKER)' bash scripts/test-containers.sh
 	@$(MAKE) --no-print-directory gluster-test
 	@$(MAKE) --no-print-directory k8s-validate
 
-lint:
+lint: doc
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	@bash scripts/shellcheck.sh
+
+# The API documentation, private items included; a broken link or any
+# other rustdoc warning fails it.
+doc:
+	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --no-deps --document-private-items
 
 clean:
 	$(CARGO) clean

@@ -7,7 +7,7 @@
 //!
 //! A request is logged with [`request`], a connection turned away or closed
 //! by the server with [`busy`] or [`closed`], a trusted upload's audit line
-//! with [`audit`], everything else with [`log!`].
+//! with [`audit`], everything else with [`log!`](crate::log!).
 //! Answered `PING`s, which health checks send every few seconds, are not
 //! logged one by one: they are counted, and written before the next other
 //! line, or with the first `PING` at least [`PING_SUMMARY`] after the first
@@ -95,7 +95,7 @@ pub fn line(args: fmt::Arguments<'_>) {
     write(Event::Message(args));
 }
 
-/// Logs a formatted line; see [`line`].
+/// Logs a formatted line; see `log::line`.
 #[macro_export]
 macro_rules! log {
     ($($arg:tt)*) => { $crate::log::line(format_args!($($arg)*)) };

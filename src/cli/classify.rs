@@ -6,7 +6,7 @@
 //! upload: a downloaded file can be a bomb too. Memory is held to a budget
 //! as the server holds it ([`crate::budget`]): before a file is read its
 //! size is reserved, and before it is decoded what the worker may hold,
-//! waiting for room while other files finish ([`sandbox::decode_file`]);
+//! waiting for room while other files finish ([`sandbox::Local::decode_file`]);
 //! large decodes take turns, one per CPU. A file whose decode could never
 //! fit the whole budget fails, as the server would refuse it.
 

@@ -2,7 +2,7 @@
 //! command, writing to stdout, and turning a command's result into the
 //! process's exit status.
 //!
-//! A closed stdout is not an error. [`print`] reports it as [`Error::Io`]
+//! A closed stdout is not an error. [`print()`] reports it as [`Error::Io`]
 //! with a broken pipe ([`is_broken_pipe`]). A command whose work is its
 //! output (`colorsort key | head -c 10`, `classify`, `stats`, help) passes
 //! it up, and [`status`] ends the command quietly with [`EXIT_OK`]: the

@@ -17,7 +17,7 @@
 //!   ssh-keygen ignores a non-empty reserved field and allows one NUL at the
 //!   end of a string.
 //! - Keys are `ssh-ed25519`, `sk-ssh-ed25519@openssh.com` and `ssh-rsa` of
-//!   [`crate::ssh::rsa::MIN_BITS`] to [`crate::ssh::rsa::MAX_BITS`] bits with minimal
+//!   2048 to 8192 bits (`ssh::rsa::MIN_BITS`, `MAX_BITS`) with minimal
 //!   mpints; ssh-keygen also takes ECDSA, DSA, certificates and RSA keys of
 //!   1024 to 16384 bits with padded mpints.
 //! - An Ed25519 signature's scalar must be reduced (s < ℓ); ssh-keygen takes
@@ -74,8 +74,8 @@ pub enum Error {
     /// The key is of a type not verified here (ECDSA, DSA, certificates,
     /// anything unknown); holds the type name as written, escaped.
     UnsupportedKey(String),
-    /// An RSA key's modulus is outside
-    /// [`crate::ssh::rsa::MIN_BITS`]..=[`crate::ssh::rsa::MAX_BITS`] bits.
+    /// An RSA key's modulus is outside 2048..=8192 bits
+    /// (`ssh::rsa::MIN_BITS`, `MAX_BITS`).
     KeySize(usize),
     /// The key's numbers are no valid key: an Ed25519 point off the curve, an
     /// RSA modulus or exponent out of range.
