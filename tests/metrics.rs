@@ -267,7 +267,16 @@ fn evictions_of_unread_replies_are_counted() {
     // Both slots held by clients that read none of their replies: the one
     // unread longest is evicted for a newcomer.
     let s = TestServer::start(&["--metrics", "127.0.0.1:0", "--max-connections", "2"]);
-    let _readers: Vec<Conn> = (0..2).map(|_| non_reader(&s, 20_000)).collect();
+    let readers: Vec<Conn> = (0..2).map(|_| non_reader(&s, 20_000)).collect();
+    // Until its requests reach the server a non-reader is idle, and a
+    // newcomer would evict it as such.
+    for r in &readers {
+        assert!(
+            s.wait_stuck_writing(r, Duration::from_secs(10)),
+            "{}",
+            s.log_text()
+        );
+    }
     let admitted = common::wait::wait_until(common::wait::after(Duration::from_secs(10)), || {
         s.connect().ask("STATS").starts_with("OK ")
     });
