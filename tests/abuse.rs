@@ -1070,18 +1070,6 @@ fn memory_goes_to_whoever_sends_and_is_taken_from_the_slowest() {
     }
 }
 
-/// A connection that pipelines `count` `KEY` requests and never reads.
-fn non_reader(s: &TestServer, count: usize) -> Conn {
-    let c = s.connect();
-    let mut stream = c.stream.try_clone().unwrap();
-    let requests = b"KEY\r\n".repeat(count);
-    // Writes until the server stops reading: its replies fill the buffers.
-    thread::spawn(move || {
-        let _ = stream.write_all(&requests);
-    });
-    c
-}
-
 #[test]
 fn clients_that_do_not_read_are_evicted_for_newcomers() {
     // Four slots, each held by a client that pipelines 20 000 KEY requests
@@ -1089,16 +1077,7 @@ fn clients_that_do_not_read_are_evicted_for_newcomers() {
     // one blocks in writing a reply. Past the grace, the one unread
     // longest is evicted for a newcomer, well before the timeout cuts it.
     let s = TestServer::start(&["--max-connections", "4"]);
-    let readers: Vec<Conn> = (0..4).map(|_| non_reader(&s, 20_000)).collect();
-    // Until its first request arrives a non-reader is idle, and the first
-    // newcomer would evict it as such.
-    for r in &readers {
-        assert!(
-            s.wait_stuck_writing(r, Duration::from_secs(10)),
-            "{}",
-            s.log_text()
-        );
-    }
+    let _readers = s.stuck_non_readers(4, Duration::from_secs(10));
     let started = Instant::now();
     let mut busy = 0;
     let admitted = wait_until(after(Duration::from_secs(10)), || {
@@ -1125,7 +1104,7 @@ fn clients_that_do_not_read_are_evicted_for_newcomers() {
 #[test]
 fn a_reply_not_read_is_cut_at_the_timeout() {
     let s = TestServer::start(&["--timeout", "1"]);
-    let mut c = non_reader(&s, 20_000);
+    let mut c = s.non_reader();
     let started = Instant::now();
     let logged = s.wait_log(
         "(closed: reply not read within 1.0s)",

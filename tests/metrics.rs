@@ -239,18 +239,6 @@ fn evictions_refusals_and_decode_waits_are_counted() {
     );
 }
 
-/// A connection that pipelines `count` `KEY` requests and never reads.
-fn non_reader(s: &TestServer, count: usize) -> Conn {
-    let c = s.connect();
-    let mut stream = c.stream.try_clone().unwrap();
-    let requests = b"KEY\r\n".repeat(count);
-    // Writes until the server stops reading: its replies fill the buffers.
-    thread::spawn(move || {
-        let _ = stream.write_all(&requests);
-    });
-    c
-}
-
 /// Waits until the log has a line with `needle`; then the page counts as
 /// many `series` as the log has such lines (each is counted before it is
 /// logged).
@@ -267,16 +255,7 @@ fn evictions_of_unread_replies_are_counted() {
     // Both slots held by clients that read none of their replies: the one
     // unread longest is evicted for a newcomer.
     let s = TestServer::start(&["--metrics", "127.0.0.1:0", "--max-connections", "2"]);
-    let readers: Vec<Conn> = (0..2).map(|_| non_reader(&s, 20_000)).collect();
-    // Until its requests reach the server a non-reader is idle, and a
-    // newcomer would evict it as such.
-    for r in &readers {
-        assert!(
-            s.wait_stuck_writing(r, Duration::from_secs(10)),
-            "{}",
-            s.log_text()
-        );
-    }
+    let _readers = s.stuck_non_readers(2, Duration::from_secs(10));
     let admitted = common::wait::wait_until(common::wait::after(Duration::from_secs(10)), || {
         s.connect().ask("STATS").starts_with("OK ")
     });

@@ -1,5 +1,6 @@
 //! What the kernel shows of the server in /proc: a process's status
-//! fields and a TCP socket's queues, and the waits built on them.
+//! fields and a TCP socket's queues, the waits built on them, and the
+//! clients that read no reply, which those waits are mostly for.
 
 // Each test crate declares the helper files it uses, in its `mod common`,
 // and uses some of what each holds; tests/tidy.rs checks that every
@@ -9,7 +10,9 @@
 use super::conn::Conn;
 use super::server::TestServer;
 use super::wait::{after, wait_until};
+use std::io::Write;
 use std::net::SocketAddr;
+use std::thread;
 use std::time::Duration;
 
 /// One TCP socket's queues from `/proc/net/tcp`: bytes sent and not yet
@@ -137,6 +140,31 @@ impl TestServer {
             let sent = tcp_queues(self.addr, client);
             received.is_some_and(|q| q.unread > 0) && sent.is_some_and(|q| q.unacked > 0)
         })
+    }
+
+    /// A connection that pipelines 20,000 `KEY` requests (580 bytes of
+    /// reply for each 5 bytes sent) and reads none of the replies.
+    pub fn non_reader(&self) -> Conn {
+        let c = self.connect();
+        let mut stream = c.stream.try_clone().unwrap();
+        let requests = b"KEY\r\n".repeat(20_000);
+        // Writes until the server stops reading: its replies fill the buffers.
+        thread::spawn(move || {
+            let _ = stream.write_all(&requests);
+        });
+        c
+    }
+
+    /// `n` non-readers (see [`TestServer::non_reader`]) that the server is
+    /// stuck writing to, each waited for up to `limit`: until its requests
+    /// arrive a non-reader is idle, and a newcomer would evict it as such.
+    /// Panics, with the server's log, if one is not stuck in time.
+    pub fn stuck_non_readers(&self, n: usize, limit: Duration) -> Vec<Conn> {
+        let readers: Vec<Conn> = (0..n).map(|_| self.non_reader()).collect();
+        for r in &readers {
+            assert!(self.wait_stuck_writing(r, limit), "{}", self.log_text());
+        }
+        readers
     }
 
     /// Waits up to `limit` until the server runs `n` threads.
