@@ -184,14 +184,19 @@ impl<'a> Connection<'a> {
             self.shared.conns.set_idle(self.id, false);
             let started = Instant::now();
             let (what, outcome) = match line {
+                // Closed even with a request line read: the kernel hands
+                // over what it held when the read side was shut, and the
+                // newcomer that evicted this connection waits for its slot.
+                Ok(_) | Err(LineError::Read(ReadError::Eof))
+                    if self.shared.conns.evicted(self.id) == Some(Eviction::Idle) =>
+                {
+                    self.shared.metrics.evicted(Eviction::Idle);
+                    let why = format_args!("evicted: idle longest while full");
+                    crate::log::busy(&self.peer, why);
+                    return self.end("server is full; closed the connection idle longest");
+                }
                 Ok(line) => self.request(&line),
                 Err(LineError::Read(ReadError::Eof)) => {
-                    if self.shared.conns.evicted(self.id) == Some(Eviction::Idle) {
-                        self.shared.metrics.evicted(Eviction::Idle);
-                        let why = format_args!("evicted: idle longest while full");
-                        crate::log::busy(&self.peer, why);
-                        return self.end("server is full; closed the connection idle longest");
-                    }
                     if self.shared.conns.stopping() {
                         return self.end("server is shutting down");
                     }

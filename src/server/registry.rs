@@ -92,7 +92,8 @@ struct RegistryState {
 struct Entry {
     /// A handle on the socket, to shut it down from outside its thread.
     socket: Option<TcpStream>,
-    /// When the connection started waiting for a request line, if it is.
+    /// When the connection started waiting for a request line, if it is:
+    /// from its accept until a line of it is read, then from each reply on.
     idle_since: Option<Instant>,
     /// The connection has had a request answered. Among idle connections,
     /// those that never completed a request (what a slowloris crowd is
@@ -187,8 +188,8 @@ impl Registry {
     /// Takes a slot for `stream`, evicting a connection if the registry is
     /// full: the one idle longest, else the one whose reply has gone unread
     /// longest, else the upload furthest behind the minimum rate. `None` if
-    /// no slot could be had. Returns the slot's id and the activity its
-    /// connection reports to.
+    /// no slot could be had. Returns the slot's id, idle from now on, and
+    /// the activity its connection reports to.
     pub(super) fn register(&self, stream: &TcpStream) -> Option<(u64, Arc<Activity>)> {
         let mut state = self.lock();
         if state.stopping {
@@ -290,7 +291,13 @@ impl Registry {
             return false;
         }
         if let Some(e) = state.conns.get_mut(&id) {
-            e.idle_since = idle.then(Instant::now);
+            // One idle already keeps its time: a new connection has been
+            // idle since its accept, not since its thread first ran.
+            e.idle_since = if idle {
+                e.idle_since.or_else(|| Some(Instant::now()))
+            } else {
+                None
+            };
         }
         true
     }
@@ -507,6 +514,21 @@ mod tests {
         // No thread frees the slot here, so the newcomer is then refused.
         assert!(registry.register(&accepted[1].1).is_none());
         assert_eq!(registry.evicted(waiting), Some(Eviction::Idle));
+    }
+
+    #[test]
+    fn a_connection_is_idle_since_its_accept_not_since_its_thread_ran() {
+        let accepted = sockets(3);
+        let registry = Registry::new(2, 1000, GRACE);
+        let (first, _) = registry.register(&accepted[0].1).unwrap();
+        thread::sleep(Duration::from_millis(5));
+        let (second, _) = registry.register(&accepted[1].1).unwrap();
+        // The first one's thread runs last.
+        registry.set_idle(second, true);
+        registry.set_idle(first, true);
+        assert!(registry.register(&accepted[2].1).is_none());
+        assert_eq!(registry.evicted(first), Some(Eviction::Idle));
+        assert_eq!(registry.evicted(second), None);
     }
 
     #[test]
