@@ -37,7 +37,8 @@
 # were lost (the test fails unless none); and the setup time.
 #
 # Needs root, /dev/fuse, GlusterFS (Debian's glusterfs-server and
-# glusterfs-client), a Docker engine, bash, sha256sum and flock; SKIPPED
+# glusterfs-client, and getfattr, from attr, which they depend on), a
+# Docker engine, bash, sha256sum and flock; SKIPPED
 # without them, a failure instead when COLORSORT_REQUIRE_TOOLS is set. A
 # glusterd already running on this machine is never touched: the test is
 # then SKIPPED too, as it needs glusterd's port.
@@ -117,7 +118,7 @@ secs() { printf '%d.%01d' $(($1 / 1000)) $((($1 % 1000) / 100)); }
 
 [ "$(id -u)" = 0 ] || skip "needs root, for glusterd and FUSE mounts"
 [ -c /dev/fuse ] || skip "no /dev/fuse"
-for tool in glusterd gluster glusterfs flock sha256sum; do
+for tool in glusterd gluster glusterfs getfattr flock sha256sum; do
     command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed (glusterfs-server, glusterfs-client)"
 done
 $DOCKER info >/dev/null 2>&1 || skip "no Docker engine reachable"
@@ -134,6 +135,9 @@ GD=$WORK/glusterd
 M1=$WORK/mnt1
 M2=$WORK/mnt2
 BRICKS=("$WORK/brick1/b" "$WORK/brick2/b" "$WORK/brick3/b")
+# The self-heal daemons' log, and its length before this run.
+SHD_LOG=/var/log/glusterfs/glustershd.log
+SHD_LOG_START=$(stat -c %s "$SHD_LOG" 2>/dev/null || echo 0)
 BG_PIDS=()
 LOAD_PIDS=()
 STARTED=$(date +%s)
@@ -727,43 +731,70 @@ unhealed() {
             else
                 echo "  $g: $(find "$b" -path "$b/.glusterfs" -prune -o -samefile "$path" -print 2>/dev/null | head -n 1)"
             fi
-            getfattr -d -m 'trusted.afr' -e hex "$path" 2>/dev/null | sed -n 's/^/    /p'
+            getfattr -d -m 'trusted.afr' -e hex "$path" 2>/dev/null | sed -n 's/^/    /p' || true
         done
         # Entries a brick holds without a GlusterFS identity (trusted.gfid),
-        # which the self-heal daemon cannot name.
-        find "$b" -mindepth 1 -path "$b/.glusterfs" -prune -o -print 2>/dev/null |
-            while read -r path; do
-                getfattr -n trusted.gfid "$path" >/dev/null 2>&1 || echo "  no gfid: ${path#"$b"}"
-            done
+        # which the self-heal daemon cannot name. (A heal still at work may
+        # remove some as find walks: its complaints are no failure.)
+        find "$b" -mindepth 1 -path "$b/.glusterfs" -prune -o -print0 2>/dev/null |
+            while IFS= read -r -d '' path; do
+                if lacks_gfid "$path"; then echo "  no gfid: ${path#"$b"}"; fi
+            done || true
     done
+}
+
+# lacks_gfid PATH: whether PATH itself (not what a link names) is on its
+# brick without a gfid: getfattr must say the attribute is not there, not
+# merely fail.
+lacks_gfid() {
+    local out
+    out=$(getfattr -h -n trusted.gfid -- "$1" 2>&1) && return 1
+    [[ $out == *"No such attribute"* ]]
+}
+
+# shd_log: what the self-heal daemons wrote to their log (shared by every
+# volume of this machine, wherever glusterd is told to log) since this run
+# began; all of it if it has been cut shorter since.
+shd_log() {
+    local size
+    size=$(stat -c %s "$SHD_LOG" 2>/dev/null) || return 0
+    if [ "$size" -ge "$SHD_LOG_START" ]; then
+        tail -c +"$((SHD_LOG_START + 1))" "$SHD_LOG"
+    else
+        cat "$SHD_LOG"
+    fi
 }
 
 # remove_gfidless: does what docs/OPERATIONS.md tells an operator to do
 # for a name the self-heal daemon cannot remove. A brick killed between
-# creating a file and giving it its gfid (trusted.gfid) keeps the name
-# without one; where the other bricks do not have it, the daemon tries to
-# remove it from that brick, logging each time "expunging file
-# PARENT-GFID/NAME (00000000-0000-0000-0000-000000000000) on
-# VOLUME-client-N", fails for want of the gfid, and the folder stays
-# pending for good. The file is removed from brick N+1 by hand, and only
-# such a file: a regular file, on that brick, with no gfid. Each one goes
-# in GFIDLESS. (Nothing acknowledged can be one: the good bricks have
-# every acknowledged file, and verify reads each through both mounts.)
+# creating a file (or an index entry's symbolic link) and giving it its
+# gfid (trusted.gfid) keeps the name without one; where the other bricks
+# do not have it, the daemon tries to remove it from that brick, logging
+# each time "expunging file PARENT-GFID/NAME
+# (00000000-0000-0000-0000-000000000000) on VOLUME-client-N", fails for
+# want of the gfid, and the folder stays pending for good. The name is
+# removed from brick N+1 by hand, and only such a name: in a folder of
+# that brick outside .glusterfs, not a folder itself, and without a gfid
+# (lacks_gfid). Each one goes in GFIDLESS. (Nothing acknowledged can be
+# one: the good bricks have every acknowledged file, and verify reads each
+# through both mounts.)
 GFIDLESS=()
+UUID='[0-9a-f]\{8\}-[0-9a-f]\{4\}-[0-9a-f]\{4\}-[0-9a-f]\{4\}-[0-9a-f]\{12\}'
 remove_gfidless() {
     local pgfid n name b dir path
-    while read -r pgfid n name; do
-        b=${BRICKS[$n]}
+    while IFS=/ read -r pgfid n name; do
+        [ "$n" -lt "${#BRICKS[@]}" ] || continue
+        b=$(readlink -f "${BRICKS[$n]}") || continue
         dir=$(readlink -f "$b/.glusterfs/${pgfid:0:2}/${pgfid:2:2}/$pgfid") || continue
-        path=$dir/$name
         [[ $dir == "$b" || $dir == "$b"/* ]] || continue
-        if [ ! -f "$path" ] || [ -L "$path" ] || getfattr -n trusted.gfid "$path" >/dev/null 2>&1; then
+        [[ $dir != "$b"/.glusterfs && $dir != "$b"/.glusterfs/* ]] || continue
+        path=$dir/$name
+        if [ -d "$path" ] || { [ ! -f "$path" ] && [ ! -L "$path" ]; } || ! lacks_gfid "$path"; then
             continue
         fi
-        rm -f -- "$path"
+        rm -- "$path" || continue
         GFIDLESS+=("${path#"$b"} on brick $((n + 1))")
-    done < <(sed -n "s|.*\] 0-$VOLUME_NAME-replicate-0: expunging file \([0-9a-f-]*\)/\(.*\) (00000000-0000-0000-0000-000000000000) on $VOLUME_NAME-client-\([0-9]\) *$|\1 \3 \2|p" \
-        /var/log/glusterfs/glustershd.log 2>/dev/null | sort -u)
+    done < <(shd_log | sed -n "s|.*\] 0-$VOLUME_NAME-replicate-0: expunging file \($UUID\)/\([^/]*\) (00000000-0000-0000-0000-000000000000) on $VOLUME_NAME-client-\([0-9]\) *$|\1/\3/\2|p" | sort -u)
 }
 
 # healed_or_heal: whether no entry waits to be healed; if some do, asks
@@ -795,14 +826,14 @@ heal_after() {
         removed=$((${#GFIDLESS[@]} - removed))
         case $removed in
         0) ;;
-        1) HEALED+=", 1 file without a gfid removed by hand" ;;
-        *) HEALED+=", $removed files without a gfid removed by hand" ;;
+        1) HEALED+=", 1 name without a gfid removed by hand" ;;
+        *) HEALED+=", $removed names without a gfid removed by hand" ;;
         esac
         return
     fi
     unhealed >&2
     echo "the self-heal daemon's last warnings and errors:" >&2
-    grep -E '\] [EW] \[' /var/log/glusterfs/glustershd.log 2>/dev/null | tail -n 20 | sed 's/^/    /' >&2 || true
+    shd_log | grep -E '\] [EW] \[' | tail -n 20 | sed 's/^/    /' >&2 || true
     [ "${2:-}" != must ] || fail "entries still unhealed ${HEAL_WAIT}s after the faults"
     HEALED="NOT healed after ${HEAL_WAIT} s ($(heal_pending) entries left, listed above)"
     note "$HEALED"
