@@ -1073,9 +1073,10 @@ fn memory_goes_to_whoever_sends_and_is_taken_from_the_slowest() {
 #[test]
 fn clients_that_do_not_read_are_evicted_for_newcomers() {
     // Four slots, each held by a client that pipelines 20 000 KEY requests
-    // (580 bytes of reply for each 5 bytes sent) and reads nothing: every
-    // one blocks in writing a reply. Past the grace, the one unread
-    // longest is evicted for a newcomer, well before the timeout cuts it.
+    // (several hundred bytes of reply for each 5 bytes sent) and reads
+    // nothing: every one blocks in writing a reply. Past the grace, the one
+    // unread longest is evicted for a newcomer, well before the timeout
+    // cuts it.
     let s = TestServer::start(&["--max-connections", "4"]);
     let _readers = s.stuck_non_readers(4, Duration::from_secs(10));
     let started = Instant::now();

@@ -142,8 +142,8 @@ impl TestServer {
         })
     }
 
-    /// A connection that pipelines 20,000 `KEY` requests (580 bytes of
-    /// reply for each 5 bytes sent) and reads none of the replies.
+    /// A connection that pipelines 20,000 `KEY` requests (several hundred bytes
+    /// of reply for each 5 bytes sent) and reads none of the replies.
     pub fn non_reader(&self) -> Conn {
         let c = self.connect();
         let mut stream = c.stream.try_clone().unwrap();
