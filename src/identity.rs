@@ -4,7 +4,7 @@
 //! ssh-rsa stanzas carry. Parsing is strict: a public key has exactly one
 //! encoding we accept, so its fingerprint names exactly one key.
 
-use crate::ssh::rsa::KeyError;
+use crate::ssh::rsa::{KeyError, MAX_BITS, MIN_BITS, check_size};
 use crate::ssh::wire::{Reader, put_mpint, put_string};
 use base64ct::{Base64, Encoding};
 use getrandom::SysRng;
@@ -18,7 +18,6 @@ use std::fmt;
 pub const COMMENT: &str = "colorsort";
 /// Key sizes `Identity::generate` offers.
 pub const GENERATE_BITS: [usize; 3] = [2048, 3072, 4096];
-pub(crate) use crate::ssh::rsa::{MAX_BITS, MIN_BITS};
 /// Upper bound on an ssh-rsa wire blob: type string, an exponent of at most
 /// 5 bytes and an 8192-bit modulus, each with its 4-byte length, fit well
 /// within it.
@@ -214,10 +213,7 @@ impl PublicKey {
     }
 
     fn from_rsa(key: rsa::PublicKey) -> Result<PublicKey, Error> {
-        let bits = key.n().bit_width_vartime() as usize;
-        if !(MIN_BITS..=MAX_BITS).contains(&bits) {
-            return Err(Error::KeySize(bits));
-        }
+        check_size(key.n().bit_width_vartime() as usize)?;
         let mut wire = Vec::with_capacity(MAX_WIRE_LEN);
         put_string(&mut wire, SSH_RSA.as_bytes());
         put_mpint(&mut wire, &key.e_bytes());

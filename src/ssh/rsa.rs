@@ -24,14 +24,20 @@ pub(crate) enum KeyError {
     Invalid,
 }
 
+/// Whether a modulus of `bits` bits is a size we accept.
+pub(crate) fn check_size(bits: usize) -> Result<(), KeyError> {
+    if (MIN_BITS..=MAX_BITS).contains(&bits) {
+        Ok(())
+    } else {
+        Err(KeyError::Size(bits))
+    }
+}
+
 /// The RSA public key with exponent `e` and modulus `n`, big-endian
 /// magnitudes (leading zero bytes allowed). The modulus's size is checked
 /// first.
 pub(crate) fn public_key(e: &[u8], n: &[u8]) -> Result<rsa::PublicKey, KeyError> {
-    let bits = bit_length(n);
-    if !(MIN_BITS..=MAX_BITS).contains(&bits) {
-        return Err(KeyError::Size(bits));
-    }
+    check_size(bit_length(n))?;
     if e.is_empty() || e.len() > MAX_EXPONENT_LEN {
         return Err(KeyError::Invalid);
     }
