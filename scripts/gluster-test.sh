@@ -716,6 +716,11 @@ note "$BATCH files sent to $S1 then $S2: stored once, $BATCH duplicates; $BATCH 
 
 # --- 6. Faults -------------------------------------------------------------
 
+# gfid_handle BRICK GFID: the name GlusterFS gives the file or folder with
+# that gfid inside the brick: a second link to a file, a symbolic link to a
+# folder.
+gfid_handle() { echo "$1/.glusterfs/${2:0:2}/${2:2:2}/$2"; }
+
 # unhealed: what each brick's index says waits to be healed, each entry
 # with its path on the brick and its replication attributes.
 unhealed() {
@@ -725,7 +730,7 @@ unhealed() {
         for g in "$b"/.glusterfs/indices/xattrop/* "$b"/.glusterfs/indices/dirty/*; do
             g=${g##*/}
             case $g in xattrop-* | dirty-* | '*') continue ;; esac
-            path=$b/.glusterfs/${g:0:2}/${g:2:2}/$g
+            path=$(gfid_handle "$b" "$g")
             if [ -L "$path" ]; then
                 echo "  $g: directory $(readlink "$path")"
             else
@@ -785,7 +790,7 @@ remove_gfidless() {
     while IFS=/ read -r pgfid n name; do
         [ "$n" -lt "${#BRICKS[@]}" ] || continue
         b=$(readlink -f "${BRICKS[$n]}") || continue
-        dir=$(readlink -f "$b/.glusterfs/${pgfid:0:2}/${pgfid:2:2}/$pgfid") || continue
+        dir=$(readlink -f "$(gfid_handle "$b" "$pgfid")") || continue
         [[ $dir == "$b" || $dir == "$b"/* ]] || continue
         [[ $dir != "$b"/.glusterfs && $dir != "$b"/.glusterfs/* ]] || continue
         path=$dir/$name
