@@ -233,9 +233,11 @@ pub fn section(report: &mut Report, binary: &Path, assets: &Path, quick: bool) {
          WebP are section 1's two files of each twice; the whole set is all of them on \
          one command line. *peak RSS* is the largest `ru_maxrss` of the rounds, as \
          section 6 measures it (at least {floor} MiB, a go-between's own). **Goals: \
-         JPEG at least 2x Pillow + numpy per CPU-second: {verdict0}** (lowest {:.2}x, {}); **the whole set with all cores at least 4.5x \
-         one Pillow + numpy process: {verdict1}** ({whole_all_cores:.2}x).",
-        worst_jpeg.0, worst_jpeg.1,
+         JPEG at least 2x Pillow + numpy per CPU-second: {verdict0}** (lowest {:.2}x, \
+         {}); **the whole set with all cores at least 4.5x one Pillow + numpy process: \
+         {verdict1}** ({whole_all_cores:.2}x).",
+        worst_jpeg.0,
+        worst_jpeg.1,
         floor = floor_mib(),
     ));
 }
